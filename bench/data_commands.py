@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.measure import peak_rss_mb
 from qanet.config import DataConfig, default_cache_dir
-from qanet.data.download import SOURCES, download
+from qanet.data.download import SOURCES, DownloadError, download
 from qanet.data.prepare import SPLITS, prepare
 
 
@@ -88,13 +88,20 @@ def run_fetch(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     destination = args.dest or default_cache_dir() / "downloads" / args.name
+    failures = []
     for remote in SOURCES[args.name]:
         url = f"{args.mirror.rstrip('/')}/{remote.name}" if args.mirror else remote.url
-        with tqdm(desc=remote.name, unit="B", unit_scale=True, leave=True) as bar:
+        with tqdm(desc=remote.name, unit="B", unit_scale=True) as bar:
             def progress(done: int, total: int | None, bar=bar) -> None:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            path = download(remote, destination / remote.name, url=url, progress=progress)
+            try:
+                path = download(remote, destination / remote.name, url=url, progress=progress)
+            except DownloadError as error:
+                failures.append(str(error))
+                continue
         check = f"{remote.algorithm} verified" if remote.algorithm else "no published checksum to verify"
         print(f"{path} ({path.stat().st_size:,} bytes, {check})")
+    if failures:
+        raise DownloadError(f"{len(failures)} of {len(SOURCES[args.name])} files failed: " + " | ".join(failures))

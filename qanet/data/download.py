@@ -56,13 +56,13 @@ def file_digest(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def _verify(path: Path, remote: RemoteFile) -> None:
+def _verify(path: Path, remote: RemoteFile, url: str) -> None:
     if remote.algorithm is None:
         return
     actual = file_digest(path, remote.algorithm)
     if actual != remote.digest:
         path.unlink()
-        raise DownloadError(f"{remote.url}: {remote.algorithm} {actual} does not match the published "
+        raise DownloadError(f"{url}: {remote.algorithm} {actual} does not match the published "
                             f"{remote.digest}; the download was deleted")
 
 
@@ -92,6 +92,6 @@ def download(remote: RemoteFile, destination: Path, url: str | None = None,
             raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
     except OSError as error:
         raise DownloadError(f"{url}: {error} (run the same command again to resume)") from None
-    _verify(partial, remote)
+    _verify(partial, remote, url)
     shutil.move(partial, destination)
     return destination

@@ -39,7 +39,7 @@ class Sequences:
         width = int(lengths.max(initial=1))
         words = np.full((len(indices), width), PAD, dtype=np.int64)
         chars = np.full((len(indices), width, self.chars.shape[1]), PAD, dtype=np.int64)
-        for row, (index, length) in enumerate(zip(indices, lengths)):
+        for row, (index, length) in enumerate(zip(indices, lengths, strict=True)):
             start = self.offsets[index]
             words[row, :length] = self.words[start:start + length]
             chars[row, :length] = self.chars[start:start + length]

@@ -112,7 +112,7 @@ def _paragraph(names: _Names, number: int, prefix: str) -> dict:
     people = [names.person() for _ in range(rng.randint(2, 4))]
     orgs = [names.org() for _ in people]
     sentences, candidates = [], []
-    for person, org in zip(people, orgs):
+    for person, org in zip(people, orgs, strict=True):
         for fact in rng.sample(_FACTS, rng.randint(2, 3)):
             values = _slot_values(names, person, org)
             sentences.append((fact, values, rng.choice(fact.sentences)))

