@@ -6,7 +6,7 @@ import pytest
 from qanet.config import ConfigError, DataConfig, SyntheticConfig
 from qanet.data import prepare as prepare_module
 from qanet.data.features import Split
-from qanet.data.prepare import prepare
+from qanet.data.prepare import load_prepared, prepare
 from qanet.data.synthetic import write_synthetic
 from qanet.metrics import normalize_answer
 from tests.conftest import shared_file
@@ -31,6 +31,15 @@ def test_second_preparation_loads_the_cache(tmp_path):
     assert first.fingerprint == second.fingerprint
     np.testing.assert_array_equal(first.train.contexts.chars, second.train.contexts.chars)
     assert first.dev.answers == second.dev.answers
+
+
+def test_a_prepared_directory_loads_without_its_input_files(tmp_path):
+    prepared = prepare(_config(), tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    moved = prepared.directory.rename(tmp_path / "elsewhere" / prepared.directory.name)
+    loaded = load_prepared(moved)
+    assert loaded.fingerprint == prepared.fingerprint and loaded.dev.ids == prepared.dev.ids
+    np.testing.assert_array_equal(loaded.word_vectors, prepared.word_vectors)
 
 
 def test_fingerprint_follows_featurisation_settings_not_length_limits(tmp_path):

@@ -70,6 +70,13 @@ def _file_digest(path: str) -> str:
     return digest.hexdigest()
 
 
+def _spacy_version() -> str | None:
+    try:
+        return metadata.version("spacy")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def _cache_key(config: DataConfig, paths: dict[str, str]) -> str:
     parts = {
         "format": FORMAT,
@@ -77,7 +84,7 @@ def _cache_key(config: DataConfig, paths: dict[str, str]) -> str:
         "vectors": vectors_identity(config.vectors, config.random_vector_dim),
         "char_len": config.char_len,
         "strict": config.strict,
-        "spacy": metadata.version("spacy"),
+        "spacy": _spacy_version(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -101,7 +108,7 @@ def prepare(config: DataConfig, cache_dir: Path | None = None, log: Log = lambda
         _build(config, paths, directory, log)
     else:
         log(f"loading cached features from {directory}")
-    return _load(key, directory)
+    return load_prepared(directory)
 
 
 def _build(config: DataConfig, paths: dict[str, str], directory: Path, log: Log) -> None:
@@ -163,13 +170,15 @@ def _write_atomically(directory: Path, splits: dict[str, Split], words: Vocabula
         raise
 
 
-def _load(key: str, directory: Path) -> Prepared:
+def load_prepared(directory: Path) -> Prepared:
+    """Load a prepared directory as it is, with no input files: what a machine without spaCy trains from."""
+    directory = Path(directory)
     with open(directory / "vocabulary.json", encoding="utf-8") as handle:
         vocabulary = json.load(handle)
     with open(directory / "build.json", encoding="utf-8") as handle:
         build = json.load(handle)
     return Prepared(
-        fingerprint=key,
+        fingerprint=directory.name.removeprefix("prepared-"),
         train=Split.load(directory, "train"),
         dev=Split.load(directory, "dev"),
         word_vectors=np.load(directory / "word_vectors.npy"),

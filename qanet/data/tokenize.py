@@ -24,7 +24,11 @@ class Tokens:
 
 class Tokenizer:
     def __init__(self) -> None:
-        import spacy  # lazily: only preprocessing needs it
+        try:
+            import spacy  # lazily: only preprocessing needs it
+        except ImportError:
+            raise ImportError("tokenising SQuAD needs spaCy (pip install spacy); a machine without it can "
+                              "train from a prepared directory: qanet.data.prepare.load_prepared(path)") from None
 
         self._spacy = spacy.blank("en").tokenizer
         self.name = f"spacy-{spacy.__version__}-blank-en"
