@@ -1,0 +1,220 @@
+"""QANet's building blocks (Yu et al. 2018), in the order the model uses them.
+
+Tensors are (batch, length, channels) between blocks. Masks are bool, True at real
+tokens. Every convolution sees padding positions zeroed, attention masks keys, and
+masked logits use the dtype's own minimum, so padding never changes a real position
+and nothing overflows in half precision.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def mask_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+
+
+class Highway(nn.Module):
+    """x <- g * relu(H(x)) + (1 - g) * x, with g = sigmoid(G(x))."""
+
+    def __init__(self, dim: int, layers: int, dropout: float) -> None:
+        super().__init__()
+        self.transforms = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
+        self.gates = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for transform, gate in zip(self.transforms, self.gates, strict=True):
+            g = torch.sigmoid(gate(x))
+            x = g * self.dropout(F.relu(transform(x))) + (1 - g) * x
+        return x
+
+
+class DepthwiseSeparableConv(nn.Module):
+    """A per-channel convolution along the sequence, then a 1x1 mixing of channels.
+
+    Works on (batch, channels, length): callers transpose once around a run of convolutions.
+    """
+
+    def __init__(self, dim_in: int, dim_out: int, kernel: int) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv1d(dim_in, dim_in, kernel, padding=kernel // 2, groups=dim_in, bias=False)
+        self.pointwise = nn.Conv1d(dim_in, dim_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class CharEncoder(nn.Module):
+    """Characters of each word -> one vector per word: convolution, ReLU, max over characters.
+
+    `conv2d` is the paper's dense convolution over the (word, character) grid with a
+    1 x kernel window; `depthwise1d` is a depthwise-separable convolution over each
+    word's characters, far cheaper in multiply-adds and parameters.
+    """
+
+    def __init__(self, kind: str, chars: int, dim: int, kernel: int, dropout: float) -> None:
+        super().__init__()
+        self.kind = kind
+        self.embedding = nn.Embedding(chars, dim, padding_idx=0)
+        nn.init.normal_(self.embedding.weight, std=0.1)  # the ports' N(0, 0.1)
+        self.embedding.weight.data[0].zero_()
+        self.dropout = nn.Dropout(dropout)
+        if kind == "conv2d":
+            self.conv = nn.Conv2d(dim, dim, (1, kernel), padding=(0, kernel // 2))
+        else:
+            self.conv = DepthwiseSeparableConv(dim, dim, kernel)
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        batch, length, width = chars.shape
+        x = self.dropout(self.embedding(chars))  # (B, L, W, D)
+        if self.kind == "conv2d":
+            x = self.conv(x.permute(0, 3, 1, 2))  # (B, D, L, W)
+            return F.relu(x).amax(dim=3).transpose(1, 2)
+        x = self.conv(x.reshape(batch * length, width, -1).transpose(1, 2))  # (B*L, D, W)
+        return F.relu(x).amax(dim=2).reshape(batch, length, -1)
+
+
+class Embedding(nn.Module):
+    """Frozen word vectors (one trainable out-of-vocabulary row) + character encoder -> hidden -> highway."""
+
+    def __init__(self, word_vectors: torch.Tensor, oov_index: int, chars: int, char_encoder: str, char_dim: int,
+                 char_kernel: int, hidden: int, dropout: float, char_dropout: float) -> None:
+        super().__init__()
+        self.register_buffer("word_vectors", word_vectors.float(), persistent=True)
+        self.oov_index = oov_index
+        self.oov = nn.Parameter(torch.zeros(word_vectors.shape[1]))
+        self.chars = CharEncoder(char_encoder, chars, char_dim, char_kernel, char_dropout)
+        self.word_dropout = nn.Dropout(dropout)
+        self.project = nn.Linear(word_vectors.shape[1] + char_dim, hidden, bias=False)
+        self.highway = Highway(hidden, 2, dropout)
+
+    def forward(self, words: torch.Tensor, chars: torch.Tensor) -> torch.Tensor:
+        vectors = F.embedding(words, self.word_vectors)
+        vectors = torch.where((words == self.oov_index).unsqueeze(-1), self.oov.to(vectors.dtype), vectors)
+        x = torch.cat([self.word_dropout(vectors), self.chars(chars)], dim=-1)
+        return self.highway(self.project(x))
+
+
+def positional_encoding(length: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Sinusoids with geometric wavelengths, sines in the first half of the channels and cosines of
+    the same frequencies in the second (the tensor2tensor timing signal the reference code uses)."""
+    half = dim // 2
+    rates = torch.exp(torch.arange(half, device=device, dtype=torch.float32) * -(math.log(1e4) / max(half - 1, 1)))
+    angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * rates[None, :]
+    signal = torch.cat([angles.sin(), angles.cos()], dim=1)
+    return F.pad(signal, (0, dim % 2)).to(dtype)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        batch, length, dim = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        keys = mask[:, None, None, :]  # every query attends to the real keys only
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(batch, length, dim))
+
+
+class EncoderBlock(nn.Module):
+    """Positional encoding, then [conv x N, self-attention, feed-forward], each as
+    layer-norm -> f -> dropout -> residual, each sublayer skipped whole with probability
+    1 - survival during training (stochastic depth)."""
+
+    def __init__(self, dim: int, convs: int, kernel: int, heads: int, dropout: float,
+                 survival: list[float], scale_input: bool) -> None:
+        super().__init__()
+        self.conv_norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(convs))
+        self.convs = nn.ModuleList(DepthwiseSeparableConv(dim, dim, kernel) for _ in range(convs))
+        self.attention_norm = nn.LayerNorm(dim)
+        self.attention = SelfAttention(dim, heads, dropout)
+        self.ffn_norm = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+        self.dropout = nn.Dropout(dropout)
+        self.survival = survival  # one probability per sublayer: convs, attention, feed-forward
+        self.input_scale = math.sqrt(dim) if scale_input else 1.0
+
+    def _skip(self, sublayer: int) -> bool:
+        return self.training and bool(torch.rand(()) >= self.survival[sublayer])
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x * self.input_scale + positional_encoding(x.shape[1], x.shape[2], x.device, x.dtype)
+        keep = mask.unsqueeze(-1).to(x.dtype)
+        for index, (norm, conv) in enumerate(zip(self.conv_norms, self.convs, strict=True)):
+            if not self._skip(index):
+                y = (norm(x) * keep).transpose(1, 2)  # zero the padding: it must not leak into the window
+                x = x + self.dropout(conv(y).transpose(1, 2))
+        if not self._skip(len(self.convs)):
+            x = x + self.dropout(self.attention(self.attention_norm(x), mask))
+        if not self._skip(len(self.convs) + 1):
+            x = x + self.dropout(self.ffn(self.ffn_norm(x)))
+        return x
+
+
+def survival_schedule(sublayers: int, survival_last: float) -> list[float]:
+    """Sublayer l of L (1-based) survives with 1 - (l / L) * (1 - survival_last)."""
+    return [1 - (layer / sublayers) * (1 - survival_last) for layer in range(1, sublayers + 1)]
+
+
+class EncoderStack(nn.Module):
+    def __init__(self, blocks: int, dim: int, convs: int, kernel: int, heads: int, dropout: float,
+                 survival_last: float, scale_input: bool) -> None:
+        super().__init__()
+        per_block = convs + 2
+        schedule = survival_schedule(blocks * per_block, survival_last)
+        self.blocks = nn.ModuleList(
+            EncoderBlock(dim, convs, kernel, heads, dropout, schedule[i * per_block:(i + 1) * per_block], scale_input)
+            for i in range(blocks)
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, mask)
+        return x
+
+
+class ContextQueryAttention(nn.Module):
+    """Trilinear similarity S = w . [c; q; c * q], computed without the (B, Lc, Lq, 3d) tensor,
+    then context-to-query A = softmax_q(S) Q and query-to-context B = softmax_q(S) softmax_c(S)^T C.
+    Returns [c; a; c * a; c * b]."""
+
+    def __init__(self, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.w_context = nn.Linear(dim, 1)
+        self.w_query = nn.Linear(dim, 1, bias=False)
+        self.w_product = nn.Parameter(torch.empty(dim).uniform_(-1 / math.sqrt(dim), 1 / math.sqrt(dim)))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, c: torch.Tensor, q: torch.Tensor, c_mask: torch.Tensor, q_mask: torch.Tensor) -> torch.Tensor:
+        c, q = self.dropout(c), self.dropout(q)
+        similarity = self.w_context(c) + self.w_query(q).transpose(1, 2) + (c * self.w_product) @ q.transpose(1, 2)
+        over_query = torch.softmax(mask_logits(similarity, q_mask[:, None, :]), dim=2)  # (B, Lc, Lq)
+        over_context = torch.softmax(mask_logits(similarity, c_mask[:, :, None]), dim=1)  # (B, Lc, Lq)
+        a = over_query @ q
+        b = over_query @ (over_context.transpose(1, 2) @ c)  # (Lq, d) first: cheaper than (Lc, Lc)
+        return torch.cat([c, a, c * a, c * b], dim=2)
+
+
+class Pointer(nn.Module):
+    """Start logits from [M0; M1], end logits from [M0; M2], padding masked out."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.start = nn.Linear(2 * dim, 1)
+        self.end = nn.Linear(2 * dim, 1)
+
+    def forward(self, m0, m1, m2, mask) -> tuple[torch.Tensor, torch.Tensor]:
+        start = self.start(torch.cat([m0, m1], dim=2)).squeeze(2)
+        end = self.end(torch.cat([m0, m2], dim=2)).squeeze(2)
+        return mask_logits(start, mask), mask_logits(end, mask)

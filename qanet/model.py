@@ -1,0 +1,56 @@
+"""QANet: embedding -> embedding encoder (shared by context and question) -> context-query
+attention -> one model-encoder stack applied three times -> start/end pointers."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qanet.config import ModelConfig
+from qanet.data.vocab import OOV, PAD
+from qanet.layers import ContextQueryAttention, Embedding, EncoderStack, Pointer
+
+
+class QANet(nn.Module):
+    def __init__(self, config: ModelConfig, word_vectors: torch.Tensor, chars: int) -> None:
+        super().__init__()
+        self.config = config
+        d = config.hidden
+        scale_all = config.pos_scale == "all"
+        self.embedding = Embedding(word_vectors, OOV, chars, config.char_encoder, config.char_dim,
+                                   config.char_kernel, d, config.dropout, config.char_dropout)
+        self.embedding_encoder = EncoderStack(1, d, config.embedding_convs, config.embedding_kernel, config.heads,
+                                              config.dropout, config.survival_last, scale_all)
+        self.attention = ContextQueryAttention(d, config.dropout)
+        self.resize = nn.Linear(4 * d, d)
+        self.model_encoder = EncoderStack(config.model_blocks, d, config.model_convs, config.model_kernel,
+                                          config.heads, config.dropout, config.survival_last, scale_all)
+        self.pointer = Pointer(d)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, context_words, context_chars, question_words, question_chars):
+        """Start and end logits (B, Lc); padding positions hold the dtype's minimum."""
+        c_mask, q_mask = context_words != PAD, question_words != PAD
+        c = self.embedding_encoder(self.embedding(context_words, context_chars), c_mask)
+        q = self.embedding_encoder(self.embedding(question_words, question_chars), q_mask)
+        x = self.resize(self.attention(c, q, c_mask, q_mask))
+        passes = []
+        for _ in range(3):  # M0, M1, M2: the same weights applied three times
+            x = self.model_encoder(self.dropout(x), c_mask)
+            passes.append(x)
+        return self.pointer(*passes, c_mask)
+
+    def loss(self, start_logits, end_logits, start, end) -> torch.Tensor:
+        """Mean of -log p_start(y1) - log p_end(y2), halved to one position's scale.
+
+        With `output = "softmax"` the logits pass through a softmax first, as in the seed
+        article: cross-entropy then applies a second softmax to probabilities in [0, 1]."""
+        if self.config.output == "softmax":
+            start_logits, end_logits = start_logits.softmax(dim=1), end_logits.softmax(dim=1)
+        return (F.cross_entropy(start_logits.float(), start) + F.cross_entropy(end_logits.float(), end)) / 2
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Trainable parameters (the frozen word vectors are a buffer, not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,329 @@
+"""Training and evaluation of one QANet run: optimiser and warm-up, EMA, clipping, bf16 on
+CUDA, full-dev evaluation with the official metric, atomic checkpoints and exact resume,
+and a divergence guard."""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qanet.config import RunConfig
+from qanet.data.batching import epoch_batches, evaluation_batches, make_batch, trainable_questions
+from qanet.data.features import Split
+from qanet.data.prepare import Prepared
+from qanet.decode import best_spans
+from qanet.metrics import evaluate_v1, evaluate_v2
+from qanet.model import QANet, parameter_count
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class Diverged(RuntimeError):
+    """The loss stopped being a finite number."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"loss became {loss} at step {step}")
+        self.step = step
+
+
+@dataclass
+class Callbacks:
+    """Hooks for progress display and pruning; raising from `on_eval` stops the run."""
+
+    on_step: Callable[[int, float], None] = lambda step, loss: None
+    on_eval: Callable[[int, dict], None] = lambda step, metrics: None
+
+
+@dataclass
+class TrainResult:
+    status: str  # "ok" or "diverged"
+    steps: int
+    metrics: dict  # the last evaluation
+    curve: list[dict] = field(default_factory=list)  # one entry per evaluation
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    train_examples: int = 0
+    parameters: int = 0
+    peak_memory_mb: float = 0.0
+    train_questions: int = 0
+    train_questions_left_out: int = 0
+    error: str | None = None
+
+    @property
+    def train_examples_per_s(self) -> float:
+        return self.train_examples / self.train_seconds if self.train_seconds else 0.0
+
+
+class EMA:
+    """Exponential moving average of the trainable weights, with the warm-up
+    decay_n = min(decay, (1 + n) / (10 + n)) so short runs are not dominated by the initial weights."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.shadow = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        names, params = zip(*((n, p) for n, p in model.named_parameters() if n in self.shadow), strict=True)
+        torch._foreach_lerp_([self.shadow[n] for n in names], list(params), 1 - decay)
+
+    @torch.no_grad()
+    def swap(self, model: torch.nn.Module) -> None:
+        """Exchange the model's weights with the averages (call again to swap back)."""
+        for name, param in model.named_parameters():
+            if name in self.shadow:
+                tmp = param.detach().clone()
+                param.copy_(self.shadow[name])
+                self.shadow[name].copy_(tmp)
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = state["updates"]
+        for name, value in state["shadow"].items():
+            self.shadow[name].copy_(value)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(config: RunConfig, prepared: Prepared) -> QANet:
+    return QANet(config.model, torch.from_numpy(prepared.word_vectors), len(prepared.chars))
+
+
+def _optimizer(model: torch.nn.Module, config: RunConfig):
+    train = config.train
+    weights = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    others = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": weights, "weight_decay": train.weight_decay}, {"params": others, "weight_decay": 0.0}]
+    if train.optimizer == "adam":
+        optimizer = torch.optim.Adam(groups, lr=train.learning_rate, betas=(0.8, 0.999), eps=1e-7)
+        warmup = max(train.warmup_steps, 2)
+        # the paper's inverse-exponential warm-up: lr * log(step + 1) / log(warmup), capped at lr
+        schedule = lambda step: min(1.0, math.log(step + 1) / math.log(warmup))  # noqa: E731
+    else:
+        optimizer = torch.optim.Adadelta(groups, lr=train.learning_rate, rho=0.95, eps=1e-6)
+        schedule = lambda step: 1.0  # noqa: E731
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def _to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    tensors = {key: torch.from_numpy(value) for key, value in batch.items()}
+    if device.type == "cuda":
+        return {key: t.pin_memory().to(device, non_blocking=True) for key, t in tensors.items()}
+    return tensors
+
+
+def _autocast(device: torch.device, config: RunConfig):
+    enabled = device.type == "cuda" and config.train.bf16
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA allocator peak on a GPU, this process's peak RSS on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
+@torch.no_grad()
+def predict(model: QANet, split: Split, config: RunConfig, device: torch.device,
+            limit: int | None = None) -> dict[str, str]:
+    """Answer text for each dev question, cut from the original context by character offsets."""
+    model.eval()
+    answers = {}
+    for questions in evaluation_batches(split, config.train.eval_batch_size, limit):
+        # the whole context: evaluation never truncates or drops a question
+        batch = _to_device(make_batch(split, questions, int(split.contexts.lengths.max()), config.data.question_len),
+                           device)
+        with _autocast(device, config):
+            start_logits, end_logits = model(batch["context_words"], batch["context_chars"],
+                                             batch["question_words"], batch["question_chars"])
+        starts, ends = best_spans(start_logits, end_logits, config.train.max_answer_len)
+        for question, start, end in zip(questions, starts.tolist(), ends.tolist(), strict=True):
+            answers[split.ids[question]] = split.answer_text(question, start, end)
+    return answers
+
+
+def score(split: Split, predictions: dict[str, str]) -> dict:
+    """Official EM/F1 over the questions predicted (all of them unless a limit was set)."""
+    questions = [{"id": qid, "answers": [{"text": t} for t in answers]}
+                 for qid, answers in zip(split.ids, split.answers, strict=True) if qid in predictions]
+    articles = [{"paragraphs": [{"qas": questions}]}]
+    if split.version.lstrip("v").startswith("2"):
+        return evaluate_v2(articles, predictions)
+    result = evaluate_v1(articles, predictions)
+    return {"exact": result["exact_match"], "f1": result["f1"], "total": len(questions)}
+
+
+class Trainer:
+    """One run. `run()` trains to the budget, resuming from `checkpoint_dir` when it holds a checkpoint."""
+
+    def __init__(self, config: RunConfig, prepared: Prepared, checkpoint_dir: Path | None = None,
+                 callbacks: Callbacks | None = None) -> None:
+        self.config = config.validate()
+        self.prepared = prepared
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.callbacks = callbacks or Callbacks()
+        train = config.train
+        if train.threads:
+            torch.set_num_threads(train.threads)
+        self.device = resolve_device(train.device)
+        torch.manual_seed(train.seed)
+        self.model = build_model(config, prepared).to(self.device)
+        self.forward = torch.compile(self.model) if train.compile else self.model
+        self.optimizer, self.scheduler = _optimizer(self.model, config)
+        self.ema = EMA(self.model, train.ema_decay) if train.ema else None
+        self.questions = trainable_questions(prepared.train, config.data.context_len)
+        self.lengths = prepared.train.context_lengths()
+        self.step = 0
+        self.losses: list[float] = []  # training losses since the last evaluation
+        self.result = TrainResult("ok", 0, {}, parameters=parameter_count(self.model),
+                                  train_questions=len(self.questions),
+                                  train_questions_left_out=len(prepared.train) - len(self.questions))
+        if self.checkpoint_dir and (self.checkpoint_dir / CHECKPOINT).exists():
+            self._load_checkpoint(self.checkpoint_dir / CHECKPOINT)
+
+    def batches(self):
+        """Training batches from the current step on, epoch after epoch."""
+        train = self.config.train
+        epoch, position = 0, self.step
+        while True:
+            batches = epoch_batches(self.questions, self.lengths, train.batch_size, train.seed, epoch)
+            if position < len(batches):
+                yield from batches[position:]
+            position = max(0, position - len(batches))
+            epoch += 1
+
+    def train_step(self, questions: np.ndarray) -> float:
+        data = self.config.data
+        batch = _to_device(make_batch(self.prepared.train, questions, data.context_len, data.question_len), self.device)
+        self.model.train()
+        with _autocast(self.device, self.config):
+            start_logits, end_logits = self.forward(batch["context_words"], batch["context_chars"],
+                                                    batch["question_words"], batch["question_chars"])
+            loss = self.model.loss(start_logits, end_logits, batch["start"], batch["end"])
+        value = loss.item()
+        if not math.isfinite(value):
+            raise Diverged(self.step + 1, value)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.clip_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema:
+            self.ema.update(self.model)
+        return value
+
+    def evaluate(self) -> dict:
+        started = time.perf_counter()
+        if self.ema:
+            self.ema.swap(self.model)
+        try:
+            predictions = predict(self.model, self.prepared.dev, self.config, self.device,
+                                  self.config.train.eval_questions)
+        finally:
+            if self.ema:
+                self.ema.swap(self.model)
+        metrics = score(self.prepared.dev, predictions)
+        self.result.eval_seconds += time.perf_counter() - started
+        return metrics
+
+    def run(self) -> TrainResult:
+        train = self.config.train
+        result = self.result
+        deadline = time.monotonic() + train.minutes * 60 - result.train_seconds if train.minutes else math.inf
+        batches = self.batches()
+        try:
+            while self.step < train.steps and time.monotonic() < deadline:
+                questions = next(batches)
+                started = time.perf_counter()
+                self.losses.append(self.train_step(questions))
+                self._synchronize()
+                result.train_seconds += time.perf_counter() - started
+                result.train_examples += len(questions)
+                self.step += 1
+                self.callbacks.on_step(self.step, self.losses[-1])
+                if self.step % train.eval_every == 0 or self.step == train.steps:
+                    self._record_evaluation()
+                if self.checkpoint_dir and self.step % train.checkpoint_every == 0:
+                    self.save_checkpoint()
+            if self.losses or not result.curve:  # stopped by the time budget between evaluations
+                self._record_evaluation()
+        except Diverged as error:
+            result.status, result.error = "diverged", str(error)
+        result.steps = self.step
+        result.peak_memory_mb = peak_memory_mb(self.device)
+        if self.checkpoint_dir:
+            self.save_checkpoint()
+        return result
+
+    def _record_evaluation(self) -> None:
+        metrics = self.evaluate()
+        entry = {"step": self.step, "train_loss": float(np.mean(self.losses)) if self.losses else None,
+                 "train_seconds": round(self.result.train_seconds, 3), **metrics}
+        self.result.curve.append(entry)
+        self.result.metrics = metrics
+        self.losses = []
+        self.callbacks.on_eval(self.step, entry)
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def save_checkpoint(self) -> Path:
+        """Everything needed to continue exactly, written to a temporary file and renamed."""
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        result = self.result
+        state = {
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "losses": self.losses,
+            "progress": {"curve": result.curve, "metrics": result.metrics, "train_seconds": result.train_seconds,
+                         "eval_seconds": result.eval_seconds, "train_examples": result.train_examples},
+            "vocabulary": {"words": self.prepared.words, "chars": self.prepared.chars},
+            "fingerprint": self.prepared.fingerprint,
+        }
+        path = self.checkpoint_dir / CHECKPOINT
+        staging = path.with_name(f".{CHECKPOINT}.{os.getpid()}.tmp")
+        torch.save(state, staging)
+        staging.replace(path)
+        return path
+
+    def _load_checkpoint(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state["fingerprint"] != self.prepared.fingerprint:
+            raise ValueError(f"{path}: made from data {state['fingerprint']}, not {self.prepared.fingerprint}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema and state["ema"]:
+            self.ema.load_state_dict(state["ema"])
+        torch.set_rng_state(state["rng"].cpu())
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        self.step = state["step"]
+        self.losses = state["losses"]
+        for key, value in state["progress"].items():
+            setattr(self.result, key, value)
