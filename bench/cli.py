@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import data_commands
+from bench import data_commands, train_command
 from qanet.config import ConfigError
 from qanet.data.download import DownloadError
 from qanet.data.squad import SquadFormatError
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_commands.register(commands)
+    train_command.register(commands)
     return parser
 
 

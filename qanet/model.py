@@ -9,7 +9,7 @@ from torch import nn
 
 from qanet.config import ModelConfig
 from qanet.data.vocab import OOV, PAD
-from qanet.layers import ContextQueryAttention, Embedding, EncoderStack, Pointer
+from qanet.layers import ContextQueryAttention, Dropout, Embedding, EncoderStack, Pointer
 
 
 class QANet(nn.Module):
@@ -21,13 +21,15 @@ class QANet(nn.Module):
         self.embedding = Embedding(word_vectors, OOV, chars, config.char_encoder, config.char_dim,
                                    config.char_kernel, d, config.dropout, config.char_dropout)
         self.embedding_encoder = EncoderStack(1, d, config.embedding_convs, config.embedding_kernel, config.heads,
-                                              config.dropout, config.survival_last, scale_all)
+                                              config.dropout, config.attention_dropout, config.survival_last,
+                                              scale_all)
         self.attention = ContextQueryAttention(d, config.dropout)
         self.resize = nn.Linear(4 * d, d)
         self.model_encoder = EncoderStack(config.model_blocks, d, config.model_convs, config.model_kernel,
-                                          config.heads, config.dropout, config.survival_last, scale_all)
+                                          config.heads, config.dropout, config.attention_dropout,
+                                          config.survival_last, scale_all)
         self.pointer = Pointer(d)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, context_words, context_chars, question_words, question_chars):
         """Start and end logits (B, Lc); padding positions hold the dtype's minimum."""

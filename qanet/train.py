@@ -106,7 +106,7 @@ def build_model(config: RunConfig, prepared: Prepared) -> QANet:
     return QANet(config.model, torch.from_numpy(prepared.word_vectors), len(prepared.chars))
 
 
-def _optimizer(model: torch.nn.Module, config: RunConfig):
+def make_optimizer(model: torch.nn.Module, config: RunConfig):
     train = config.train
     weights = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     others = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
@@ -186,8 +186,9 @@ class Trainer:
         self.device = resolve_device(train.device)
         torch.manual_seed(train.seed)
         self.model = build_model(config, prepared).to(self.device)
+        self.model.model_encoder.recompute_every = train.recompute_every
         self.forward = torch.compile(self.model) if train.compile else self.model
-        self.optimizer, self.scheduler = _optimizer(self.model, config)
+        self.optimizer, self.scheduler = make_optimizer(self.model, config)
         self.ema = EMA(self.model, train.ema_decay) if train.ema else None
         self.questions = trainable_questions(prepared.train, config.data.context_len)
         self.lengths = prepared.train.context_lengths()

@@ -1,0 +1,114 @@
+"""`python -m bench train` and `python -m bench predict`."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from bench.records import ROOT, environment, write_json_atomically
+from qanet.config import PRESETS, RunConfig, build_config
+from qanet.data.prepare import prepare
+from qanet.train import Callbacks, Trainer
+
+
+def register(commands) -> None:
+    train = commands.add_parser(
+        "train", help="train one QANet run (for debugging a configuration)",
+        description="Train one run from a preset plus overrides, show progress, print dev EM/F1 at each "
+                    "evaluation, and write a JSON record. Rerunning the same configuration resumes from its "
+                    "checkpoint.",
+    )
+    train.add_argument("--preset", default="smoke", choices=sorted(PRESETS),
+                       help="starting configuration: 'paper' is the full model (GPU), 'smoke' a CPU-sized one "
+                            "on the synthetic data (default: %(default)s)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a setting, e.g. --set model.hidden=100 --set train.steps=500 (repeatable)")
+    train.add_argument("--out", type=Path, default=ROOT / "results" / "train",
+                       help="where the record and checkpoint go (default: results/train)")
+    train.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start again")
+    train.set_defaults(handler=run_train)
+
+    predict = commands.add_parser(
+        "predict", help="answer questions about a paragraph with a trained checkpoint",
+        description="Answer questions about a paragraph given on the command line or in a file.",
+    )
+    predict.add_argument("checkpoint", type=Path, help="a checkpoint.pt written by `bench train`")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--context", help="the paragraph")
+    source.add_argument("--context-file", type=Path, help="a text file holding the paragraph")
+    predict.add_argument("--question", "-q", action="append", required=True, help="a question (repeatable)")
+    predict.set_defaults(handler=run_predict)
+
+
+def run_id(config: RunConfig, fingerprint: str) -> str:
+    text = json.dumps({"config": config.to_dict(), "data": fingerprint}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def train_one(config: RunConfig, out: Path, fresh: bool = False, show_progress: bool = True) -> dict:
+    """Train (or resume) one run and write its record; returns the record."""
+    from tqdm import tqdm
+
+    prepared = prepare(config.data, log=print if show_progress else (lambda _: None))
+    identity = run_id(config, prepared.fingerprint)
+    checkpoints = out / "checkpoints" / identity
+    if fresh and (checkpoints / "checkpoint.pt").exists():
+        (checkpoints / "checkpoint.pt").unlink()
+    bar = tqdm(total=config.train.steps, desc=f"train {identity}", unit="step", disable=not show_progress)
+
+    def on_step(step: int, loss: float) -> None:
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{loss:.3f}")
+
+    def on_eval(step: int, entry: dict) -> None:
+        bar.write(f"step {step}: dev EM {entry['exact']:.2f} F1 {entry['f1']:.2f} "
+                  f"(train loss {entry['train_loss'] or float('nan'):.3f})")
+
+    started = time.perf_counter()
+    trainer = Trainer(config, prepared, checkpoints, Callbacks(on_step=on_step, on_eval=on_eval))
+    bar.update(trainer.step)
+    result = trainer.run()
+    bar.close()
+    record = {
+        "id": identity,
+        "status": result.status,
+        "error": result.error,
+        "config": config.to_dict(),
+        "dataset_fingerprint": prepared.fingerprint,
+        "steps": result.steps,
+        "metrics": result.metrics,
+        "curve": result.curve,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "train_seconds": round(result.train_seconds, 2),
+        "eval_seconds": round(result.eval_seconds, 2),
+        "train_examples_per_s": round(result.train_examples_per_s, 2),
+        "peak_memory_mb": round(result.peak_memory_mb, 1),
+        "parameters": result.parameters,
+        "train_questions": result.train_questions,
+        "train_questions_left_out": result.train_questions_left_out,
+        "environment": environment(trainer.device),
+        "checkpoint": str(checkpoints / "checkpoint.pt"),
+    }
+    write_json_atomically(out / f"{identity}.json", record)
+    return record
+
+
+def run_train(args: argparse.Namespace) -> None:
+    config = build_config(args.preset, args.overrides)
+    record = train_one(config, args.out, fresh=args.fresh)
+    exact, f1 = record["metrics"].get("exact", float("nan")), record["metrics"].get("f1", float("nan"))
+    print(f"{record['status']}: dev EM {exact:.2f} F1 {f1:.2f} after {record['steps']} steps; "
+          f"{record['train_examples_per_s']:.1f} train examples/s, peak memory "
+          f"{record['peak_memory_mb']:.0f} MB, {record['parameters']:,} parameters")
+    print(f"record: {args.out / (record['id'] + '.json')}")
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    from qanet.predict import answer_questions
+
+    context = args.context if args.context is not None else args.context_file.read_text(encoding="utf-8")
+    for question, answer in zip(args.question, answer_questions(args.checkpoint, context, args.question), strict=True):
+        print(f"Q: {question}\nA: {answer}")

@@ -1,0 +1,45 @@
+"""Answer questions about a new paragraph with a trained checkpoint (the seed article's demo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from qanet.config import RunConfig
+from qanet.data.features import encode
+from qanet.data.tokenize import Tokenizer
+from qanet.data.vocab import Vocabulary
+from qanet.decode import best_spans
+from qanet.model import QANet
+
+
+def load_model(checkpoint: Path) -> tuple[QANet, RunConfig, Vocabulary, Vocabulary]:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    config = RunConfig.from_dict(state["config"])
+    words, chars = Vocabulary(state["vocabulary"]["words"]), Vocabulary(state["vocabulary"]["chars"])
+    model = QANet(config.model, state["model"]["embedding.word_vectors"], len(chars.items))
+    model.load_state_dict(state["model"])
+    if state["ema"]:  # answer with the averaged weights, as evaluation does
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                param.copy_(state["ema"]["shadow"][name])
+    return model.eval(), config, words, chars
+
+
+@torch.no_grad()
+def answer_questions(checkpoint: Path, context: str, questions: list[str]) -> list[str]:
+    model, config, words, chars = load_model(checkpoint)
+    tokenizer = Tokenizer()
+    paragraph = tokenizer(context)
+    question_tokens = [tokenizer(q).words[:config.data.question_len] for q in questions]
+    contexts = encode([paragraph.words] * len(questions), words, chars, config.data.char_len)
+    asked = encode(question_tokens, words, chars, config.data.char_len)
+    rows = list(range(len(questions)))
+    context_words, context_chars = contexts.padded(rows, len(paragraph.words))
+    question_words, question_chars = asked.padded(rows, config.data.question_len)
+    start_logits, end_logits = model(*(torch.from_numpy(a) for a in
+                                       (context_words, context_chars, question_words, question_chars)))
+    starts, ends = best_spans(start_logits, end_logits, config.train.max_answer_len)
+    spans = paragraph.spans
+    return [context[spans[s, 0]:spans[e, 1]] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
