@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint tox bench-prepare
+.PHONY: setup demo test lint tox bench-prepare bench-speed
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-demo: setup  ## the main job on the embedded default: synthetic data, CPU
-	$(BIN)/python -m bench data prepare
+demo: setup  ## the main job on the embedded default: synthetic data, CPU, about 3 minutes
+	$(BIN)/python -m bench train --preset smoke
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -27,3 +27,6 @@ tox: setup  ## py311, py312 and lint, with the pyenv interpreters
 
 bench-prepare: setup  ## prepare real SQuAD v1.1 from ../shared/data: cold, cached, peak RSS
 	$(BIN)/python benchmarks/prepare_squad.py
+
+bench-speed: setup  ## CPU training-step throughput and peak memory at two model sizes
+	$(BIN)/python benchmarks/train_speed.py

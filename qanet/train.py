@@ -176,7 +176,9 @@ class Trainer:
 
     def __init__(self, config: RunConfig, prepared: Prepared, checkpoint_dir: Path | None = None,
                  callbacks: Callbacks | None = None) -> None:
-        self.config = config.validate()
+        config.model.validate()  # not config.data: its files may be absent where a prepared directory travels
+        config.train.validate()
+        self.config = config
         self.prepared = prepared
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.callbacks = callbacks or Callbacks()

@@ -29,3 +29,41 @@ def test_malformed_input_is_one_line_and_exit_status_2(tmp_path):
 def test_help_explains_the_commands():
     result = run_python("-m", "bench", "data", "prepare", "--help")
     assert "synthetic" in result.stdout and "--vectors" in result.stdout
+
+
+SMALL_RUN = ["--set", "train.steps=4", "--set", "train.eval_every=2", "--set", "data.synthetic.train_paragraphs=20",
+             "--set", "data.synthetic.dev_paragraphs=5", "--set", "train.threads=1"]
+
+
+def test_train_writes_a_record_and_predict_answers_from_its_checkpoint(tmp_path):
+    out = tmp_path / "runs"
+    result = run_python("-m", "bench", "train", "--preset", "smoke", *SMALL_RUN, "--out", str(out))
+    assert "step 2: dev EM" in result.stdout and "step 4: dev EM" in result.stdout
+    [path] = out.glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "ok" and record["steps"] == 4
+    assert [entry["step"] for entry in record["curve"]] == [2, 4]
+    for key in ("exact", "f1", "total"):
+        assert key in record["metrics"]
+    assert record["metrics"]["total"] == 30
+    assert record["config"]["model"]["hidden"] == 64 and record["parameters"] > 0
+    assert record["train_examples_per_s"] > 0 and record["peak_memory_mb"] > 0
+    assert record["environment"]["torch"] and "sha" in record["environment"]["git"]
+
+    again = run_python("-m", "bench", "train", "--preset", "smoke", *SMALL_RUN, "--out", str(out))
+    assert json.loads(path.read_text())["metrics"] == record["metrics"]  # resumed at the end: nothing retrained
+    assert "step 2: dev EM" not in again.stdout
+
+    context = "Kavel Ostrani was born in Port Velosa in 1874. Mirel Dasko founded the Trel Guild in 1902."
+    answer = run_python("-m", "bench", "predict", record["checkpoint"], "--context", context,
+                        "-q", "Where was Kavel Ostrani born?", "-q", "Who founded the Trel Guild?")
+    lines = answer.stdout.splitlines()
+    assert lines[0] == "Q: Where was Kavel Ostrani born?" and lines[2] == "Q: Who founded the Trel Guild?"
+    assert lines[1].startswith("A: ") and lines[1][3:] in context and lines[3][3:] in context
+
+
+def test_bad_override_is_one_line(tmp_path):
+    result = run_python("-m", "bench", "train", "--set", "model.heads=7", "--out", str(tmp_path), check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: model.heads = 7: must divide model.hidden = 64; "
+                                     "choose one of [1, 2, 4, 8, 16, 32, 64]")

