@@ -142,7 +142,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 @torch.no_grad()
-def predict(model: QANet, split: Split, config: RunConfig, device: torch.device,
+def predict_answers(model: QANet, split: Split, config: RunConfig, device: torch.device,
             limit: int | None = None) -> dict[str, str]:
     """Answer text for each dev question, cut from the original context by character offsets."""
     model.eval()
@@ -238,7 +238,7 @@ class Trainer:
         if self.ema:
             self.ema.swap(self.model)
         try:
-            predictions = predict(self.model, self.prepared.dev, self.config, self.device,
+            predictions = predict_answers(self.model, self.prepared.dev, self.config, self.device,
                                   self.config.train.eval_questions)
         finally:
             if self.ema:

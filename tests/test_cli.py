@@ -60,6 +60,11 @@ def test_train_writes_a_record_and_predict_answers_from_its_checkpoint(tmp_path)
     lines = answer.stdout.splitlines()
     assert lines[0] == "Q: Where was Kavel Ostrani born?" and lines[2] == "Q: Who founded the Trel Guild?"
     assert lines[1].startswith("A: ") and lines[1][3:] in context and lines[3][3:] in context
+    paragraph = tmp_path / "paragraph.txt"
+    paragraph.write_text(context)
+    from_file = run_python("-m", "bench", "predict", record["checkpoint"], "--context-file", str(paragraph),
+                           "-q", "Where was Kavel Ostrani born?")
+    assert from_file.stdout.splitlines() == lines[:2]
 
 
 def test_bad_override_is_one_line(tmp_path):
