@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-demo: setup  ## the main job on the embedded default: synthetic data, CPU, about 3 minutes
-	$(BIN)/python -m bench train --preset smoke
+demo: setup  ## the main job on the embedded default: synthetic data, CPU, about 7 minutes
+	$(BIN)/python -m bench run ablation_char_cnn --scale smoke
 
 test: setup
 	$(BIN)/python -m pytest -q

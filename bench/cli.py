@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import data_commands, train_command
+from bench import data_commands, run_command, train_command
+from bench.study import StudyError
 from qanet.config import ConfigError
 from qanet.data.download import DownloadError
 from qanet.data.squad import SquadFormatError
 
 # Errors a user can fix: one line on stderr and exit status 2, no traceback.
-USER_ERRORS = (ConfigError, SquadFormatError, DownloadError, FileNotFoundError)
+USER_ERRORS = (ConfigError, StudyError, SquadFormatError, DownloadError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_commands.register(commands)
     train_command.register(commands)
+    run_command.register(commands)
     return parser
 
 

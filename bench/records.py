@@ -46,6 +46,8 @@ def environment(device: torch.device) -> dict:
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "platform": platform.platform(),
+        "host": platform.node(),
+        "pid": os.getpid(),
         "git": git_version(),
         "argv": sys.argv,
     }
@@ -57,3 +59,72 @@ def write_json_atomically(path: Path, data: dict) -> None:
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     staging.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     staging.replace(path)
+
+
+RUNS = ROOT / "results" / "runs"
+# Measurements and placement vary between two executions of the same run; everything else must not.
+MEASURED = ("wall_seconds", "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb",
+            "environment", "checkpoint")
+COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
+           "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters", "device",
+           "threads", "git_sha", "git_dirty", "id", "error"]
+
+
+def comparable(record: dict) -> dict:
+    """A record without its measurements: equal for two executions of the same run."""
+    kept = {key: value for key, value in record.items() if key not in MEASURED}
+    kept["curve"] = [{k: v for k, v in entry.items() if k != "train_seconds"} for entry in record.get("curve", [])]
+    for key in ("device", "threads"):
+        kept["config"]["train"].pop(key, None)
+    return kept
+
+
+def read_records(directory: Path) -> list[dict]:
+    return [json.loads(path.read_text(encoding="utf-8")) for path in sorted(Path(directory).glob("*.json"))]
+
+
+def load_study(study: str, root: Path = RUNS):
+    """One row per run record of a study, tidy columns (see COLUMNS), then one column per
+    configuration field named by its dotted key (model.hidden, train.optimizer, ...)."""
+    import pandas as pd
+
+    rows = []
+    for record in read_records(Path(root) / study):
+        metrics = record.get("metrics") or {}
+        environment_info = record.get("environment") or {}
+        row = {key: record.get(key) for key in COLUMNS}
+        row.update({key: metrics.get(key) for key in ("exact", "f1", "total")})
+        row.update({f"{key}": value for key, value in metrics.items() if key.startswith(("HasAns", "NoAns"))})
+        row.update(device=environment_info.get("device"), threads=environment_info.get("threads"),
+                   git_sha=(environment_info.get("git") or {}).get("sha"),
+                   git_dirty=(environment_info.get("git") or {}).get("dirty"))
+        for section, values in record["config"].items():
+            for key, value in values.items():
+                row[f"{section}.{key}"] = json.dumps(value) if isinstance(value, dict) else value
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame if rows else pd.DataFrame(columns=COLUMNS)
+
+
+def summary_table(frame, scale: str | None = None, order: list[str] | None = None) -> str:
+    """Variant, runs, EM and F1 mean +- std over seeds, wall time, memory, and failures."""
+    if scale is not None:
+        frame = frame[frame["scale"] == scale]
+    if frame.empty:
+        return "no records"
+    variants = [v for v in order or [] if v in set(frame["variant"])] or sorted(set(frame["variant"]))
+    lines = [f"{'variant':40} {'runs':>4} {'EM':>13} {'F1':>13} {'wall s':>8} {'memory MB':>9}  not ok"]
+    for variant in variants:
+        group = frame[frame["variant"] == variant]
+        ok = group[group["status"] == "ok"]
+        failures = ", ".join(f"{s} {n}" for s, n in group[group["status"] != "ok"]["status"].value_counts().items())
+        lines.append(f"{variant[:40]:40} {len(group):4} {_mean_std(ok['exact']):>13} {_mean_std(ok['f1']):>13} "
+                     f"{ok['wall_seconds'].mean():8.1f} {ok['peak_memory_mb'].mean():9.0f}  {failures or '-'}")
+    return "\n".join(lines)
+
+
+def _mean_std(values) -> str:
+    values = values.dropna().astype(float)
+    if values.empty:
+        return "-"
+    return f"{values.mean():5.2f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:4.2f}"

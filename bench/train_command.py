@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import time
 from pathlib import Path
 
-from bench.records import ROOT, environment, write_json_atomically
+from bench.records import ROOT
+from bench.runner import execute, plan
 from qanet.config import PRESETS, RunConfig, build_config
-from qanet.data.prepare import prepare
-from qanet.train import Callbacks, Trainer
 
 
 def register(commands) -> None:
@@ -43,56 +39,25 @@ def register(commands) -> None:
     predict.set_defaults(handler=run_predict)
 
 
-def run_id(config: RunConfig, fingerprint: str) -> str:
-    text = json.dumps({"config": config.to_dict(), "data": fingerprint}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def train_one(config: RunConfig, out: Path, fresh: bool = False, show_progress: bool = True) -> dict:
-    """Train (or resume) one run and write its record; returns the record."""
+def train_one(config: RunConfig, out: Path, fresh: bool = False) -> dict:
+    """Train (or resume) one run with a progress bar and write its record; returns the record."""
     from tqdm import tqdm
 
-    prepared = prepare(config.data, log=print if show_progress else (lambda _: None))
-    identity = run_id(config, prepared.fingerprint)
-    checkpoints = out / "checkpoints" / identity
-    if fresh and (checkpoints / "checkpoint.pt").exists():
-        (checkpoints / "checkpoint.pt").unlink()
-    bar = tqdm(total=config.train.steps, desc=f"train {identity}", unit="step", disable=not show_progress)
+    [spec] = plan("train", [("train", config.train.seed, config)], "custom", out, log=print)
+    if fresh:
+        (spec.checkpoint_dir / "checkpoint.pt").unlink(missing_ok=True)
+    bar = tqdm(total=config.train.steps, desc=f"train {spec.id}", unit="step", disable=None)
 
-    def on_step(step: int, loss: float) -> None:
+    def progress(step: int, total: int, loss: float) -> None:
         bar.update(step - bar.n)
         bar.set_postfix(loss=f"{loss:.3f}")
 
     def on_eval(step: int, entry: dict) -> None:
-        bar.write(f"step {step}: dev EM {entry['exact']:.2f} F1 {entry['f1']:.2f} "
+        tqdm.write(f"step {step}: dev EM {entry['exact']:.2f} F1 {entry['f1']:.2f} "
                   f"(train loss {entry['train_loss'] or float('nan'):.3f})")
 
-    started = time.perf_counter()
-    trainer = Trainer(config, prepared, checkpoints, Callbacks(on_step=on_step, on_eval=on_eval))
-    bar.update(trainer.step)
-    result = trainer.run()
+    record = execute(spec, progress=progress, on_eval=on_eval)
     bar.close()
-    record = {
-        "id": identity,
-        "status": result.status,
-        "error": result.error,
-        "config": config.to_dict(),
-        "dataset_fingerprint": prepared.fingerprint,
-        "steps": result.steps,
-        "metrics": result.metrics,
-        "curve": result.curve,
-        "wall_seconds": round(time.perf_counter() - started, 2),
-        "train_seconds": round(result.train_seconds, 2),
-        "eval_seconds": round(result.eval_seconds, 2),
-        "train_examples_per_s": round(result.train_examples_per_s, 2),
-        "peak_memory_mb": round(result.peak_memory_mb, 1),
-        "parameters": result.parameters,
-        "train_questions": result.train_questions,
-        "train_questions_left_out": result.train_questions_left_out,
-        "environment": environment(trainer.device),
-        "checkpoint": str(checkpoints / "checkpoint.pt"),
-    }
-    write_json_atomically(out / f"{identity}.json", record)
     return record
 
 
@@ -104,6 +69,8 @@ def run_train(args: argparse.Namespace) -> None:
           f"{record['train_examples_per_s']:.1f} train examples/s, peak memory "
           f"{record['peak_memory_mb']:.0f} MB, {record['parameters']:,} parameters")
     print(f"record: {args.out / (record['id'] + '.json')}")
+    if record["status"] != "ok":
+        print(record["error"])
 
 
 def run_predict(args: argparse.Namespace) -> None:

@@ -238,8 +238,8 @@ def _parse(text: str, kind) -> Any:
     return target(text)
 
 
-def set_value(config: RunConfig, key: str, value: Any) -> None:
-    """Set a dotted key such as `model.hidden`, converting strings to the field's type."""
+def _field(config: RunConfig, key: str) -> tuple[Any, str, Any]:
+    """The dataclass holding a dotted key, the field's name and its type, or a ConfigError."""
     *path, name = key.split(".")
     target = config
     for part in path:
@@ -250,9 +250,20 @@ def set_value(config: RunConfig, key: str, value: Any) -> None:
     if name not in hints or dataclasses.is_dataclass(getattr(target, name)):
         known = ", ".join(f"{'.'.join(path)}.{f.name}" for f in dataclasses.fields(target)) if hints else ""
         raise ConfigError(f"{key}: unknown key" + (f" (known: {known})" if known else ""))
-    if isinstance(value, str) and hints[name] is not str:
+    return target, name, hints[name]
+
+
+def get_value(config: RunConfig, key: str) -> Any:
+    target, name, _ = _field(config, key)
+    return getattr(target, name)
+
+
+def set_value(config: RunConfig, key: str, value: Any) -> None:
+    """Set a dotted key such as `model.hidden`, converting strings to the field's type."""
+    target, name, kind = _field(config, key)
+    if isinstance(value, str) and kind is not str:
         try:
-            value = _parse(value, hints[name])
+            value = _parse(value, kind)
         except ValueError as error:
             raise ConfigError(f"{key} = {value!r}: {error}") from None
     setattr(target, name, value)

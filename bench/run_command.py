@@ -1,0 +1,128 @@
+"""`python -m bench list` and `python -m bench run STUDY`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.records import RUNS, load_study, summary_table
+from bench.runner import plan, run_parallel
+from bench.study import StudyError, available
+from bench.study import load_study as load_study_file
+from qanet.config import ConfigError
+
+
+def register(commands) -> None:
+    listing = commands.add_parser("list", help="the studies in studies/, with their axes and progress")
+    listing.add_argument("--out", type=Path, default=RUNS, help="records root (default: results/runs)")
+    listing.set_defaults(handler=run_list)
+
+    run = commands.add_parser(
+        "run", help="train and evaluate every variant x seed of a study (resumable)",
+        description="Expand a study into (variant, seed) runs and execute them. Runs whose record says ok are "
+                    "skipped, interrupted runs resume from their checkpoint, failures (out of memory, divergence, "
+                    "errors) are recorded and the study goes on. Ends with a summary table.",
+    )
+    run.add_argument("study", help="a name from `python -m bench list`, or the path of a .toml study file")
+    run.add_argument("--scale", choices=["full", "smoke"], default="full",
+                     help="smoke: synthetic data, a CPU-sized model and about a minute a run (default: full)")
+    run.add_argument("--seeds", help="comma-separated seeds instead of the study's, e.g. 0,1")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="a setting applied to every run after the study's own (repeatable)")
+    run.add_argument("--jobs", type=int, default=1, help="parallel runs on this machine (default: 1)")
+    run.add_argument("--gpus", help="comma-separated GPU indices: one process per GPU, e.g. 0,1,2,3")
+    run.add_argument("--backend", default="loky", help="joblib backend: loky (default), threading, dask")
+    run.add_argument("--scheduler", help="with --backend dask: the scheduler address, e.g. tcp://10.0.0.5:8786")
+    run.add_argument("--out", type=Path, default=RUNS, help="records root; a study writes to OUT/STUDY/")
+    run.add_argument("--force", action="store_true", help="rerun runs whose record already says ok")
+    run.add_argument("--dry-run", action="store_true", help="list the runs and what would happen to each")
+    run.set_defaults(handler=run_study)
+
+
+def run_list(args: argparse.Namespace) -> None:
+    print(f"{'study':20} {'variants':>8} {'runs':>5} {'done':>5} {'smoke':>5}  axes")
+    for name in available():
+        study = load_study_file(name)
+        frame = load_study(name, args.out)
+        ok = frame[frame["status"] == "ok"]
+        done = {scale: int((ok["scale"] == scale).sum()) for scale in ("full", "smoke")}
+        runs = len(study.variants()) * len(study.seeds)
+        print(f"{name:20} {len(study.variants()):8} {runs:5} {done['full']:5} {done['smoke']:5}  "
+              f"{', '.join(study.axes) or '-'}")
+        print(f"{'':20} {study.description}")
+
+
+def _with_overrides(runs, overrides: list[str], study_path: Path):
+    from qanet.config import set_value
+
+    for run in runs:
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"{item!r}: expected key=value, e.g. train.steps=1000")
+            set_value(run.config, key.strip(), value.strip())
+        try:
+            run.config.validate()
+        except ConfigError as error:
+            raise StudyError(f"{study_path}: {error}") from None
+    return runs
+
+
+def run_study(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    study = load_study_file(args.study)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    runs = _with_overrides(study.runs(args.scale, seeds), args.overrides, study.path)
+    out = args.out / study.name
+    specs = plan(study.name, [(r.variant, r.seed, r.config) for r in runs], args.scale, out)
+    pending = [spec for spec in specs if args.force or not spec.done()]
+    print(f"{study.name} ({args.scale}): {len(study.variants())} variants x {len(runs) // len(study.variants())} "
+          f"seeds = {len(specs)} runs, {len(specs) - len(pending)} done, {len(pending)} to run -> {out}")
+    if args.dry_run:
+        for spec in specs:
+            state = "to run" if spec in pending else "done"
+            if state == "to run" and spec.checkpoint_dir.joinpath("checkpoint.pt").exists():
+                state = "to resume"
+            print(f"  {spec.id}  {spec.variant:45} seed {spec.seed}  {state}")
+        return
+    if args.force:
+        for spec in pending:
+            (spec.checkpoint_dir / "checkpoint.pt").unlink(missing_ok=True)
+    client = _connect(args)
+    gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
+    # disable=None: bars only on a terminal; the per-run lines are printed either way
+    runs_bar = tqdm(total=len(specs), initial=len(specs) - len(pending), desc="runs", unit="run", position=0,
+                    disable=None)
+    per_step = args.jobs == 1 and not gpus and args.backend != "dask"
+    steps_bar = tqdm(desc="steps", unit="step", position=1, leave=False, disable=None if per_step else True)
+
+    def progress(step: int, total: int, loss: float) -> None:
+        if steps_bar.total != total or step < steps_bar.n:
+            steps_bar.reset(total=total)
+        steps_bar.update(step - steps_bar.n)
+        steps_bar.set_postfix(loss=f"{loss:.3f}")
+
+    try:
+        for record in run_parallel(pending, args.jobs, gpus, args.backend, progress):
+            metrics = record["metrics"] or {}
+            tqdm.write(f"{record['variant']} seed {record['seed']}: {record['status']}"
+                           + (f", EM {metrics['exact']:.2f} F1 {metrics['f1']:.2f}" if "exact" in metrics else "")
+                           + f", {record['wall_seconds']:.0f} s")
+            runs_bar.update(1)
+    finally:
+        steps_bar.close()
+        runs_bar.close()
+        if client is not None:
+            client.close()
+    print(summary_table(load_study(study.name, args.out), args.scale, list(study.variants())))
+
+
+def _connect(args: argparse.Namespace):
+    if args.backend != "dask":
+        return None
+    if not args.scheduler:
+        raise ConfigError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
+    from dask.distributed import Client
+
+    return Client(args.scheduler)

@@ -1,0 +1,169 @@
+"""Running (variant, seed) runs: one JSON record each, resumable, failures recorded as outcomes.
+
+Each run's id hashes its resolved configuration (seed included) and the fingerprint of its
+data, so a rerun skips what is done, resumes what was interrupted from its checkpoint,
+and starts the rest. Where a run executes (device, threads) is recorded but is not part
+of its id. Runs go through joblib: in this process for one job, worker processes for
+several, one process per GPU with --gpus, or a Dask cluster with backend "dask".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench.records import environment, write_json_atomically
+from qanet.config import RunConfig
+from qanet.data.prepare import prepare
+from qanet.train import Callbacks, Trainer, TrainResult, resolve_device
+
+# Placement is recorded, not hashed: the same run on another GPU or thread count has the same id.
+PLACEMENT = ("device", "threads")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    study: str
+    variant: str
+    seed: int
+    scale: str
+    config: dict  # RunConfig.to_dict()
+    fingerprint: str
+    out: str  # the study's records directory
+
+    @property
+    def id(self) -> str:
+        config = json.loads(json.dumps(self.config))
+        for key in PLACEMENT:
+            config["train"].pop(key, None)
+        text = json.dumps({"config": config, "data": self.fingerprint}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def record_path(self) -> Path:
+        return Path(self.out) / f"{self.id}.json"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.out) / "checkpoints" / self.id
+
+    def done(self) -> bool:
+        if not self.record_path.exists():
+            return False
+        return json.loads(self.record_path.read_text(encoding="utf-8")).get("status") == "ok"
+
+
+def plan(study: str, variant_configs: list[tuple[str, int, RunConfig]], scale: str, out: Path,
+         log: Callable[[str], None] = lambda _: None) -> list[RunSpec]:
+    """Specs for every run; preparing each distinct data set here gives every run its data fingerprint."""
+    fingerprints: dict[str, str] = {}
+    specs = []
+    for variant, seed, config in variant_configs:
+        data_key = json.dumps(dataclasses.asdict(config.data), sort_keys=True)
+        if data_key not in fingerprints:
+            fingerprints[data_key] = prepare(config.data, log=log).fingerprint
+        specs.append(RunSpec(study, variant, seed, scale, config.to_dict(), fingerprints[data_key], str(out)))
+    return specs
+
+
+def _outcome(error: BaseException, config: RunConfig) -> tuple[str, str]:
+    if isinstance(error, torch.cuda.OutOfMemoryError | MemoryError):
+        return "oom", f"out of memory at batch size {config.train.batch_size}: {error}"
+    return "failed", "".join(traceback.format_exception(error)).strip()
+
+
+def execute(spec: RunSpec, device: str | None = None, threads: int | None = None,
+            progress: Callable[[int, int, float], None] | None = None,
+            on_eval: Callable[[int, dict], None] | None = None) -> dict:
+    """Train or resume one run and write its record, whatever happens; returns the record."""
+    config = RunConfig.from_dict(spec.config)
+    if device:
+        config.train.device = device
+    if threads and not config.train.threads:
+        config.train.threads = threads
+    started = time.perf_counter()
+    result, status, error = None, "ok", None
+    try:
+        prepared = prepare(config.data)
+        callbacks = Callbacks()
+        if progress:
+            callbacks.on_step = lambda step, loss: progress(step, config.train.steps, loss)
+        if on_eval:
+            callbacks.on_eval = on_eval
+        trainer = Trainer(config, prepared, spec.checkpoint_dir, callbacks)
+        result = trainer.run()
+        status, error = result.status, result.error
+    except Exception as caught:  # noqa: BLE001 - every failure becomes a recorded outcome
+        status, error = _outcome(caught, config)
+    record = _record(spec, config, status, error, result or TrainResult(status, 0, {}),
+                     time.perf_counter() - started)
+    write_json_atomically(spec.record_path, record)
+    return record
+
+
+def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, result: TrainResult,
+            wall: float) -> dict:
+    return {
+        "id": spec.id,
+        "study": spec.study,
+        "variant": spec.variant,
+        "seed": spec.seed,
+        "scale": spec.scale,
+        "status": status,
+        "error": error,
+        "config": config.to_dict(),
+        "dataset_fingerprint": spec.fingerprint,
+        "steps": result.steps,
+        "metrics": result.metrics,
+        "curve": result.curve,
+        "train_questions": result.train_questions,
+        "train_questions_left_out": result.train_questions_left_out,
+        "parameters": result.parameters,
+        "wall_seconds": round(wall, 2),
+        "train_seconds": round(result.train_seconds, 2),
+        "eval_seconds": round(result.eval_seconds, 2),
+        "train_examples_per_s": round(result.train_examples_per_s, 2),
+        "peak_memory_mb": round(result.peak_memory_mb, 1),
+        "environment": environment(resolve_device(config.train.device)),
+        "checkpoint": str(spec.checkpoint_dir / "checkpoint.pt"),
+    }
+
+
+def _execute_all(specs: list[RunSpec], device: str | None, threads: int | None) -> list[dict]:
+    return [execute(spec, device, threads) for spec in specs]
+
+
+def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = None, backend: str = "loky",
+                 progress: Callable[[int, int, float], None] | None = None) -> Iterator[dict]:
+    """Execute specs and yield each record as it completes.
+
+    One job runs here, in order, with per-step progress. Several jobs run in joblib workers,
+    each with cores / jobs threads. With `gpus`, each GPU gets one worker that runs its share
+    of the runs one after another. With backend "dask", joblib sends runs to the Dask client
+    that the caller has connected (a cluster with a single thread in all runs them here: joblib's rule).
+    """
+    from joblib import Parallel, delayed, parallel_config
+
+    if jobs == 1 and not gpus and backend != "dask":
+        for spec in specs:
+            yield execute(spec, progress=progress)
+        return
+    if gpus:
+        shares = [(specs[i::len(gpus)], f"cuda:{gpu}") for i, gpu in enumerate(gpus)]
+        tasks = [delayed(_execute_all)(share, device, None) for share, device in shares if share]
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        tasks = [delayed(_execute_all)([spec], None, threads) for spec in specs]
+    with parallel_config(backend=backend):  # "dask" is registered by parallel_config, not by Parallel
+        n_jobs = len(tasks) if gpus else -1 if backend == "dask" else jobs  # dask: every worker of the cluster
+        for records in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
+            yield from records

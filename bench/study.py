@@ -1,0 +1,171 @@
+"""Study files: studies/NAME.toml -> the (variant, seed) runs they stand for.
+
+A study names a base preset, fixed settings, axes (a list of values per dotted config
+key), the seeds, a design and a budget:
+
+    description = "..."
+    preset = "paper"
+    design = "one-at-a-time"        # or "grid" (full factorial)
+    seeds = [0, 1, 2]
+    [budget]
+    steps = 30000                   # and/or minutes = 20
+    [set]                           # settings every variant shares
+    "train.eval_every" = 2000
+    [axes]
+    "model.hidden" = [128, 100]
+    [with."model.hidden=100"]       # settings that go with one axis value
+    "model.heads" = 4
+
+`one-at-a-time` runs the base and changes one axis at a time away from it; `grid` runs every
+combination. Every variant's configuration is built and validated before anything runs, and
+a problem is one line naming the file, the key and the value.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qanet.config import PRESETS, ConfigError, RunConfig, build_config, get_value
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+_KEYS = {"description", "preset", "design", "seeds", "budget", "set", "axes", "with"}
+
+# --scale smoke: the synthetic data, a CPU-sized model and a budget of about a minute a run.
+SMOKE_BUDGET = {"train.steps": 500, "train.eval_every": 250, "train.checkpoint_every": 250}
+
+
+class StudyError(ValueError):
+    """A study file that cannot be run as written."""
+
+
+@dataclass(frozen=True)
+class Run:
+    variant: str
+    seed: int
+    config: RunConfig
+
+
+@dataclass
+class Study:
+    name: str
+    path: Path
+    description: str
+    preset: str
+    design: str
+    seeds: list[int]
+    budget: dict[str, Any]
+    fixed: dict[str, Any]
+    axes: dict[str, list[Any]]
+    coupled: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def error(self, key: str, value: Any, problem: str) -> StudyError:
+        return StudyError(f"{self.path}: {key} = {value!r}: {problem}")
+
+    def variants(self) -> dict[str, dict[str, Any]]:
+        """Variant name -> the axis settings that define it."""
+        if self.design == "grid":
+            combos = itertools.product(*([(key, value) for value in values] for key, values in self.axes.items()))
+            return {_name(dict(combo)): dict(combo) for combo in combos}
+        base = self._build(self.fixed)
+        variants: dict[str, dict[str, Any]] = {"base": {}}
+        for key, values in self.axes.items():
+            try:
+                base_value = get_value(base, key)
+            except ConfigError as error:
+                raise StudyError(f"{self.path}: {error}") from None
+            for value in values:
+                if value != base_value:
+                    variants[_name({key: value})] = {key: value}
+        return variants
+
+    def runs(self, scale: str = "full", seeds: list[int] | None = None) -> list[Run]:
+        """Every (variant, seed) run with its validated configuration."""
+        runs = []
+        for variant, settings in self.variants().items():
+            for seed in seeds if seeds is not None else self.seeds:
+                runs.append(Run(variant, seed, self._config(settings, seed, scale)))
+        return runs
+
+    def _config(self, settings: dict[str, Any], seed: int, scale: str) -> RunConfig:
+        overrides = {**self.fixed, **_budget_settings(self.budget)}
+        if scale == "smoke":  # sizes and budget shrink; the study's other settings and its axes stay
+            overrides.update({**PRESETS["smoke"], **SMOKE_BUDGET, "data.train": "synthetic", "data.dev": "synthetic",
+                              "data.vectors": "random", "train.minutes": None})
+        for key, value in settings.items():
+            overrides[key] = value
+            overrides.update(self.coupled.get(f"{key}={_text(value)}", {}))
+        overrides["train.seed"] = seed
+        return self._build(overrides)
+
+    def _build(self, overrides: dict[str, Any]) -> RunConfig:
+        try:
+            return build_config(self.preset, overrides)
+        except ConfigError as error:
+            raise StudyError(f"{self.path}: {error}") from None
+
+
+def _budget_settings(budget: dict[str, Any]) -> dict[str, Any]:
+    return {f"train.{key}": value for key, value in budget.items()}
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _name(settings: dict[str, Any]) -> str:
+    return ",".join(f"{key}={_text(value)}" for key, value in settings.items())
+
+
+def study_path(name: str) -> Path:
+    path = Path(name)
+    return path if path.suffix == ".toml" else STUDIES / f"{name}.toml"
+
+
+def available() -> list[str]:
+    return sorted(path.stem for path in STUDIES.glob("*.toml"))
+
+
+def load_study(name: str) -> Study:
+    """Read and check a study file; every variant is built once here so errors come first."""
+    path = study_path(name)
+    if not path.exists():
+        raise StudyError(f"{path}: no such study (available: {', '.join(available())})")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise StudyError(f"{path}: not valid TOML: {error}") from None
+    study = Study(
+        name=path.stem, path=path, description=raw.get("description", ""), preset=raw.get("preset", "paper"),
+        design=raw.get("design", "one-at-a-time"), seeds=raw.get("seeds", [0, 1, 2]), budget=raw.get("budget", {}),
+        fixed=raw.get("set", {}), axes=raw.get("axes", {}), coupled=raw.get("with", {}),
+    )
+    _check(study, raw)
+    study.runs("full")
+    study.runs("smoke")
+    return study
+
+
+def _check(study: Study, raw: dict) -> None:
+    for key in raw:
+        if key not in _KEYS:
+            raise study.error(key, raw[key], f"unknown key (expected one of {sorted(_KEYS)})")
+    if study.preset not in PRESETS:
+        raise study.error("preset", study.preset, f"unknown preset (choose one of {sorted(PRESETS)})")
+    if study.design not in ("one-at-a-time", "grid"):
+        raise study.error("design", study.design, "expected 'one-at-a-time' or 'grid'")
+    if not (isinstance(study.seeds, list) and study.seeds and all(isinstance(s, int) for s in study.seeds)):
+        raise study.error("seeds", study.seeds, "expected a non-empty list of integers")
+    for key, value in study.budget.items():
+        if key not in ("steps", "minutes"):
+            raise study.error(f"budget.{key}", value, "unknown budget (use steps and/or minutes)")
+    for key, values in study.axes.items():
+        if not isinstance(values, list) or not values:
+            raise study.error(f"axes.{key}", values, "expected a non-empty list of values")
+    for label in study.coupled:
+        key, _, value = label.partition("=")
+        if key not in study.axes or value not in [_text(v) for v in study.axes[key]]:
+            raise study.error(f"with.{label}", study.coupled[label], "names no axis value of this study")

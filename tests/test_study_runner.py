@@ -1,0 +1,173 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from bench.cli import main as bench_main
+from bench.records import COLUMNS, comparable, load_study, read_records
+from bench.study import StudyError, available
+from bench.study import load_study as load_study_file
+from qanet.train import Trainer
+from tests.conftest import ROOT
+
+TINY = ["--set", "train.steps=6", "--set", "train.eval_every=3", "--set", "train.checkpoint_every=2",
+        "--set", "data.synthetic.train_paragraphs=20", "--set", "data.synthetic.dev_paragraphs=5",
+        "--set", "train.threads=1"]
+
+
+def _study(tmp_path, text: str, name: str = "tiny") -> str:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return str(path)
+
+
+TWO_BY_TWO = """
+description = "two variants, two seeds"
+preset = "paper"
+seeds = [0, 1]
+[axes]
+"model.char_encoder" = ["conv2d", "depthwise1d"]
+"""
+
+
+def test_shipped_studies_load_and_expand():
+    assert {"ablation_char_cnn", "ablation_optimizer", "ablation_ema", "ablation_hidden", "ablation_blocks",
+            "ablation_context", "ablation_all", "seed_article", "paper"} <= set(available())
+    assert len(load_study_file("ablation_char_cnn").runs("smoke")) == 6
+    assert len(load_study_file("ablation_all").variants()) == 7  # base + one change per axis
+    assert len(load_study_file("seed_article").variants()) == 4  # grid: 2 x 2
+    hidden = {run.variant: run.config for run in load_study_file("ablation_hidden").runs()}
+    assert hidden["model.hidden=100"].model.heads == 4 and hidden["base"].model.heads == 8
+
+
+@pytest.mark.parametrize("text,message", [
+    ('preset = "paper"\nbogus = 1\n', "bogus = 1: unknown key"),
+    ('preset = "huge"\n', "preset = 'huge': unknown preset"),
+    ('design = "random"\n', "design = 'random': expected 'one-at-a-time' or 'grid'"),
+    ('seeds = []\n', "seeds = []: expected a non-empty list of integers"),
+    ('[budget]\nhours = 2\n', "budget.hours = 2: unknown budget"),
+    ('[axes]\n"model.widht" = [1, 2]\n', "model.widht: unknown key"),
+    ('[axes]\n"model.hidden" = [128, 0]\n', "model.hidden = 0: must be an integer >= 1"),
+    ('[axes]\n"model.hidden" = [128, 100]\n', "model.heads = 8: must divide model.hidden = 100"),
+    ('[axes]\n"model.hidden" = [128]\n[with."model.hidden=7"]\n"model.heads" = 7\n',
+     "with.model.hidden=7 = {'model.heads': 7}: names no axis value"),
+    ('preset = "paper\n', "not valid TOML"),
+])
+def test_bad_study_files_fail_before_running_with_file_key_and_value(tmp_path, text, message):
+    path = _study(tmp_path, text)
+    with pytest.raises(StudyError) as caught:
+        load_study_file(path)
+    assert str(caught.value).startswith(path + ": ")
+    assert message in str(caught.value)
+
+
+def test_unknown_study_names_the_available_ones():
+    with pytest.raises(StudyError, match="no such study .available: ablation_all"):
+        load_study_file("no_such_study")
+
+
+def _run(study: str, out, *extra: str) -> None:
+    bench_main(["run", study, "--scale", "smoke", "--out", str(out), *TINY, *extra])
+
+
+def test_study_runs_skips_finished_runs_and_loads_into_pandas(tmp_path, capsys):
+    study = _study(tmp_path, TWO_BY_TWO)
+    _run(study, tmp_path / "runs")
+    first = capsys.readouterr().out
+    assert "4 runs, 0 done, 4 to run" in first
+    assert "model.char_encoder=depthwise1d" in first.splitlines()[-1] or "base" in first
+    records = read_records(tmp_path / "runs" / "tiny")
+    assert len(records) == 4 and {r["status"] for r in records} == {"ok"}
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "tiny").glob("*.json")}
+
+    _run(study, tmp_path / "runs")
+    assert "4 runs, 4 done, 0 to run" in capsys.readouterr().out
+    assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "tiny").glob("*.json")}
+
+    frame = load_study("tiny", tmp_path / "runs")
+    assert list(frame.columns[:len(COLUMNS)]) == COLUMNS
+    assert len(frame) == 4 and set(frame["variant"]) == {"base", "model.char_encoder=depthwise1d"}
+    assert set(frame["model.char_encoder"]) == {"conv2d", "depthwise1d"}
+    assert frame["exact"].between(0, 100).all() and (frame["peak_memory_mb"] > 0).all()
+    assert (frame["steps"] == 6).all() and set(frame["seed"]) == {0, 1}
+
+
+def test_injected_oom_and_nan_are_recorded_and_the_study_goes_on(tmp_path, monkeypatch, capsys):
+    study = _study(tmp_path, TWO_BY_TWO)
+    real_step = Trainer.train_step
+
+    def faulty_step(self, questions):
+        run = (self.config.model.char_encoder, self.config.train.seed)
+        if run == ("depthwise1d", 0):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if run == ("depthwise1d", 1) and self.step == 2:
+            real_loss = self.model.loss
+            self.model.loss = lambda *args: real_loss(*args) * float("nan")
+        return real_step(self, questions)
+
+    monkeypatch.setattr(Trainer, "train_step", faulty_step)
+    _run(study, tmp_path / "runs")
+    by_run = {(r["variant"], r["seed"]): r for r in read_records(tmp_path / "runs" / "tiny")}
+    oom, diverged = by_run[("model.char_encoder=depthwise1d", 0)], by_run[("model.char_encoder=depthwise1d", 1)]
+    assert oom["status"] == "oom" and oom["error"].startswith("out of memory at batch size 16: CUDA out of memory")
+    assert diverged["status"] == "diverged" and diverged["error"] == "loss became nan at step 3"
+    assert diverged["steps"] == 2
+    assert by_run[("base", 0)]["status"] == by_run[("base", 1)]["status"] == "ok"
+    table = capsys.readouterr().out.splitlines()
+    assert "diverged 1" in table[-1] and "oom 1" in table[-1]
+
+
+def _bench(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ})
+
+
+def test_sigkill_then_rerun_gives_the_records_of_an_uninterrupted_run(tmp_path):
+    study = _study(tmp_path, TWO_BY_TWO)
+    args = ["run", study, "--scale", "smoke", *TINY, "--set", "train.steps=10"]
+    assert _bench(*args, "--out", str(tmp_path / "whole")).wait(timeout=600) == 0
+
+    killed = _bench(*args, "--out", str(tmp_path / "killed"))
+    checkpoints = tmp_path / "killed" / "tiny" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(checkpoints.glob("*/checkpoint.pt"))) < 2:
+        time.sleep(0.05)  # kill in the middle of the second run, after its first checkpoint
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert len(read_records(tmp_path / "killed" / "tiny")) < 4
+    assert _bench(*args, "--out", str(tmp_path / "killed")).wait(timeout=600) == 0
+
+    whole = {r["id"]: comparable(r) for r in read_records(tmp_path / "whole" / "tiny")}
+    resumed = {r["id"]: comparable(r) for r in read_records(tmp_path / "killed" / "tiny")}
+    assert len(whole) == 4 and resumed == whole
+
+
+def test_dask_local_cluster_runs_the_study(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    study = _study(tmp_path, TWO_BY_TWO.replace("seeds = [0, 1]", "seeds = [0]"))
+    # two single-threaded workers: joblib runs locally when a cluster has only one thread in all
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        _run(study, tmp_path / "runs", "--backend", "dask", "--scheduler", cluster.scheduler_address)
+    records = read_records(tmp_path / "runs" / "tiny")
+    assert len(records) == 2 and {r["status"] for r in records} == {"ok"}
+    assert all(r["environment"]["pid"] != os.getpid() for r in records)  # trained in a Dask worker process
+
+
+def test_records_are_plain_json_with_the_documented_fields(tmp_path):
+    study = _study(tmp_path, TWO_BY_TWO.replace("seeds = [0, 1]", "seeds = [3]"))
+    _run(study, tmp_path / "runs", "--dry-run")
+    assert not list((tmp_path / "runs").glob("**/*.json"))  # a dry run writes nothing
+    _run(study, tmp_path / "runs")
+    record = json.loads(next((tmp_path / "runs" / "tiny").glob("*.json")).read_text())
+    for key in ("id", "study", "variant", "seed", "scale", "status", "config", "dataset_fingerprint", "metrics",
+                "curve", "wall_seconds", "train_examples_per_s", "eval_seconds", "peak_memory_mb", "parameters",
+                "environment"):
+        assert key in record, key
+    for key in ("python", "torch", "device", "threads", "git"):
+        assert key in record["environment"], key
