@@ -13,7 +13,7 @@ from qanet.train import EMA, Callbacks, Trainer, make_optimizer
 TINY = {
     "model.char_dim": 16, "model.hidden": 32, "model.heads": 2, "model.model_blocks": 1,
     "model.embedding_convs": 1, "train.batch_size": 8, "train.warmup_steps": 20, "train.threads": 1,
-    "train.eval_batch_size": 32,
+    "train.eval_batch_size": 32, "data.train": "synthetic", "data.dev": "synthetic", "data.vectors": "random",
 }
 
 

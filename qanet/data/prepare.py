@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from qanet.config import DataConfig, default_cache_dir
+from qanet.config import ConfigError, DataConfig, default_cache_dir
+from qanet.data.download import SOURCES
 from qanet.data.features import Split, TokenisedFile
 from qanet.data.squad import read_squad
 from qanet.data.synthetic import write_synthetic
-from qanet.data.vectors import load_vectors, vectors_identity
+from qanet.data.vectors import KUMO, load_vectors, vectors_identity
 from qanet.data.vocab import OOV, Vocabulary, build_char_vocabulary, build_word_vocabulary, wanted_spellings
 
 FORMAT = 1  # bump when the featurisation changes, so old caches are not reused
@@ -77,11 +78,11 @@ def _spacy_version() -> str | None:
         return None
 
 
-def _cache_key(config: DataConfig, paths: dict[str, str]) -> str:
+def _cache_key(config: DataConfig, paths: dict[str, str], vectors: str) -> str:
     parts = {
         "format": FORMAT,
         "files": {name: _file_digest(path) for name, path in paths.items()},
-        "vectors": vectors_identity(config.vectors, config.random_vector_dim),
+        "vectors": vectors_identity(vectors, config.random_vector_dim),
         "char_len": config.char_len,
         "strict": config.strict,
         "spacy": _spacy_version(),
@@ -89,11 +90,31 @@ def _cache_key(config: DataConfig, paths: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def _downloaded(name: str, split: str | None, cache_dir: Path) -> Path | None:
+    """Where `bench data fetch NAME` put the file of a split, if NAME is a fetchable source."""
+    remote = next((r for r in SOURCES.get(name, ()) if split is None or r.name.startswith(split)), None)
+    return cache_dir / "downloads" / name / remote.name if remote else None
+
+
+def _existing(key: str, value: str, cache_dir: Path, split: str | None) -> str:
+    path = _downloaded(value, split, cache_dir) or Path(value)
+    if not path.is_file():
+        hint = f"run `python -m bench data fetch {value}`" if value in SOURCES else "no such file"
+        raise ConfigError(f"{key} = {value!r}: {hint} ({path} is missing)")
+    return str(path)
+
+
 def resolve_files(config: DataConfig, cache_dir: Path) -> dict[str, str]:
-    """The train and dev paths, generating the synthetic data set when asked for."""
+    """The train and dev paths: generated (synthetic), fetched (squad-v1.1, ...) or given."""
     if config.train == "synthetic":
         return {name: str(path) for name, path in write_synthetic(config.synthetic, cache_dir).items()}
-    return {"train": config.train, "dev": config.dev}
+    return {split: _existing(f"data.{split}", getattr(config, split), cache_dir, split) for split in SPLITS}
+
+
+def resolve_vectors(config: DataConfig, cache_dir: Path) -> str:
+    if config.vectors in ("random", KUMO):
+        return config.vectors
+    return _existing("data.vectors", config.vectors, cache_dir, None)
 
 
 def prepare(config: DataConfig, cache_dir: Path | None = None, log: Log = lambda _: None) -> Prepared:
@@ -101,17 +122,18 @@ def prepare(config: DataConfig, cache_dir: Path | None = None, log: Log = lambda
     cache_dir = Path(cache_dir or default_cache_dir())
     cache_dir.mkdir(parents=True, exist_ok=True)
     paths = resolve_files(config, cache_dir)
-    key = _cache_key(config, paths)
+    vectors = resolve_vectors(config, cache_dir)
+    key = _cache_key(config, paths, vectors)
     directory = cache_dir / f"prepared-{key}"
     if not (directory / "build.json").exists():
         log(f"building features into {directory}")
-        _build(config, paths, directory, log)
+        _build(config, paths, vectors, directory, log)
     else:
         log(f"loading cached features from {directory}")
     return load_prepared(directory)
 
 
-def _build(config: DataConfig, paths: dict[str, str], directory: Path, log: Log) -> None:
+def _build(config: DataConfig, paths: dict[str, str], vectors_source: str, directory: Path, log: Log) -> None:
     from qanet.data.tokenize import Tokenizer
 
     timings: dict[str, float] = {}
@@ -129,8 +151,8 @@ def _build(config: DataConfig, paths: dict[str, str], directory: Path, log: Log)
     tokenised = {name: TokenisedFile.of(squad, tokenizer) for name, squad in files.items()}
     lap("tokenise")
     counts = Counter(tokenised["train"].words())
-    wanted = set(counts) if config.vectors == "random" else wanted_spellings(counts)
-    vectors, dim = load_vectors(config.vectors, wanted, config.random_vector_dim)
+    wanted = set(counts) if vectors_source == "random" else wanted_spellings(counts)
+    vectors, dim = load_vectors(vectors_source, wanted, config.random_vector_dim)
     lap("vectors")
     words, matrix = build_word_vocabulary(counts, vectors, dim)
     chars = build_char_vocabulary(counts.elements())
