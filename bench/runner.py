@@ -104,6 +104,8 @@ def execute(spec: RunSpec, device: str | None = None, threads: int | None = None
         status, error = result.status, result.error
     except Exception as caught:  # noqa: BLE001 - every failure becomes a recorded outcome
         status, error = _outcome(caught, config)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # hand an out-of-memory run's cached blocks to the next run
     record = _record(spec, config, status, error, result or TrainResult(status, 0, {}),
                      time.perf_counter() - started)
     write_json_atomically(spec.record_path, record)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from qanet.config import ConfigError, ModelConfig, build_config
 from qanet.decode import best_spans
-from qanet.layers import mask_logits, positional_encoding, survival_schedule
+from qanet.layers import Dropout, keep_mask, mask_logits, positional_encoding, survival_schedule
 from qanet.model import QANet
 
 WORDS, CHARS = 50, 20
@@ -115,3 +115,16 @@ def test_decoding_respects_the_length_limit_and_finds_the_best_span():
         assert 0 <= j - i < 4
         best = max(log_start[b, s] + log_end[b, e] for s in range(25) for e in range(s, min(s + 4, 25)))
         assert log_start[b, i] + log_end[b, j] == pytest.approx(best.item())
+
+
+def test_dropout_masks_keep_each_element_with_probability_one_minus_p():
+    torch.manual_seed(0)
+    mask = keep_mask(torch.Size([300_000]), 0.1, torch.device("cpu"))
+    for piece in range(3):  # each 16-bit piece of a random word is unbiased
+        assert mask[piece::3].float().mean().item() == pytest.approx(0.9, abs=0.004)
+    assert keep_mask(torch.Size([1000]), 0.0, torch.device("cpu")).all()
+    dropout = Dropout(0.25).train()
+    x = torch.ones(100_000)
+    y = dropout(x)
+    assert y.unique().tolist() == pytest.approx([0.0, 4 / 3]) and y.mean().item() == pytest.approx(1.0, abs=0.02)
+    assert torch.equal(dropout.eval()(x), x)
