@@ -7,9 +7,9 @@ from pathlib import Path
 
 from bench.records import RUNS, load_study, summary_table
 from bench.runner import plan, run_parallel
-from bench.study import StudyError, available
+from bench.study import available
 from bench.study import load_study as load_study_file
-from qanet.config import ConfigError
+from qanet.config import ConfigError, apply_overrides, parse_overrides
 
 
 def register(commands) -> None:
@@ -52,19 +52,10 @@ def run_list(args: argparse.Namespace) -> None:
         print(f"{'':20} {study.description}")
 
 
-def _with_overrides(runs, overrides: list[str], study_path: Path):
-    from qanet.config import set_value
-
+def _with_overrides(runs, overrides: list[str]):
+    pairs = parse_overrides(overrides)
     for run in runs:
-        for item in overrides:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError(f"{item!r}: expected key=value, e.g. train.steps=1000")
-            set_value(run.config, key.strip(), value.strip())
-        try:
-            run.config.validate()
-        except ConfigError as error:
-            raise StudyError(f"{study_path}: {error}") from None
+        apply_overrides(run.config, pairs).validate()
     return runs
 
 
@@ -73,7 +64,7 @@ def run_study(args: argparse.Namespace) -> None:
 
     study = load_study_file(args.study)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    runs = _with_overrides(study.runs(args.scale, seeds), args.overrides, study.path)
+    runs = _with_overrides(study.runs(args.scale, seeds), args.overrides)
     out = args.out / study.name
     specs = plan(study.name, [(r.variant, r.seed, r.config) for r in runs], args.scale, out)
     pending = [spec for spec in specs if args.force or not spec.done()]

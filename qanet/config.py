@@ -271,15 +271,23 @@ def build_config(preset: str = "paper", overrides: list[str] | dict[str, Any] = 
     if preset not in PRESETS:
         raise ConfigError(f"preset {preset!r}: unknown; choose one of {sorted(PRESETS)}")
     config = RunConfig()
-    pairs = list(PRESETS[preset].items())
-    if isinstance(overrides, dict):
-        pairs += list(overrides.items())
-    else:
-        for item in overrides:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError(f"{item!r}: expected key=value, e.g. model.hidden=100")
-            pairs.append((key.strip(), value.strip()))
+    pairs = list(overrides.items()) if isinstance(overrides, dict) else parse_overrides(overrides)
+    apply_overrides(config, list(PRESETS[preset].items()) + pairs)
+    return config.validate()
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, str]]:
+    """`key=value` strings from the command line as (key, value) pairs."""
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{item!r}: expected key=value, e.g. model.hidden=100")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def apply_overrides(config: RunConfig, pairs: list[tuple[str, Any]]) -> RunConfig:
     for key, value in pairs:
         set_value(config, key, value)
-    return config.validate()
+    return config
