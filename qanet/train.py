@@ -134,11 +134,28 @@ def _autocast(device: torch.device, config: RunConfig):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak, so runs that share a process each report their own."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:  # Linux: writing 5 resets the peak RSS (VmHWM) of this process
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
 def peak_memory_mb(device: torch.device) -> float:
-    """CUDA allocator peak on a GPU, this process's peak RSS on the CPU."""
+    """CUDA allocator peak on a GPU; on the CPU the peak RSS since `reset_peak_memory`
+    (VmHWM on Linux; elsewhere the process's lifetime peak)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    try:
+        with open("/proc/self/status") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:")) / 2**10
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
 
 
 @torch.no_grad()
@@ -186,6 +203,7 @@ class Trainer:
         if train.threads:
             torch.set_num_threads(train.threads)
         self.device = resolve_device(train.device)
+        reset_peak_memory(self.device)
         torch.manual_seed(train.seed)
         self.model = build_model(config, prepared).to(self.device)
         self.model.model_encoder.recompute_every = train.recompute_every

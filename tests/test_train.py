@@ -169,3 +169,15 @@ config.data.train = config.data.dev = "/data/stayed/behind.json"  # only the pre
 print(Trainer(config, load_prepared({str(directory)!r})).run().status)
 """
     assert run_python("-c", script).stdout.strip().endswith("ok")
+
+
+def test_peak_memory_is_per_run_even_when_runs_share_a_process():
+    from qanet.train import peak_memory_mb, reset_peak_memory
+
+    cpu = torch.device("cpu")
+    reset_peak_memory(cpu)
+    block = np.ones(200_000_000 // 8)  # 200 MB, then freed
+    high = peak_memory_mb(cpu)
+    del block
+    reset_peak_memory(cpu)
+    assert peak_memory_mb(cpu) < high - 150
