@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from bench.records import ROOT
@@ -70,7 +71,7 @@ def run_train(args: argparse.Namespace) -> None:
           f"{record['peak_memory_mb']:.0f} MB, {record['parameters']:,} parameters")
     print(f"record: {args.out / (record['id'] + '.json')}")
     if record["status"] != "ok":
-        print(record["error"])
+        sys.exit(f"{record['status']}: {record['error']}")
 
 
 def run_predict(args: argparse.Namespace) -> None:
