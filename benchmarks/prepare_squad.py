@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,12 +26,14 @@ TRAIN, DEV = SHARED / "train-v1.1.reconstructed.json", SHARED / "dev-v1.1.json"
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
     import numpy
+    import torch
 
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {numpy.__version__}, "
-            f"{platform.system()} {platform.release()}")
+    from bench.records import environment
+
+    env = environment(torch.device("cpu"))
+    return (f"{env['cpu']}, {env['cpu_count']} cores, Python {env['python']}, numpy {numpy.__version__}, "
+            f"{env['platform']}")
 
 
 def measure(command: list[str]) -> dict:

@@ -143,7 +143,7 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None  # CPU threads; None: torch's default
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    compile: bool = False  # torch.compile; off by default on CPU
+    compile: bool = False  # torch.compile (stochastic depth's branches make it recompile; measure first)
     # Activation checkpointing: recompute every k-th model-encoder block in backward instead of
     # storing its activations (0: off, 1: all blocks, 2: every second); less memory, more compute.
     recompute_every: int = 0

@@ -80,7 +80,9 @@ def test_study_runs_skips_finished_runs_and_loads_into_pandas(tmp_path, capsys):
     _run(study, tmp_path / "runs")
     first = capsys.readouterr().out
     assert "4 runs, 0 done, 4 to run" in first
-    assert "model.char_encoder=depthwise1d" in first.splitlines()[-1] or "base" in first
+    table = first.splitlines()[-3:]  # header, then one row per variant in the study's order
+    assert table[0].startswith("variant") and table[1].startswith("base ")
+    assert table[2].startswith("model.char_encoder=depthwise1d ") and table[2].split()[1] == "2"
     records = read_records(tmp_path / "runs" / "tiny")
     assert len(records) == 4 and {r["status"] for r in records} == {"ok"}
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "tiny").glob("*.json")}

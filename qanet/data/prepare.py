@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from qanet.config import ConfigError, DataConfig, default_cache_dir
-from qanet.data.download import SOURCES
+from qanet.data.download import SOURCES, file_digest
 from qanet.data.features import Split, TokenisedFile
 from qanet.data.squad import read_squad
 from qanet.data.synthetic import write_synthetic
@@ -63,14 +63,6 @@ class Prepared:
         return result
 
 
-def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _spacy_version() -> str | None:
     try:
         return metadata.version("spacy")
@@ -81,7 +73,7 @@ def _spacy_version() -> str | None:
 def _cache_key(config: DataConfig, paths: dict[str, str], vectors: str) -> str:
     parts = {
         "format": FORMAT,
-        "files": {name: _file_digest(path) for name, path in paths.items()},
+        "files": {name: file_digest(Path(path), "sha256") for name, path in paths.items()},
         "vectors": vectors_identity(vectors, config.random_vector_dim),
         "char_len": config.char_len,
         "strict": config.strict,
