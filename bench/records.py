@@ -12,6 +12,10 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+# Real SQuAD files beside the checkout, read in place (never copied in); QANET_BENCH_SHARED points elsewhere.
+SHARED_DATA = Path(os.environ.get("QANET_BENCH_SHARED", ROOT.parent / "shared")) / "data"
+SHARED_SQUAD_V11 = {"train": SHARED_DATA / "squad" / "v1.1" / "train-v1.1.reconstructed.json",
+                    "dev": SHARED_DATA / "squad" / "v1.1" / "dev-v1.1.json"}
 
 
 def git_version() -> dict:

@@ -15,10 +15,17 @@ key), the seeds, a design and a budget:
     "model.hidden" = [128, 100]
     [with."model.hidden=100"]       # settings that go with one axis value
     "model.heads" = 4
+    [variants."seed article"]       # a named variant with settings of its own, run with the others
+    "model.hidden" = 100
 
 `one-at-a-time` runs the base and changes one axis at a time away from it; `grid` runs every
 combination. Every variant's configuration is built and validated before anything runs, and
 a problem is one line naming the file, the key and the value.
+
+Three scales: `full` (the study as written, for a GPU), `smoke` (the synthetic data, a CPU-sized
+model, about a minute a run) and `cpu` (real SQuAD v1.1 with GloVe 6B 50d, a reduced model and a
+step budget of minutes a run on a 2-core CPU). Smaller scales replace sizes and budget and keep
+each variant's own settings.
 """
 
 from __future__ import annotations
@@ -29,13 +36,45 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qanet.config import PRESETS, ConfigError, RunConfig, build_config, get_value
+from bench.records import SHARED_SQUAD_V11
+from qanet.config import PRESETS, SMALL_MODEL, ConfigError, RunConfig, build_config, default_cache_dir, get_value
+from qanet.data.prepare import downloaded_path
+from qanet.data.vectors import KUMO
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
-_KEYS = {"description", "preset", "design", "seeds", "budget", "set", "axes", "with"}
+_KEYS = {"description", "preset", "design", "seeds", "budget", "set", "axes", "with", "variants"}
+SCALES = ("full", "smoke", "cpu")
 
 # --scale smoke: the synthetic data, a CPU-sized model and a budget of about a minute a run.
-SMOKE_BUDGET = {"train.steps": 500, "train.eval_every": 250, "train.checkpoint_every": 250}
+SMOKE = {**PRESETS["smoke"], "train.steps": 500, "train.eval_every": 250, "train.checkpoint_every": 250,
+         "data.train": "synthetic", "data.dev": "synthetic", "data.vectors": "random", "train.minutes": None}
+# --scale cpu: real data without a GPU. SQuAD v1.1 with GloVe 6B 50d, the smoke preset's small model
+# (in 7 minutes on 2 cores it reached dev F1 24; the seed article's hidden 100 / 4 blocks, at 3.5x the
+# step time, reached 18), context 150, 3,000 steps of batch 16 (about 9 minutes a run on 2 cores), a
+# fixed sample of 2,000 dev questions during training and the whole dev set at the end.
+CPU = {**SMALL_MODEL, "data.context_len": 150, "data.vectors": KUMO, "train.batch_size": 16,
+       "train.steps": 3000, "train.warmup_steps": 500, "train.eval_every": 500, "train.checkpoint_every": 500,
+       "train.eval_questions": 2000, "train.minutes": None}
+
+
+def cpu_scale_files() -> dict[str, str]:
+    """SQuAD v1.1 for --scale cpu: the official files if `bench data fetch squad-v1.1` got them,
+    else the copies in ../shared/data; with neither, preparation says how to fetch them."""
+    fetched = {split: downloaded_path("squad-v1.1", split, default_cache_dir()) for split in ("train", "dev")}
+    if all(path.is_file() for path in fetched.values()):
+        return {"data.train": "squad-v1.1", "data.dev": "squad-v1.1"}
+    if all(path.is_file() for path in SHARED_SQUAD_V11.values()):
+        return {f"data.{split}": str(path) for split, path in SHARED_SQUAD_V11.items()}
+    return {"data.train": "squad-v1.1", "data.dev": "squad-v1.1"}
+
+
+def scale_settings(scale: str) -> dict[str, Any]:
+    """What a scale replaces in every run of a study (nothing at full scale)."""
+    if scale == "smoke":
+        return SMOKE
+    if scale == "cpu":
+        return {**CPU, **cpu_scale_files()}
+    return {}
 
 
 class StudyError(ValueError):
@@ -61,25 +100,31 @@ class Study:
     fixed: dict[str, Any]
     axes: dict[str, list[Any]]
     coupled: dict[str, dict[str, Any]] = field(default_factory=dict)
+    named: dict[str, dict[str, Any]] = field(default_factory=dict)  # [variants.NAME]
 
     def error(self, key: str, value: Any, problem: str) -> StudyError:
         return StudyError(f"{self.path}: {key} = {value!r}: {problem}")
 
     def variants(self) -> dict[str, dict[str, Any]]:
-        """Variant name -> the axis settings that define it."""
+        """Variant name -> the settings that define it: the design's, then the named ones."""
         if self.design == "grid":
             combos = itertools.product(*([(key, value) for value in values] for key, values in self.axes.items()))
-            return {_name(dict(combo)): dict(combo) for combo in combos}
-        base = self._build(self.fixed)
-        variants: dict[str, dict[str, Any]] = {"base": {}}
-        for key, values in self.axes.items():
-            try:
-                base_value = get_value(base, key)
-            except ConfigError as error:
-                raise StudyError(f"{self.path}: {error}") from None
-            for value in values:
-                if value != base_value:
-                    variants[_name({key: value})] = {key: value}
+            variants = {_name(dict(combo)): dict(combo) for combo in combos}
+        else:
+            variants = {"base": {}}
+            base = self._build(self.fixed)
+            for key, values in self.axes.items():
+                try:
+                    base_value = get_value(base, key)
+                except ConfigError as error:
+                    raise StudyError(f"{self.path}: {error}") from None
+                for value in values:
+                    if value != base_value:
+                        variants[_name({key: value})] = {key: value}
+        for name, settings in self.named.items():
+            if name in variants:
+                raise self.error(f"variants.{name}", settings, "a variant of the design has this name already")
+            variants[name] = settings
         return variants
 
     def runs(self, scale: str = "full", seeds: list[int] | None = None) -> list[Run]:
@@ -91,10 +136,8 @@ class Study:
         return runs
 
     def _config(self, settings: dict[str, Any], seed: int, scale: str) -> RunConfig:
-        overrides = {**self.fixed, **_budget_settings(self.budget)}
-        if scale == "smoke":  # sizes and budget shrink; the study's other settings and its axes stay
-            overrides.update({**PRESETS["smoke"], **SMOKE_BUDGET, "data.train": "synthetic", "data.dev": "synthetic",
-                              "data.vectors": "random", "train.minutes": None})
+        # a smaller scale replaces sizes, data and budget; the study's other settings and its variants stay
+        overrides = {**self.fixed, **_budget_settings(self.budget), **scale_settings(scale)}
         for key, value in settings.items():
             overrides[key] = value
             overrides.update(self.coupled.get(f"{key}={_text(value)}", {}))
@@ -142,10 +185,11 @@ def load_study(name: str) -> Study:
         name=path.stem, path=path, description=raw.get("description", ""), preset=raw.get("preset", "paper"),
         design=raw.get("design", "one-at-a-time"), seeds=raw.get("seeds", [0, 1, 2]), budget=raw.get("budget", {}),
         fixed=raw.get("set", {}), axes=raw.get("axes", {}), coupled=raw.get("with", {}),
+        named=raw.get("variants", {}),
     )
     _check(study, raw)
-    study.runs("full")
-    study.runs("smoke")
+    for scale in SCALES:
+        study.runs(scale)
     return study
 
 
@@ -165,6 +209,9 @@ def _check(study: Study, raw: dict) -> None:
     for key, values in study.axes.items():
         if not isinstance(values, list) or not values:
             raise study.error(f"axes.{key}", values, "expected a non-empty list of values")
+    for name, settings in study.named.items():
+        if not isinstance(settings, dict) or not settings:
+            raise study.error(f"variants.{name}", settings, "expected a table of settings")
     for label in study.coupled:
         key, _, value = label.partition("=")
         if key not in study.axes or value not in [_text(v) for v in study.axes[key]]:

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("QANET_BENCH_SHARED", ROOT.parent / "shared")) / "data" / "squad" / "v1.1"
-TRAIN, DEV = SHARED / "train-v1.1.reconstructed.json", SHARED / "dev-v1.1.json"
+from bench.records import ROOT, SHARED_SQUAD_V11
+
+TRAIN, DEV = SHARED_SQUAD_V11["train"], SHARED_SQUAD_V11["dev"]
 
 
 def machine() -> str:

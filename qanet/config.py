@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 
 class ConfigError(ValueError):
@@ -20,6 +22,79 @@ class ConfigError(ValueError):
 def _check(condition: bool, key: str, value, requirement: str) -> None:
     if not condition:
         raise ConfigError(f"{key} = {value!r}: {requirement}")
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _options(kind) -> tuple:
+    """The types a field accepts: `int | None` -> (int, NoneType)."""
+    return get_args(kind) if get_origin(kind) in (Union, types.UnionType) else (kind,)
+
+
+def _describe(kind) -> str:
+    names = []
+    for option in _options(kind):
+        if option is type(None):
+            names.append("none")
+        elif get_origin(option) is Literal:
+            names.append("one of " + ", ".join(repr(choice) for choice in get_args(option)))
+        else:
+            names.append(_KIND_NAMES[option])
+    return " or ".join(names)
+
+
+def _convert(value: Any, kind) -> Any:
+    """`value` as one plain type or Literal, or ValueError. Strings (the command line) are parsed;
+    an integer is a valid float; nothing else is converted, so 1.5 is never silently a seed of 1."""
+    if get_origin(kind) is Literal:
+        if isinstance(value, str) and value in get_args(kind):
+            return value
+    elif kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return int(value)
+    elif kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            return float(value)
+    elif kind is str and isinstance(value, str):
+        return value
+    raise ValueError
+
+
+def coerce(key: str, value: Any, kind) -> Any:
+    """`value` as the type `kind` of the field `key`, or a ConfigError naming both."""
+    options = _options(kind)
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and type(None) in options):
+        if type(None) in options:
+            return None
+    else:
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option)
+            except ValueError:
+                pass
+    raise ConfigError(f"{key} = {value!r}: expected {_describe(kind)}")
+
+
+def _check_types(section: Any, prefix: str) -> None:
+    """Every field of a config section holds its declared type (ints as floats where floats are declared)."""
+    hints = get_type_hints(type(section))
+    for item in dataclasses.fields(section):
+        value = getattr(section, item.name)
+        if not dataclasses.is_dataclass(value):
+            setattr(section, item.name, coerce(f"{prefix}.{item.name}", value, hints[item.name]))
 
 
 def default_cache_dir() -> Path:
@@ -39,6 +114,7 @@ class SyntheticConfig:
     seed: int = 1234
 
     def validate(self) -> None:
+        _check_types(self, "data.synthetic")
         for key in ("train_paragraphs", "dev_paragraphs"):
             value = getattr(self, key)
             _check(value >= 1, f"data.synthetic.{key}", value, "must be >= 1")
@@ -55,11 +131,15 @@ class DataConfig:
     Files are looked for when the data is prepared, not here.
     `context_len` and `question_len` are the training truncation limits: they are
     reported by preparation, applied per batch, and never drop a dev question.
+    `vocabulary` says which words may keep their pretrained vector: those of the training
+    set, or of train and dev (what NLPLearn and every published QANet number do; the vectors
+    are external and frozen, so no dev label leaks). Characters always come from train.
     """
 
     train: str = "synthetic"
     dev: str = "synthetic"
     vectors: str = "random"
+    vocabulary: Literal["train+dev", "train"] = "train+dev"
     random_vector_dim: int = 50
     char_len: int = 16
     context_len: int = 400
@@ -68,19 +148,22 @@ class DataConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def validate(self) -> None:
+        _check_types(self, "data")
         _check((self.train == "synthetic") == (self.dev == "synthetic"), "data.dev", self.dev,
                "synthetic train and dev data go together (set both to 'synthetic' or both to files)")
         for key in ("random_vector_dim", "char_len", "context_len", "question_len"):
             value = getattr(self, key)
-            _check(isinstance(value, int) and value >= 1, f"data.{key}", value, "must be an integer >= 1")
+            _check(value >= 1, f"data.{key}", value, "must be an integer >= 1")
         self.synthetic.validate()
 
 
 @dataclass
 class ModelConfig:
-    """QANet's architecture. The last two fields reproduce the seed article's bugs, as axes."""
+    """QANet's architecture, as NLPLearn/QANet builds it. `conv_activation` and `dropout_placement`
+    keep an earlier, unfaithful behaviour as an axis; `output` and `pos_scale` reproduce the seed
+    article's bugs."""
 
-    char_encoder: str = "conv2d"  # "conv2d" (a 2D convolution over words x characters) or "depthwise1d"
+    char_encoder: Literal["conv2d", "depthwise1d"] = "conv2d"  # a 2D convolution over words x characters, or not
     char_dim: int = 200
     char_kernel: int = 5
     hidden: int = 128
@@ -96,19 +179,23 @@ class ModelConfig:
     # does). Above 0, scaled_dot_product_attention leaves its fused kernel: ~8x slower on CPU, O(L^2) memory.
     attention_dropout: float = 0.0
     survival_last: float = 0.9  # stochastic depth: survival of the last sublayer of a stack
-    output: str = "logits"  # "softmax": the seed article's softmax fed into cross-entropy
-    pos_scale: str = "embedding"  # "all": x * sqrt(width) before the positional encoding in every block
+    # "relu" after every encoder convolution (bias, then ReLU), as NLPLearn; "none" left them linear.
+    conv_activation: Literal["relu", "none"] = "relu"
+    # "nlplearn": dropout on a sublayer's input (convolutions 0, 2, ..., attention, feed-forward), its output
+    # dropped only at the stochastic-depth rate, context-query attention dropping only inside the similarity,
+    # and model-encoder input dropout on passes 0 and 2. "outputs": every sublayer output dropped at `dropout`,
+    # c and q dropped before context-query attention, input dropout on all three passes (the earlier code).
+    dropout_placement: Literal["nlplearn", "outputs"] = "nlplearn"
+    output: Literal["logits", "softmax"] = "logits"  # "softmax": the seed article's softmax fed into cross-entropy
+    # "all": x * sqrt(width) before the positional encoding in every block (the seed article's bug)
+    pos_scale: Literal["embedding", "all"] = "embedding"
 
     def validate(self) -> None:
-        _check(self.char_encoder in ("conv2d", "depthwise1d"), "model.char_encoder", self.char_encoder,
-               "expected 'conv2d' or 'depthwise1d'")
-        _check(self.output in ("logits", "softmax"), "model.output", self.output, "expected 'logits' or 'softmax'")
-        _check(self.pos_scale in ("embedding", "all"), "model.pos_scale", self.pos_scale,
-               "expected 'embedding' or 'all'")
+        _check_types(self, "model")
         for key in ("char_dim", "char_kernel", "hidden", "heads", "embedding_convs", "embedding_kernel",
                     "model_blocks", "model_convs", "model_kernel"):
             value = getattr(self, key)
-            _check(isinstance(value, int) and value >= 1, f"model.{key}", value, "must be an integer >= 1")
+            _check(value >= 1, f"model.{key}", value, "must be an integer >= 1")
         for key in ("embedding_kernel", "model_kernel", "char_kernel"):
             _check(getattr(self, key) % 2 == 1, f"model.{key}", getattr(self, key),
                    "must be odd (same-length convolutions)")
@@ -125,7 +212,7 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation, evaluation and checkpointing. `lr` None means the optimiser's paper value."""
 
-    optimizer: str = "adam"  # "adam" (the paper) or "adadelta" (BiDAF)
+    optimizer: Literal["adam", "adadelta"] = "adam"  # the paper's, or BiDAF's
     lr: float | None = None  # adam 1e-3, adadelta 0.5
     warmup_steps: int = 1000  # adam only: inverse-exponential warm-up from 0 to lr
     weight_decay: float = 3e-7  # L2 on weights
@@ -137,7 +224,9 @@ class TrainConfig:
     minutes: float | None = None  # stop earlier when this much wall time has passed
     eval_every: int = 1000
     eval_batch_size: int = 64
-    eval_questions: int | None = None  # None: the whole dev set (the default, and what a paper reports)
+    # Evaluations during training score a fixed, seeded sample of this many dev questions (None: all of
+    # them); the last evaluation of a run always scores the whole dev set, the number a paper reports.
+    eval_questions: int | None = None
     checkpoint_every: int = 1000
     max_answer_len: int = 30
     seed: int = 0
@@ -154,12 +243,11 @@ class TrainConfig:
         return self.lr if self.lr is not None else {"adam": 1e-3, "adadelta": 0.5}[self.optimizer]
 
     def validate(self) -> None:
-        _check(self.optimizer in ("adam", "adadelta"), "train.optimizer", self.optimizer,
-               "expected 'adam' or 'adadelta'")
+        _check_types(self, "train")
         _check(self.lr is None or self.lr > 0, "train.lr", self.lr, "must be > 0")
         for key in ("batch_size", "steps", "eval_every", "eval_batch_size", "checkpoint_every", "max_answer_len"):
             value = getattr(self, key)
-            _check(isinstance(value, int) and value >= 1, f"train.{key}", value, "must be an integer >= 1")
+            _check(value >= 1, f"train.{key}", value, "must be an integer >= 1")
         _check(self.recompute_every >= 0, "train.recompute_every", self.recompute_every, "must be >= 0")
         _check(self.warmup_steps >= 0, "train.warmup_steps", self.warmup_steps, "must be >= 0")
         _check(0 < self.ema_decay < 1, "train.ema_decay", self.ema_decay, "must be in (0, 1)")
@@ -168,6 +256,8 @@ class TrainConfig:
         _check(self.threads is None or self.threads >= 1, "train.threads", self.threads, "must be >= 1")
         _check(self.eval_questions is None or self.eval_questions >= 1, "train.eval_questions",
                self.eval_questions, "must be >= 1")
+        _check(re.fullmatch(r"auto|cpu|(cuda|mps|xpu)(:\d+)?", self.device) is not None, "train.device", self.device,
+               "expected auto, cpu, cuda, cuda:N, mps or xpu")
 
 
 @dataclass
@@ -203,10 +293,12 @@ def _flatten(values: dict, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
-# CPU-sized settings for the synthetic default: a model that learns in minutes on 2 cores.
+# A model that learns in minutes on 2 CPU cores (the smoke preset's, and --scale cpu's).
+SMALL_MODEL = {"model.char_dim": 32, "model.hidden": 64, "model.heads": 2, "model.model_blocks": 2,
+               "model.embedding_convs": 2}
+# CPU-sized settings for the synthetic default.
 _SMOKE = {
-    "model.char_dim": 32, "model.hidden": 64, "model.heads": 2, "model.model_blocks": 2,
-    "model.embedding_convs": 2, "train.batch_size": 16, "train.steps": 1200, "train.eval_every": 300,
+    **SMALL_MODEL, "train.batch_size": 16, "train.steps": 1200, "train.eval_every": 300,
     "train.checkpoint_every": 300, "train.warmup_steps": 200, "train.ema_decay": 0.999,
     "data.context_len": 150,
 }
@@ -218,21 +310,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "seed_article": {**_REAL_DATA, "model.hidden": 100, "model.heads": 4, "model.model_blocks": 4,
                      "data.context_len": 150},
 }
-
-
-def _parse(text: str, kind) -> Any:
-    """Turn a command-line string into the field's type."""
-    kinds = [k for k in getattr(kind, "__args__", (kind,)) if k is not type(None)]
-    if text.lower() in ("none", "null") and len(kinds) < len(getattr(kind, "__args__", (kind,))):
-        return None
-    target = kinds[0]
-    if target is bool:
-        if text.lower() in ("true", "1", "yes", "on"):
-            return True
-        if text.lower() in ("false", "0", "no", "off"):
-            return False
-        raise ValueError("expected true or false")
-    return target(text)
 
 
 def _field(config: RunConfig, key: str) -> tuple[Any, str, Any]:
@@ -256,14 +333,10 @@ def get_value(config: RunConfig, key: str) -> Any:
 
 
 def set_value(config: RunConfig, key: str, value: Any) -> None:
-    """Set a dotted key such as `model.hidden`, converting strings to the field's type."""
+    """Set a dotted key such as `model.hidden`: a string is parsed as the field's type, any other
+    value must already have it (a ConfigError names key and value otherwise)."""
     target, name, kind = _field(config, key)
-    if isinstance(value, str) and kind is not str:
-        try:
-            value = _parse(value, kind)
-        except ValueError as error:
-            raise ConfigError(f"{key} = {value!r}: {error}") from None
-    setattr(target, name, value)
+    setattr(target, name, coerce(key, value, kind))
 
 
 def build_config(preset: str = "paper", overrides: list[str] | dict[str, Any] = ()) -> RunConfig:

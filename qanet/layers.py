@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from qanet.config import ModelConfig
+
 
 def mask_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
@@ -35,17 +37,20 @@ def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor
     return (pieces >= round(p * 65536) - 32768).view(shape)
 
 
-class Dropout(nn.Module):
-    """Inverted dropout (as nn.Dropout) drawing its mask with `keep_mask`."""
+def apply_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout (as F.dropout) drawing its mask with `keep_mask`."""
+    if not training or p == 0:
+        return x
+    return x * keep_mask(x.shape, p, x.device) * (1 / (1 - p))
 
+
+class Dropout(nn.Module):
     def __init__(self, p: float) -> None:
         super().__init__()
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        return x * keep_mask(x.shape, self.p, x.device) * (1 / (1 - self.p))
+        return apply_dropout(x, self.p, self.training)
 
 
 class Highway(nn.Module):
@@ -158,25 +163,34 @@ class SelfAttention(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-    """Positional encoding, then [conv x N, self-attention, feed-forward], each as
-    layer-norm -> f -> dropout -> residual, each sublayer skipped whole with probability
-    1 - survival during training (stochastic depth)."""
+    """Positional encoding, then [conv x N, self-attention, feed-forward], each sublayer as
+    x + drop_out(f(norm(drop_in(x)))), and each skipped whole with probability 1 - survival
+    during training (stochastic depth, not rescaled at test time).
 
-    def __init__(self, dim: int, convs: int, kernel: int, heads: int, dropout: float, attention_dropout: float,
-                 survival: list[float], scale_input: bool) -> None:
+    Where dropout goes follows `dropout_placement`: "nlplearn" drops the input of convolutions
+    0, 2, ..., of attention and of the feed-forward, and drops a sublayer's output only at its
+    stochastic-depth rate 1 - survival; "outputs" drops every output at `dropout` and no input.
+    """
+
+    def __init__(self, config: ModelConfig, convs: int, kernel: int, survival: list[float]) -> None:
         super().__init__()
+        dim = config.hidden
         self.conv_norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(convs))
         self.convs = nn.ModuleList(DepthwiseSeparableConv(dim, dim, kernel) for _ in range(convs))
+        self.conv_relu = config.conv_activation == "relu"
         self.attention_norm = nn.LayerNorm(dim)
-        self.attention = SelfAttention(dim, heads, attention_dropout)
+        self.attention = SelfAttention(dim, config.heads, config.attention_dropout)
         self.ffn_norm = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
-        self.dropout = Dropout(dropout)
         self.survival = survival  # one probability per sublayer: convs, attention, feed-forward
-        self.input_scale = math.sqrt(dim) if scale_input else 1.0
-
-    def _skip(self, sublayer: int) -> bool:
-        return self.training and bool(torch.rand(()) >= self.survival[sublayer])
+        if config.dropout_placement == "nlplearn":
+            inputs = [index % 2 == 0 for index in range(convs)] + [True, True]
+            self.input_rates = [config.dropout if dropped else 0.0 for dropped in inputs]
+            self.output_rates = [1 - s for s in survival]
+        else:
+            self.input_rates = [0.0] * len(survival)
+            self.output_rates = [config.dropout] * len(survival)
+        self.input_scale = math.sqrt(dim) if config.pos_scale == "all" else 1.0
 
     def add_position(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.input_scale + positional_encoding(x.shape[1], x.shape[2], x.device, x.dtype)
@@ -184,15 +198,21 @@ class EncoderBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = self.add_position(x)
         keep = mask.unsqueeze(-1).to(x.dtype)
-        for index, (norm, conv) in enumerate(zip(self.conv_norms, self.convs, strict=True)):
-            if not self._skip(index):
-                y = (norm(x) * keep).transpose(1, 2)  # zero the padding: it must not leak into the window
-                x = x + self.dropout(conv(y).transpose(1, 2))
-        if not self._skip(len(self.convs)):
-            x = x + self.dropout(self.attention(self.attention_norm(x), mask))
-        if not self._skip(len(self.convs) + 1):
-            x = x + self.dropout(self.ffn(self.ffn_norm(x)))
-        return x
+        for index in range(len(self.convs)):
+            x = self._sublayer(index, x, functools.partial(self._convolve, index, keep))
+        x = self._sublayer(len(self.convs), x, lambda y: self.attention(self.attention_norm(y), mask))
+        return self._sublayer(len(self.convs) + 1, x, lambda y: self.ffn(self.ffn_norm(y)))
+
+    def _convolve(self, index: int, keep: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        y = (self.conv_norms[index](x) * keep).transpose(1, 2)  # zero the padding: it must not leak into the window
+        y = self.convs[index](y)
+        return (F.relu(y) if self.conv_relu else y).transpose(1, 2)
+
+    def _sublayer(self, index: int, x: torch.Tensor, f) -> torch.Tensor:
+        if self.training and bool(torch.rand(()) >= self.survival[index]):  # stochastic depth
+            return x
+        y = f(apply_dropout(x, self.input_rates[index], self.training))
+        return x + apply_dropout(y, self.output_rates[index], self.training)
 
 
 def survival_schedule(sublayers: int, survival_last: float) -> list[float]:
@@ -201,15 +221,12 @@ def survival_schedule(sublayers: int, survival_last: float) -> list[float]:
 
 
 class EncoderStack(nn.Module):
-    def __init__(self, blocks: int, dim: int, convs: int, kernel: int, heads: int, dropout: float,
-                 attention_dropout: float, survival_last: float, scale_input: bool) -> None:
+    def __init__(self, config: ModelConfig, blocks: int, convs: int, kernel: int) -> None:
         super().__init__()
         per_block = convs + 2
-        schedule = survival_schedule(blocks * per_block, survival_last)
+        schedule = survival_schedule(blocks * per_block, config.survival_last)
         self.blocks = nn.ModuleList(
-            EncoderBlock(dim, convs, kernel, heads, dropout, attention_dropout,
-                         schedule[i * per_block:(i + 1) * per_block], scale_input)
-            for i in range(blocks)
+            EncoderBlock(config, convs, kernel, schedule[i * per_block:(i + 1) * per_block]) for i in range(blocks)
         )
 
         self.recompute_every = 0  # set by the trainer; see TrainConfig.recompute_every
@@ -226,18 +243,24 @@ class EncoderStack(nn.Module):
 class ContextQueryAttention(nn.Module):
     """Trilinear similarity S = w . [c; q; c * q], computed without the (B, Lc, Lq, 3d) tensor,
     then context-to-query A = softmax_q(S) Q and query-to-context B = softmax_q(S) softmax_c(S)^T C.
-    Returns [c; a; c * a; c * b]."""
+    Returns [c; a; c * a; c * b]. With dropout placement "nlplearn" only the similarity sees
+    dropped-out c and q; with "outputs" they are dropped before everything."""
 
-    def __init__(self, dim: int, dropout: float) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        dim = config.hidden
         self.w_context = nn.Linear(dim, 1)
         self.w_query = nn.Linear(dim, 1, bias=False)
         self.w_product = nn.Parameter(torch.empty(dim).uniform_(-1 / math.sqrt(dim), 1 / math.sqrt(dim)))
-        self.dropout = Dropout(dropout)
+        self.dropout = Dropout(config.dropout)
+        self.drop_similarity_only = config.dropout_placement == "nlplearn"
 
     def forward(self, c: torch.Tensor, q: torch.Tensor, c_mask: torch.Tensor, q_mask: torch.Tensor) -> torch.Tensor:
-        c, q = self.dropout(c), self.dropout(q)
-        similarity = self.w_context(c) + self.w_query(q).transpose(1, 2) + (c * self.w_product) @ q.transpose(1, 2)
+        c_in, q_in = self.dropout(c), self.dropout(q)
+        if not self.drop_similarity_only:
+            c, q = c_in, q_in
+        similarity = (self.w_context(c_in) + self.w_query(q_in).transpose(1, 2)
+                      + (c_in * self.w_product) @ q_in.transpose(1, 2))
         over_query = torch.softmax(mask_logits(similarity, q_mask[:, None, :]), dim=2)  # (B, Lc, Lq)
         over_context = torch.softmax(mask_logits(similarity, c_mask[:, :, None]), dim=1)  # (B, Lc, Lq)
         a = over_query @ q
@@ -246,7 +269,8 @@ class ContextQueryAttention(nn.Module):
 
 
 class Pointer(nn.Module):
-    """Start logits from [M0; M1], end logits from [M0; M2], padding masked out."""
+    """Start logits from [M0; M1], end logits from [M0; M2], padding masked out, always in fp32:
+    under bf16 autocast logits of size ~10 are spaced 0.06 apart, and ties would pick the earliest span."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -254,6 +278,8 @@ class Pointer(nn.Module):
         self.end = nn.Linear(2 * dim, 1)
 
     def forward(self, m0, m1, m2, mask) -> tuple[torch.Tensor, torch.Tensor]:
-        start = self.start(torch.cat([m0, m1], dim=2)).squeeze(2)
-        end = self.end(torch.cat([m0, m2], dim=2)).squeeze(2)
+        with torch.autocast(m0.device.type, enabled=False):
+            m0, m1, m2 = m0.float(), m1.float(), m2.float()
+            start = self.start(torch.cat([m0, m1], dim=2)).squeeze(2)
+            end = self.end(torch.cat([m0, m2], dim=2)).squeeze(2)
         return mask_logits(start, mask), mask_logits(end, mask)

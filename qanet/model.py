@@ -17,40 +17,41 @@ class QANet(nn.Module):
         super().__init__()
         self.config = config
         d = config.hidden
-        scale_all = config.pos_scale == "all"
         self.embedding = Embedding(word_vectors, OOV, chars, config.char_encoder, config.char_dim,
                                    config.char_kernel, d, config.dropout, config.char_dropout)
-        self.embedding_encoder = EncoderStack(1, d, config.embedding_convs, config.embedding_kernel, config.heads,
-                                              config.dropout, config.attention_dropout, config.survival_last,
-                                              scale_all)
-        self.attention = ContextQueryAttention(d, config.dropout)
+        self.embedding_encoder = EncoderStack(config, 1, config.embedding_convs, config.embedding_kernel)
+        self.attention = ContextQueryAttention(config)
         self.resize = nn.Linear(4 * d, d)
-        self.model_encoder = EncoderStack(config.model_blocks, d, config.model_convs, config.model_kernel,
-                                          config.heads, config.dropout, config.attention_dropout,
-                                          config.survival_last, scale_all)
+        self.model_encoder = EncoderStack(config, config.model_blocks, config.model_convs, config.model_kernel)
         self.pointer = Pointer(d)
         self.dropout = Dropout(config.dropout)
 
     def forward(self, context_words, context_chars, question_words, question_chars):
-        """Start and end logits (B, Lc); padding positions hold the dtype's minimum."""
+        """Start and end logits (B, Lc) in fp32; padding positions hold the dtype's minimum."""
         c_mask, q_mask = context_words != PAD, question_words != PAD
         c = self.embedding_encoder(self.embedding(context_words, context_chars), c_mask)
         q = self.embedding_encoder(self.embedding(question_words, question_chars), q_mask)
         x = self.resize(self.attention(c, q, c_mask, q_mask))
-        passes = []
-        for _ in range(3):  # M0, M1, M2: the same weights applied three times
-            x = self.model_encoder(self.dropout(x), c_mask)
-            passes.append(x)
-        return self.pointer(*passes, c_mask)
+        # M0, M1, M2: the same weights applied three times
+        m0 = self.model_encoder(self.dropout(x), c_mask)
+        if self.config.dropout_placement == "nlplearn":
+            # inputs of passes 0 and 2 dropped; NLPLearn overwrites M1 with its dropped copy, so the
+            # start pointer sees that copy too
+            m1 = self.dropout(self.model_encoder(m0, c_mask))
+            m2 = self.model_encoder(m1, c_mask)
+        else:
+            m1 = self.model_encoder(self.dropout(m0), c_mask)
+            m2 = self.model_encoder(self.dropout(m1), c_mask)
+        return self.pointer(m0, m1, m2, c_mask)
 
     def loss(self, start_logits, end_logits, start, end) -> torch.Tensor:
-        """Mean of -log p_start(y1) - log p_end(y2), halved to one position's scale.
+        """Batch mean of -log p_start(y1) - log p_end(y2), the paper's and NLPLearn's loss.
 
         With `output = "softmax"` the logits pass through a softmax first, as in the seed
         article: cross-entropy then applies a second softmax to probabilities in [0, 1]."""
         if self.config.output == "softmax":
             start_logits, end_logits = start_logits.softmax(dim=1), end_logits.softmax(dim=1)
-        return (F.cross_entropy(start_logits.float(), start) + F.cross_entropy(end_logits.float(), end)) / 2
+        return F.cross_entropy(start_logits.float(), start) + F.cross_entropy(end_logits.float(), end)
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -160,11 +160,12 @@ def peak_memory_mb(device: torch.device) -> float:
 
 @torch.no_grad()
 def predict_answers(model: QANet, split: Split, config: RunConfig, device: torch.device,
-            limit: int | None = None) -> dict[str, str]:
-    """Answer text for each dev question, cut from the original context by character offsets."""
+                    sample: int | None = None) -> dict[str, str]:
+    """Answer text for each dev question (or a fixed sample of them), cut from the original
+    context by character offsets."""
     model.eval()
     answers = {}
-    for questions in evaluation_batches(split, config.train.eval_batch_size, limit):
+    for questions in evaluation_batches(split, config.train.eval_batch_size, sample):
         # the whole context: evaluation never truncates or drops a question
         batch = _to_device(make_batch(split, questions, int(split.contexts.lengths.max()), config.data.question_len),
                            device)
@@ -251,13 +252,13 @@ class Trainer:
             self.ema.update(self.model)
         return value
 
-    def evaluate(self) -> dict:
+    def evaluate(self, sample: int | None = None) -> dict:
+        """Official EM/F1 on the dev set, or on a fixed sample of `sample` questions, with EMA weights."""
         started = time.perf_counter()
         if self.ema:
             self.ema.swap(self.model)
         try:
-            predictions = predict_answers(self.model, self.prepared.dev, self.config, self.device,
-                                  self.config.train.eval_questions)
+            predictions = predict_answers(self.model, self.prepared.dev, self.config, self.device, sample)
         finally:
             if self.ema:
                 self.ema.swap(self.model)
@@ -280,12 +281,12 @@ class Trainer:
                 result.train_examples += len(questions)
                 self.step += 1
                 self.callbacks.on_step(self.step, self.losses[-1])
-                if self.step % train.eval_every == 0 or self.step == train.steps:
-                    self._record_evaluation()
+                if self.step % train.eval_every == 0 and self.step < train.steps:
+                    self._record_evaluation(train.eval_questions)
                 if self.checkpoint_dir and self.step % train.checkpoint_every == 0:
                     self.save_checkpoint()
-            if self.losses or not result.curve:  # stopped by the time budget between evaluations
-                self._record_evaluation()
+            if not self._scored_whole_dev_at_this_step():  # the run's result: always the whole dev set
+                self._record_evaluation(None)
         except Diverged as error:
             result.status, result.error = "diverged", str(error)
         result.steps = self.step
@@ -294,8 +295,12 @@ class Trainer:
             self.save_checkpoint()
         return result
 
-    def _record_evaluation(self) -> None:
-        metrics = self.evaluate()
+    def _scored_whole_dev_at_this_step(self) -> bool:
+        last = self.result.curve[-1] if self.result.curve else {}
+        return last.get("step") == self.step and last.get("total") == len(self.prepared.dev)
+
+    def _record_evaluation(self, sample: int | None) -> None:
+        metrics = self.evaluate(sample)
         entry = {"step": self.step, "train_loss": float(np.mean(self.losses)) if self.losses else None,
                  "train_seconds": round(self.result.train_seconds, 3), **metrics}
         self.result.curve.append(entry)

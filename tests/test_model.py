@@ -70,11 +70,11 @@ def test_padding_does_not_change_real_positions():
 def test_softmax_output_bug_feeds_probabilities_to_cross_entropy():
     start, end = torch.randn(4, 10), torch.randn(4, 10)
     y1, y2 = torch.tensor([1, 2, 3, 4]), torch.tensor([2, 3, 4, 5])
-    right = (F.cross_entropy(start, y1) + F.cross_entropy(end, y2)) / 2
-    buggy = (F.cross_entropy(start.softmax(1), y1) + F.cross_entropy(end.softmax(1), y2)) / 2
+    right = F.cross_entropy(start, y1) + F.cross_entropy(end, y2)
+    buggy = F.cross_entropy(start.softmax(1), y1) + F.cross_entropy(end.softmax(1), y2)
     torch.testing.assert_close(_model(output="logits").loss(start, end, y1, y2), right)
     torch.testing.assert_close(_model(output="softmax").loss(start, end, y1, y2), buggy)
-    assert buggy > math.log(10) - 0.2  # near uniform whatever the logits: the loss cannot fall far
+    assert buggy > 2 * math.log(10) - 0.4  # near uniform whatever the logits: the loss cannot fall far
 
 
 @pytest.mark.parametrize("pos_scale,factor", [("embedding", 1.0), ("all", 4.0)])

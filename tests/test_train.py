@@ -181,3 +181,23 @@ def test_peak_memory_is_per_run_even_when_runs_share_a_process():
     del block
     reset_peak_memory(cpu)
     assert peak_memory_mb(cpu) < high - 150
+
+
+def test_evaluations_during_training_score_a_fixed_sample_and_the_last_one_the_whole_dev_set(tmp_path):
+    config = build_config("paper", {**TINY, "train.steps": 4, "train.eval_every": 2, "train.eval_questions": 10})
+    config.data.synthetic = SyntheticConfig(train_paragraphs=10, dev_paragraphs=5)
+    prepared = prepare(config.data, tmp_path)
+    result = Trainer(config, prepared).run()
+    assert [entry["total"] for entry in result.curve] == [10, len(prepared.dev)]
+    assert result.metrics["total"] == len(prepared.dev)
+
+
+def test_the_evaluation_sample_is_fixed_and_spread_over_the_whole_dev_set():
+    from qanet.data.batching import evaluation_sample
+
+    sample = evaluation_sample(10_570, 2_000)
+    assert np.array_equal(sample, evaluation_sample(10_570, 2_000))
+    assert len(np.unique(sample)) == 2_000 and np.all(np.diff(sample) > 0)
+    assert sample.max() > 10_000 and np.histogram(sample, bins=5, range=(0, 10_570))[0].min() > 300
+    assert np.array_equal(evaluation_sample(30, None), np.arange(30))
+    assert np.array_equal(evaluation_sample(30, 50), np.arange(30))

@@ -34,9 +34,20 @@ def epoch_batches(questions: np.ndarray, lengths: np.ndarray, batch_size: int, s
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def evaluation_batches(split: Split, batch_size: int, limit: int | None = None) -> list[np.ndarray]:
-    """Every question (or the first `limit`), longest contexts first so memory peaks at once."""
-    questions = np.arange(len(split) if limit is None else min(limit, len(split)))
+EVALUATION_SAMPLE_SEED = 0  # one sample for every run, so runs are compared on the same questions
+
+
+def evaluation_sample(questions: int, size: int | None) -> np.ndarray:
+    """All question indices, or `size` of them drawn with a fixed seed (SQuAD's dev file is ordered
+    by article: its first 2,000 questions cover 6 of 48 articles)."""
+    if size is None or size >= questions:
+        return np.arange(questions)
+    return np.sort(np.random.default_rng(EVALUATION_SAMPLE_SEED).choice(questions, size, replace=False))
+
+
+def evaluation_batches(split: Split, batch_size: int, sample: int | None = None) -> list[np.ndarray]:
+    """Every question (or a fixed sample of them), longest contexts first so memory peaks at once."""
+    questions = evaluation_sample(len(split), sample)
     order = questions[np.argsort(-split.context_lengths()[questions], kind="stable")]
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 

@@ -59,8 +59,18 @@ class Prepared:
                 f"questions_over_{config.question_len}": int((split.questions.lengths > config.question_len).sum()),
                 f"answers_ending_after_{config.context_len}": int((split.answer_end >= config.context_len).sum()),
                 "context_tokens_with_vectors": round(float((split.contexts.words != OOV).mean()), 4),
+                "answers_with_an_oov_word": round(_answers_with_oov(split), 4),
             }
         return result
+
+
+def _answers_with_oov(split: Split) -> float:
+    """Share of answerable questions whose first answer has a token without a word vector."""
+    answerable = np.flatnonzero(split.answer_start >= 0)
+    starts = split.contexts.offsets[split.paragraph[answerable]]
+    with_oov = [(split.contexts.words[start + begin:start + end + 1] == OOV).any() for start, begin, end in
+                zip(starts, split.answer_start[answerable], split.answer_end[answerable], strict=True)]
+    return float(np.mean(with_oov)) if with_oov else 0.0
 
 
 def _spacy_version() -> str | None:
@@ -77,19 +87,20 @@ def _cache_key(config: DataConfig, paths: dict[str, str], vectors: str) -> str:
         "vectors": vectors_identity(vectors, config.random_vector_dim),
         "char_len": config.char_len,
         "strict": config.strict,
+        "vocabulary": config.vocabulary,
         "spacy": _spacy_version(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _downloaded(name: str, split: str | None, cache_dir: Path) -> Path | None:
+def downloaded_path(name: str, split: str | None, cache_dir: Path) -> Path | None:
     """Where `bench data fetch NAME` put the file of a split, if NAME is a fetchable source."""
     remote = next((r for r in SOURCES.get(name, ()) if split is None or r.name.startswith(split)), None)
     return cache_dir / "downloads" / name / remote.name if remote else None
 
 
 def _existing(key: str, value: str, cache_dir: Path, split: str | None) -> str:
-    path = _downloaded(value, split, cache_dir) or Path(value)
+    path = downloaded_path(value, split, cache_dir) or Path(value)
     if not path.is_file():
         hint = f"run `python -m bench data fetch {value}`" if value in SOURCES else "no such file"
         raise ConfigError(f"{key} = {value!r}: {hint} ({path} is missing)")
@@ -143,10 +154,12 @@ def _build(config: DataConfig, paths: dict[str, str], vectors_source: str, direc
     tokenised = {name: TokenisedFile.of(squad, tokenizer) for name, squad in files.items()}
     lap("tokenise")
     counts = Counter(tokenised["train"].words())
-    wanted = set(counts) if vectors_source == "random" else wanted_spellings(counts)
+    # the words that may keep a vector; characters are learned, so they come from train alone
+    word_counts = counts + Counter(tokenised["dev"].words()) if config.vocabulary == "train+dev" else counts
+    wanted = set(word_counts) if vectors_source == "random" else wanted_spellings(word_counts)
     vectors, dim = load_vectors(vectors_source, wanted, config.random_vector_dim)
     lap("vectors")
-    words, matrix = build_word_vocabulary(counts, vectors, dim)
+    words, matrix = build_word_vocabulary(word_counts, vectors, dim)
     chars = build_char_vocabulary(counts.elements())
     splits = {name: t.featurise(words, chars, config.char_len) for name, t in tokenised.items()}
     lap("featurise")
@@ -154,8 +167,9 @@ def _build(config: DataConfig, paths: dict[str, str], vectors_source: str, direc
         "files": {name: {"path": paths[name], **files[name].counts()} for name in SPLITS},
         "vocabulary": {
             "words": len(words), "chars": len(chars), "vector_dim": dim, "vectors": config.vectors,
-            "train_distinct_words": len(counts),
-            "train_distinct_words_with_vectors": round((len(words) - 2) / max(len(counts), 1), 4),
+            "from": config.vocabulary, "train_distinct_words": len(counts),
+            "train_distinct_words_with_vectors": round(sum(words.id_of_word(w) != OOV for w in counts)
+                                                       / max(len(counts), 1), 4),
         },
         "tokenizer": tokenizer.name,
         "timings_s": timings,
