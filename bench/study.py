@@ -42,7 +42,10 @@ from qanet.data.prepare import downloaded_path
 from qanet.data.vectors import KUMO
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
-_KEYS = {"description", "preset", "design", "seeds", "budget", "set", "axes", "with", "variants"}
+# the top-level keys of a study file and the TOML type of each
+_KEYS = {"description": str, "preset": str, "design": str, "seeds": list, "budget": dict, "set": dict,
+         "axes": dict, "with": dict, "variants": dict}
+_TOML_TYPES = {str: "a string", list: "a list", dict: "a table"}
 SCALES = ("full", "smoke", "cpu")
 
 # --scale smoke: the synthetic data, a CPU-sized model and a budget of about a minute a run.
@@ -181,27 +184,38 @@ def load_study(name: str) -> Study:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise StudyError(f"{path}: not valid TOML: {error}") from None
+    _check_shape(path, raw)
     study = Study(
         name=path.stem, path=path, description=raw.get("description", ""), preset=raw.get("preset", "paper"),
         design=raw.get("design", "one-at-a-time"), seeds=raw.get("seeds", [0, 1, 2]), budget=raw.get("budget", {}),
         fixed=raw.get("set", {}), axes=raw.get("axes", {}), coupled=raw.get("with", {}),
         named=raw.get("variants", {}),
     )
-    _check(study, raw)
+    _check(study)
     for scale in SCALES:
         study.runs(scale)
     return study
 
 
-def _check(study: Study, raw: dict) -> None:
-    for key in raw:
+def _check_shape(path: Path, raw: dict) -> None:
+    """Top-level keys known and of the right TOML type; [with] and [variants] entries are tables."""
+    for key, value in raw.items():
         if key not in _KEYS:
-            raise study.error(key, raw[key], f"unknown key (expected one of {sorted(_KEYS)})")
+            raise StudyError(f"{path}: {key} = {value!r}: unknown key (expected one of {sorted(_KEYS)})")
+        if not isinstance(value, _KEYS[key]):
+            raise StudyError(f"{path}: {key} = {value!r}: expected {_TOML_TYPES[_KEYS[key]]}")
+    for section in ("with", "variants"):
+        for name, settings in raw.get(section, {}).items():
+            if not isinstance(settings, dict) or not settings:
+                raise StudyError(f"{path}: {section}.{name} = {settings!r}: expected a table of settings")
+
+
+def _check(study: Study) -> None:
     if study.preset not in PRESETS:
         raise study.error("preset", study.preset, f"unknown preset (choose one of {sorted(PRESETS)})")
     if study.design not in ("one-at-a-time", "grid"):
         raise study.error("design", study.design, "expected 'one-at-a-time' or 'grid'")
-    if not (isinstance(study.seeds, list) and study.seeds and all(isinstance(s, int) for s in study.seeds)):
+    if not (isinstance(study.seeds, list) and study.seeds and all(type(s) is int for s in study.seeds)):
         raise study.error("seeds", study.seeds, "expected a non-empty list of integers")
     for key, value in study.budget.items():
         if key not in ("steps", "minutes"):
@@ -209,9 +223,6 @@ def _check(study: Study, raw: dict) -> None:
     for key, values in study.axes.items():
         if not isinstance(values, list) or not values:
             raise study.error(f"axes.{key}", values, "expected a non-empty list of values")
-    for name, settings in study.named.items():
-        if not isinstance(settings, dict) or not settings:
-            raise study.error(f"variants.{name}", settings, "expected a table of settings")
     for label in study.coupled:
         key, _, value = label.partition("=")
         if key not in study.axes or value not in [_text(v) for v in study.axes[key]]:

@@ -45,36 +45,43 @@ def _describe(kind) -> str:
     return " or ".join(names)
 
 
+class CommandLineText(str):
+    """A value typed on the command line (`--set key=value`): parsed as its field's type.
+    Values from study files, records and code must have the type already."""
+
+
 def _convert(value: Any, kind) -> Any:
-    """`value` as one plain type or Literal, or ValueError. Strings (the command line) are parsed;
-    an integer is a valid float; nothing else is converted, so 1.5 is never silently a seed of 1."""
+    """`value` as one plain type or Literal, or ValueError. Command-line text is parsed; an
+    integer is a valid float; nothing else is converted, so 1.5 is never silently a seed of 1."""
+    text = isinstance(value, CommandLineText)
     if get_origin(kind) is Literal:
         if isinstance(value, str) and value in get_args(kind):
-            return value
+            return str(value)
     elif kind is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+        if text and value.lower() in _TRUE + _FALSE:
             return value.lower() in _TRUE
     elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str):
+        if text:
             return int(value)
     elif kind is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        if isinstance(value, str):
+        if text:
             return float(value)
     elif kind is str and isinstance(value, str):
-        return value
+        return str(value)
     raise ValueError
 
 
 def coerce(key: str, value: Any, kind) -> Any:
     """`value` as the type `kind` of the field `key`, or a ConfigError naming both."""
     options = _options(kind)
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and type(None) in options):
+    typed_none = isinstance(value, CommandLineText) and value.lower() in ("none", "null")
+    if value is None or (typed_none and type(None) in options):
         if type(None) in options:
             return None
     else:
@@ -333,14 +340,15 @@ def get_value(config: RunConfig, key: str) -> Any:
 
 
 def set_value(config: RunConfig, key: str, value: Any) -> None:
-    """Set a dotted key such as `model.hidden`: a string is parsed as the field's type, any other
-    value must already have it (a ConfigError names key and value otherwise)."""
+    """Set a dotted key such as `model.hidden`: command-line text is parsed as the field's type,
+    any other value must already have it (a ConfigError names key and value otherwise)."""
     target, name, kind = _field(config, key)
     setattr(target, name, coerce(key, value, kind))
 
 
 def build_config(preset: str = "paper", overrides: list[str] | dict[str, Any] = ()) -> RunConfig:
-    """A validated configuration from a preset and `key=value` overrides (later ones win)."""
+    """A validated configuration from a preset and overrides, later ones winning: command-line
+    `key=value` strings, or a dict of dotted keys to values of the fields' own types."""
     if preset not in PRESETS:
         raise ConfigError(f"preset {preset!r}: unknown; choose one of {sorted(PRESETS)}")
     config = RunConfig()
@@ -349,14 +357,14 @@ def build_config(preset: str = "paper", overrides: list[str] | dict[str, Any] = 
     return config.validate()
 
 
-def parse_overrides(items: list[str]) -> list[tuple[str, str]]:
+def parse_overrides(items: list[str]) -> list[tuple[str, CommandLineText]]:
     """`key=value` strings from the command line as (key, value) pairs."""
     pairs = []
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"{item!r}: expected key=value, e.g. model.hidden=100")
-        pairs.append((key.strip(), value.strip()))
+        pairs.append((key.strip(), CommandLineText(value.strip())))
     return pairs
 
 

@@ -19,6 +19,7 @@ from tests.conftest import run_python
     ("model.char_encoder", '"conv3d"', "expected one of 'conv2d', 'depthwise1d'"),
     ("model.conv_activation", '"gelu"', "expected one of 'relu', 'none'"),
     ("data.vocabulary", '"dev"', "expected one of 'train+dev', 'train'"),
+    ("model.hidden", '"64"', "expected an integer"),  # a TOML string is not a number
 ])
 def test_a_study_with_a_value_of_the_wrong_type_stops_with_file_key_and_value(tmp_path, key, value, expected):
     path = tmp_path / "typed.toml"
@@ -30,11 +31,20 @@ def test_a_study_with_a_value_of_the_wrong_type_stops_with_file_key_and_value(tm
     assert "\n" not in message
 
 
-def test_a_float_seed_in_the_seed_list_is_rejected(tmp_path):
-    path = tmp_path / "seeds.toml"
-    path.write_text('preset = "paper"\nseeds = [0, 1.5]\n')
-    with pytest.raises(StudyError, match=r"seeds = \[0, 1.5\]: expected a non-empty list of integers"):
+@pytest.mark.parametrize("text,expected", [
+    ('seeds = [0, 1.5]', "seeds = [0, 1.5]: expected a non-empty list of integers"),
+    ('seeds = [true]', "seeds = [True]: expected a non-empty list of integers"),
+    ('preset = ["paper"]', "preset = ['paper']: expected a string"),
+    ('budget = 5', "budget = 5: expected a table"),
+    ('variants = 3', "variants = 3: expected a table"),
+    ('[budget]\nsteps = -5', "train.steps = -5: must be an integer >= 1"),
+])
+def test_a_study_file_of_the_wrong_shape_stops_with_file_key_and_value(tmp_path, text, expected):
+    path = tmp_path / "shape.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(StudyError) as caught:
         load_study_file(str(path))
+    assert str(caught.value) == f"{path}: {expected}"
 
 
 def test_command_line_values_are_parsed_to_the_field_type():

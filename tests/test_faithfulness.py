@@ -1,4 +1,5 @@
-"""One test per fix of the model-faithfulness review (issue 7); each failed on the code before it."""
+"""The fixes of the model-faithfulness review (issue 7): NLPLearn/QANet's behaviour, and the switches
+that keep the earlier behaviour where a study measures it. The tests of each fix failed before it."""
 
 import json
 
@@ -92,8 +93,10 @@ def _trace_model_encoder(model: QANet) -> dict[str, list[torch.Tensor]]:
 def test_model_encoder_drops_the_inputs_of_passes_0_and_2_and_points_from_the_dropped_m1():
     model = _model(dropout_placement="nlplearn", dropout=0.3)
     seen = _trace_model_encoder(model)
+    model.resize.register_forward_hook(lambda module, args, output: seen.update(resized=output))
     model.train()(*_inputs())
     m0, m1, m2 = seen["outputs"]
+    assert not torch.equal(seen["inputs"][0], seen["resized"])  # pass 0 reads a dropped-out input
     assert torch.equal(seen["inputs"][1], m0)  # pass 1 reads M0 as it is
     assert not torch.equal(seen["inputs"][2], m1)  # pass 2 reads a dropped-out M1 ...
     assert torch.equal(seen["pointer"][1], seen["inputs"][2])  # ... and so does the start pointer
@@ -110,14 +113,22 @@ def test_earlier_placement_drops_every_pass_input_and_points_from_the_kept_outpu
 
 @pytest.mark.parametrize("placement", ["nlplearn", "outputs"])
 def test_context_query_attention_drops_c_and_q_only_inside_the_similarity(placement):
+    """With every row of c alike and every row of q alike, any attention weights give a = q_0 and
+    b = c_0, so [c; a; c*a; c*b] is known exactly unless c or q themselves were dropped out."""
     config = ModelConfig(hidden=16, heads=4, dropout=0.5, dropout_placement=placement)
     attention = layers.ContextQueryAttention(config).train()
+    c_row, q_row = torch.randn(16), torch.randn(16)
+    c, q = c_row.expand(2, 7, 16).clone(), q_row.expand(2, 4, 16).clone()
+    masks = torch.ones(2, 7, dtype=torch.bool), torch.ones(2, 4, dtype=torch.bool)
+    output = attention(c, q, *masks)
+    expected = torch.cat([c, q_row.expand(2, 7, 16), c * q_row, c * c_row], dim=2)
+    if placement == "nlplearn":
+        torch.testing.assert_close(output, expected)
+    else:
+        assert not torch.allclose(output, expected)
     c, q = torch.randn(2, 7, 16), torch.randn(2, 4, 16)
-    torch.manual_seed(1)
-    output = attention(c, q, torch.ones(2, 7, dtype=torch.bool), torch.ones(2, 4, dtype=torch.bool))
-    assert torch.equal(output[..., :16], c) == (placement == "nlplearn")  # [c; a; c*a; c*b] keeps c whole
-    other_draw = attention(c, q, torch.ones(2, 7, dtype=torch.bool), torch.ones(2, 4, dtype=torch.bool))
-    assert not torch.equal(output[..., 16:], other_draw[..., 16:])  # the similarity, hence a, saw dropout
+    first, second = attention(c, q, *masks), attention(c, q, *masks)
+    assert not torch.equal(first[..., 16:], second[..., 16:])  # the similarity does see dropout
 
 
 def test_evaluation_draws_no_dropout_or_stochastic_depth(monkeypatch):

@@ -201,3 +201,23 @@ def test_the_evaluation_sample_is_fixed_and_spread_over_the_whole_dev_set():
     assert sample.max() > 10_000 and np.histogram(sample, bins=5, range=(0, 10_570))[0].min() > 300
     assert np.array_equal(evaluation_sample(30, None), np.arange(30))
     assert np.array_equal(evaluation_sample(30, 50), np.arange(30))
+
+
+def test_a_run_stopped_by_its_time_budget_still_ends_with_the_whole_dev_set(tmp_path, monkeypatch):
+    import itertools
+    import time
+    from types import SimpleNamespace
+
+    from qanet import train as train_module
+
+    clock = itertools.count()  # one second passes at every look at the clock: 6 s is about 5 steps
+    monkeypatch.setattr(train_module, "time", SimpleNamespace(monotonic=lambda: next(clock),
+                                                              perf_counter=time.perf_counter))
+    config = build_config("paper", {**TINY, "train.steps": 100, "train.eval_every": 2, "train.eval_questions": 10,
+                                    "train.minutes": 0.1})
+    config.data.synthetic = SyntheticConfig(train_paragraphs=10, dev_paragraphs=5)
+    prepared = prepare(config.data, tmp_path)
+    result = Trainer(config, prepared).run()
+    assert 2 < result.steps < 100
+    assert [entry["total"] for entry in result.curve] == [10] * (result.steps // 2) + [len(prepared.dev)]
+    assert result.curve[-1]["step"] == result.steps
