@@ -7,11 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.records import ROOT
 from qanet import layers
 from qanet.config import DataConfig, ModelConfig
 from qanet.data.prepare import prepare
 from qanet.data.vocab import OOV
 from qanet.model import QANet
+from tests.conftest import run_python
 
 WORDS, CHARS = 50, 20
 
@@ -196,3 +198,17 @@ def test_loss_is_the_sum_of_start_and_end_cross_entropies():
     y1, y2 = torch.tensor([1, 2, 3, 4]), torch.tensor([2, 3, 4, 5])
     expected = F.cross_entropy(start, y1) + F.cross_entropy(end, y2)
     torch.testing.assert_close(_model().loss(start, end, y1, y2), expected)
+
+
+# The evidence: the README's tables are what the committed run records give
+
+
+def test_readme_faithfulness_tables_come_from_the_committed_records():
+    records = ROOT / "results" / "reference" / "faithfulness-cpu"
+    records_seen = [json.loads(path.read_text())["variant"] for path in records.glob("*.json")]
+    assert len(records_seen) == 15 and set(records_seen) >= {"base", "model.conv_activation=none"}
+    printed = run_python("benchmarks/faithfulness_table.py", str(records)).stdout
+    table_rows = [line for line in printed.splitlines() if line.startswith("| ")]
+    assert len(table_rows) == 2 * (1 + 5)  # two tables: a header and five variants each
+    readme = (ROOT / "README.md").read_text()
+    assert [row for row in table_rows if row not in readme] == []
