@@ -45,7 +45,7 @@ def measure(size: str, char_dim: int, recompute_every: int, steps: int, threads:
 
     from qanet.config import build_config
     from qanet.model import QANet
-    from qanet.train import make_optimizer
+    from qanet.train import make_optimizer, optimisation_step
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -62,12 +62,7 @@ def measure(size: str, char_dim: int, recompute_every: int, steps: int, threads:
     times = []
     for step in range(steps + 2):  # two warm-up steps
         began = time.perf_counter()
-        loss = model.loss(*model(*inputs), start, end)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_norm)
-        optimizer.step()
-        scheduler.step()
+        optimisation_step(model, optimizer, scheduler, model.loss(*model(*inputs), start, end), config.train.clip_norm)
         if step >= 2:
             times.append(time.perf_counter() - began)
     return {"step_s": statistics.median(times), "steps": len(times),

@@ -22,7 +22,7 @@ import torch
 from bench.records import environment
 from bench.study import load_study
 from qanet.model import QANet
-from qanet.train import make_optimizer
+from qanet.train import make_optimizer, optimisation_step
 
 VOCABULARY, CHARS, QUESTION = 86_000, 1_400, 30  # about the prepared SQuAD v1.1 sizes; a long question
 
@@ -41,12 +41,7 @@ def trainer_step(config):
     start, end = torch.randint(0, context, (2, batch), generator=generator)
 
     def step() -> None:
-        loss = model.loss(*model(*inputs), start, end)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_norm)
-        optimizer.step()
-        scheduler.step()
+        optimisation_step(model, optimizer, scheduler, model.loss(*model(*inputs), start, end), config.train.clip_norm)
 
     return step
 

@@ -122,6 +122,15 @@ def make_optimizer(model: torch.nn.Module, config: RunConfig):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
+def optimisation_step(model: torch.nn.Module, optimizer, scheduler, loss: torch.Tensor, clip_norm: float) -> None:
+    """Backward, clip the gradient norm, step the optimiser and the learning-rate schedule."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    optimizer.step()
+    scheduler.step()
+
+
 def _to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
     tensors = {key: torch.from_numpy(value) for key, value in batch.items()}
     if device.type == "cuda":
@@ -243,11 +252,7 @@ class Trainer:
         value = loss.item()
         if not math.isfinite(value):
             raise Diverged(self.step + 1, value)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.clip_norm)
-        self.optimizer.step()
-        self.scheduler.step()
+        optimisation_step(self.model, self.optimizer, self.scheduler, loss, self.config.train.clip_norm)
         if self.ema:
             self.ema.update(self.model)
         return value
