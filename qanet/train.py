@@ -123,7 +123,7 @@ def make_optimizer(model: torch.nn.Module, config: RunConfig):
 
 
 def optimisation_step(model: torch.nn.Module, optimizer, scheduler, loss: torch.Tensor, clip_norm: float) -> None:
-    """Backward, clip the gradient norm, step the optimiser and the learning-rate schedule."""
+    """Clear the old gradients, backward, clip the gradient norm, step the optimiser and the schedule."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)

@@ -203,13 +203,14 @@ def test_loss_is_the_sum_of_start_and_end_cross_entropies():
 # The evidence: the README's tables are what the committed run records give
 
 
-def test_readme_faithfulness_tables_come_from_the_committed_records():
-    records = ROOT / "results" / "reference" / "faithfulness-cpu"
+@pytest.mark.parametrize("folder, runs, variants", [("faithfulness-cpu", 15, 5), ("faithfulness-relu-cpu-6000", 4, 2)])
+def test_readme_faithfulness_tables_come_from_the_committed_records(folder, runs, variants):
+    records = ROOT / "results" / "reference" / folder
     records_seen = [json.loads(path.read_text())["variant"] for path in records.glob("*.json")]
-    assert len(records_seen) == 15 and set(records_seen) >= {"base", "model.conv_activation=none"}
+    assert len(records_seen) == runs and len(set(records_seen)) == variants
     printed = run_python("benchmarks/faithfulness_table.py", str(records)).stdout
     table_rows = [line for line in printed.splitlines() if line.startswith("| ")]
-    assert len(table_rows) == 2 * (1 + 5)  # two tables: a header and five variants each
+    assert len(table_rows) == 2 * (1 + variants)  # two tables: a header and a row per variant each
     readme = (ROOT / "README.md").read_text()
     assert [row for row in table_rows if row not in readme] == []
 
