@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -122,13 +123,14 @@ def summary_table(frame, scale: str | None = None, order: list[str] | None = Non
         group = frame[frame["variant"] == variant]
         ok = group[group["status"] == "ok"]
         failures = ", ".join(f"{s} {n}" for s, n in group[group["status"] != "ok"]["status"].value_counts().items())
-        lines.append(f"{variant[:40]:40} {len(group):4} {_mean_std(ok['exact']):>13} {_mean_std(ok['f1']):>13} "
+        lines.append(f"{variant[:40]:40} {len(group):4} {mean_std(ok['exact']):>13} {mean_std(ok['f1']):>13} "
                      f"{ok['wall_seconds'].mean():8.1f} {ok['peak_memory_mb'].mean():9.0f}  {failures or '-'}")
     return "\n".join(lines)
 
 
-def _mean_std(values) -> str:
-    values = values.dropna().astype(float)
-    if values.empty:
-        return "-"
-    return f"{values.mean():5.2f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:4.2f}"
+def mean_std(values, sign: str = "") -> str:
+    """'mean ± sd' over runs (sd with ddof 1), the value alone for one run, '-' for none; sign='+' signs the mean."""
+    values = [float(value) for value in values if value is not None and value == value]  # NaN != NaN
+    if len(values) < 2:
+        return f"{values[0]:{sign}.2f}" if values else "-"
+    return f"{statistics.mean(values):{sign}.2f} ± {statistics.stdev(values):.2f}"

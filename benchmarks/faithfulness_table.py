@@ -16,13 +16,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from bench.records import mean_std
+
 REQUIRED = ("variant", "seed", "status", "metrics", "curve")
-
-
-def spread(values: list[float], sign: str = "") -> str:
-    if len(values) < 2:
-        return f"{values[0]:{sign}.2f}"
-    return f"{statistics.mean(values):{sign}.2f} ± {statistics.stdev(values):.2f}"
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -61,11 +57,11 @@ def final_table(by_variant: dict[str, dict[int, dict]], base: str) -> str:
         paired = {s: runs[s]["metrics"]["f1"] - by_variant[base][s]["metrics"]["f1"]
                   for s in seeds if s in by_variant[base]}
         difference = "-" if variant == base else (
-            f"{spread(list(paired.values()), '+')} ({', '.join(f'{d:+.2f}' for d in paired.values())})"
+            f"{mean_std(list(paired.values()), '+')} ({', '.join(f'{d:+.2f}' for d in paired.values())})"
             if paired else "no seed in common")
         rows.append([variant, ", ".join(map(str, seeds)),
-                     spread([runs[s]["metrics"]["exact"] for s in seeds]),
-                     spread([runs[s]["metrics"]["f1"] for s in seeds]), difference])
+                     mean_std([runs[s]["metrics"]["exact"] for s in seeds]),
+                     mean_std([runs[s]["metrics"]["f1"] for s in seeds]), difference])
     return markdown(["variant", "seeds", "dev EM", "dev F1", "F1 - base, paired by seed"], rows)
 
 
