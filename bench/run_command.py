@@ -90,11 +90,8 @@ def run_study(args: argparse.Namespace) -> None:
     per_step = args.jobs == 1 and not gpus and args.backend != "dask"
     steps_bar = tqdm(desc="steps", unit="step", position=1, leave=False, disable=None if per_step else True)
 
-    def progress(step: int, total: int, loss: float) -> None:
-        if steps_bar.total != total or step < steps_bar.n:
-            steps_bar.reset(total=total)
-        steps_bar.update(step - steps_bar.n)
-        steps_bar.set_postfix(loss=f"{loss:.3f}")
+    def progress(step: int, total: int, loss: float | None) -> None:
+        show_step(steps_bar, step, total, loss)
 
     try:
         for record in run_parallel(pending, args.jobs, gpus, args.backend, progress):
@@ -119,3 +116,12 @@ def _connect(args: argparse.Namespace):
     from dask.distributed import Client
 
     return Client(args.scheduler)
+
+
+def show_step(bar, step: int, total: int, loss: float | None) -> None:
+    """Move a tqdm bar of training steps to `step` (a new run restarts it) and show the loss when read."""
+    if bar.total != total or step < bar.n:
+        bar.reset(total=total)
+    bar.update(step - bar.n)
+    if loss is not None:  # the host reads it every train.loss_check_every steps
+        bar.set_postfix(loss=f"{loss:.3f}")

@@ -82,7 +82,7 @@ def _outcome(error: BaseException, config: RunConfig) -> tuple[str, str]:
 
 
 def execute(spec: RunSpec, device: str | None = None, threads: int | None = None,
-            progress: Callable[[int, int, float], None] | None = None,
+            progress: Callable[[int, int, float | None], None] | None = None,
             on_eval: Callable[[int, dict], None] | None = None) -> dict:
     """Train or resume one run and write its record, whatever happens; returns the record."""
     config = RunConfig.from_dict(spec.config)
@@ -145,7 +145,7 @@ def _execute_all(specs: list[RunSpec], device: str | None, threads: int | None) 
 
 
 def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = None, backend: str = "loky",
-                 progress: Callable[[int, int, float], None] | None = None) -> Iterator[dict]:
+                 progress: Callable[[int, int, float | None], None] | None = None) -> Iterator[dict]:
     """Execute specs and yield each record as it completes.
 
     One job runs here, in order, with per-step progress. Several jobs run in joblib workers,

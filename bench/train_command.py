@@ -44,14 +44,15 @@ def train_one(config: RunConfig, out: Path, fresh: bool = False) -> dict:
     """Train (or resume) one run with a progress bar and write its record; returns the record."""
     from tqdm import tqdm
 
+    from bench.run_command import show_step
+
     [spec] = plan("train", [("train", config.train.seed, config)], "custom", out, log=print)
     if fresh:
         (spec.checkpoint_dir / "checkpoint.pt").unlink(missing_ok=True)
     bar = tqdm(total=config.train.steps, desc=f"train {spec.id}", unit="step", disable=None)
 
-    def progress(step: int, total: int, loss: float) -> None:
-        bar.update(step - bar.n)
-        bar.set_postfix(loss=f"{loss:.3f}")
+    def progress(step: int, total: int, loss: float | None) -> None:
+        show_step(bar, step, total, loss)
 
     def on_eval(step: int, entry: dict) -> None:
         tqdm.write(f"step {step}: dev EM {entry['exact']:.2f} F1 {entry['f1']:.2f} "

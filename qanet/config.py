@@ -228,22 +228,31 @@ class TrainConfig:
     ema_decay: float = 0.9999
     batch_size: int = 32
     steps: int = 150_000
-    minutes: float | None = None  # stop earlier when this much wall time has passed
+    minutes: float | None = None  # stop earlier when this much training time (evaluation not counted) has passed
     eval_every: int = 1000
+    eval_every_seconds: float | None = None  # also evaluate whenever this much training time has passed
     eval_batch_size: int = 64
     # Evaluations during training score a fixed, seeded sample of this many dev questions (None: all of
     # them); the last evaluation of a run always scores the whole dev set, the number a paper reports.
     eval_questions: int | None = None
     checkpoint_every: int = 1000
+    # Steps between reads of the training loss by the host (divergence check, progress display). A read
+    # waits for the device to finish; between reads the loss is checked for finiteness on the device,
+    # so a divergence is still recorded with the step where it happened.
+    loss_check_every: int = 50
     max_answer_len: int = 30
     seed: int = 0
     threads: int | None = None  # CPU threads; None: torch's default
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    compile: bool = False  # torch.compile (stochastic depth's branches make it recompile; measure first)
+    compile: bool = False  # torch.compile the model for training (evaluation runs it eagerly)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    # Pad each batch up to a multiple of this many tokens (capped at the length limits), so torch.compile
+    # meets a few shapes instead of one per batch; 1 pads to the batch's longest member.
+    pad_multiple: int = 1
     # Activation checkpointing: recompute every k-th model-encoder block in backward instead of
     # storing its activations (0: off, 1: all blocks, 2: every second); less memory, more compute.
     recompute_every: int = 0
-    bf16: bool = True  # bf16 autocast on CUDA; CPU always runs fp32
+    bf16: bool = True  # bf16 autocast on CUDA (pointer, loss and decoding stay fp32); CPU always runs fp32
 
     @property
     def learning_rate(self) -> float:
@@ -252,7 +261,8 @@ class TrainConfig:
     def validate(self) -> None:
         _check_types(self, "train")
         _check(self.lr is None or self.lr > 0, "train.lr", self.lr, "must be > 0")
-        for key in ("batch_size", "steps", "eval_every", "eval_batch_size", "checkpoint_every", "max_answer_len"):
+        for key in ("batch_size", "steps", "eval_every", "eval_batch_size", "checkpoint_every", "max_answer_len",
+                    "loss_check_every", "pad_multiple"):
             value = getattr(self, key)
             _check(value >= 1, f"train.{key}", value, "must be an integer >= 1")
         _check(self.recompute_every >= 0, "train.recompute_every", self.recompute_every, "must be >= 0")
@@ -260,6 +270,8 @@ class TrainConfig:
         _check(0 < self.ema_decay < 1, "train.ema_decay", self.ema_decay, "must be in (0, 1)")
         _check(self.clip_norm > 0, "train.clip_norm", self.clip_norm, "must be > 0")
         _check(self.minutes is None or self.minutes > 0, "train.minutes", self.minutes, "must be > 0")
+        _check(self.eval_every_seconds is None or self.eval_every_seconds > 0, "train.eval_every_seconds",
+               self.eval_every_seconds, "must be > 0")
         _check(self.threads is None or self.threads >= 1, "train.threads", self.threads, "must be >= 1")
         _check(self.eval_questions is None or self.eval_questions >= 1, "train.eval_questions",
                self.eval_questions, "must be >= 1")

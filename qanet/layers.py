@@ -38,9 +38,11 @@ def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor
 
 
 def apply_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout (as F.dropout) drawing its mask with `keep_mask`."""
+    """Inverted dropout: on the CPU with `keep_mask`, elsewhere torch's own fused kernel."""
     if not training or p == 0:
         return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, training=True)
     return x * keep_mask(x.shape, p, x.device) * (1 / (1 - p))
 
 
@@ -167,6 +169,11 @@ class EncoderBlock(nn.Module):
     x + drop_out(f(norm(drop_in(x)))), and each skipped whole with probability 1 - survival
     during training (stochastic depth, not rescaled at test time).
 
+    A skipped sublayer is still computed and multiplied by a 0/1 gate drawn on the device for the
+    whole batch: no Python branch on a random number, so the graph is the same every step
+    (torch.compile, CUDA graphs) and no step waits for the GPU. Its weights then get zero
+    gradients, as with NLPLearn's `tf.cond`, so Adam still decays their moments and steps.
+
     Where dropout goes follows `dropout_placement`: "nlplearn" drops the input of convolutions
     0, 2, ..., of attention and of the feed-forward, and drops a sublayer's output only at its
     stochastic-depth rate 1 - survival; "outputs" drops every output at `dropout` and no input.
@@ -209,10 +216,11 @@ class EncoderBlock(nn.Module):
         return (F.relu(y) if self.conv_relu else y).transpose(1, 2)
 
     def _sublayer(self, index: int, x: torch.Tensor, f) -> torch.Tensor:
-        if self.training and bool(torch.rand(()) >= self.survival[index]):  # stochastic depth
-            return x
         y = f(apply_dropout(x, self.input_rates[index], self.training))
-        return x + apply_dropout(y, self.output_rates[index], self.training)
+        y = apply_dropout(y, self.output_rates[index], self.training)
+        if self.training and self.survival[index] < 1:  # stochastic depth
+            y = y * (torch.rand((), device=x.device) < self.survival[index]).to(y.dtype)
+        return x + y
 
 
 def survival_schedule(sublayers: int, survival_last: float) -> list[float]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from qanet.config import RunConfig
+from qanet.data.batching import SequenceTensors
 from qanet.data.features import encode
 from qanet.data.tokenize import Tokenizer
 from qanet.data.vocab import Vocabulary
@@ -35,11 +36,11 @@ def answer_questions(checkpoint: Path, context: str, questions: list[str]) -> li
     question_tokens = [tokenizer(q).words[:config.data.question_len] for q in questions]
     contexts = encode([paragraph.words] * len(questions), words, chars, config.data.char_len)
     asked = encode(question_tokens, words, chars, config.data.char_len)
-    rows = list(range(len(questions)))
-    context_words, context_chars = contexts.padded(rows, len(paragraph.words))
-    question_words, question_chars = asked.padded(rows, config.data.question_len)
-    start_logits, end_logits = model(*(torch.from_numpy(a) for a in
-                                       (context_words, context_chars, question_words, question_chars)))
+    rows = torch.arange(len(questions))
+    cpu = torch.device("cpu")
+    context_words, context_chars = SequenceTensors(contexts, cpu).gather(rows, len(paragraph.words))
+    question_words, question_chars = SequenceTensors(asked, cpu).gather(rows, int(asked.lengths.max()))
+    start_logits, end_logits = model(context_words, context_chars, question_words, question_chars)
     starts, ends = best_spans(start_logits, end_logits, config.train.max_answer_len)
     spans = paragraph.spans
     return [context[spans[s, 0]:spans[e, 1]] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]

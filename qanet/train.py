@@ -1,6 +1,10 @@
 """Training and evaluation of one QANet run: optimiser and warm-up, EMA, clipping, bf16 on
 CUDA, full-dev evaluation with the official metric, atomic checkpoints and exact resume,
-and a divergence guard."""
+and a divergence guard.
+
+The data lives on the device and batches are gathered there; the host never waits for the
+device inside a step (the loss is read every `loss_check_every` steps, time is taken at
+evaluations and checkpoints), so a GPU is kept busy however small the step is."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import numpy as np
 import torch
 
 from qanet.config import RunConfig
-from qanet.data.batching import epoch_batches, evaluation_batches, make_batch, trainable_questions
+from qanet.data.batching import BatchSource, epoch_batches, evaluation_batches, trainable_questions
 from qanet.data.features import Split
 from qanet.data.prepare import Prepared
 from qanet.decode import best_spans
@@ -36,9 +40,10 @@ class Diverged(RuntimeError):
 
 @dataclass
 class Callbacks:
-    """Hooks for progress display and pruning; raising from `on_eval` stops the run."""
+    """Hooks for progress display and pruning; raising from `on_eval` stops the run. `on_step` gets
+    the mean training loss since the last evaluation on the steps where the host reads it, else None."""
 
-    on_step: Callable[[int, float], None] = lambda step, loss: None
+    on_step: Callable[[int, float | None], None] = lambda step, loss: None
     on_eval: Callable[[int, dict], None] = lambda step, metrics: None
 
 
@@ -63,29 +68,30 @@ class TrainResult:
 
 
 class EMA:
-    """Exponential moving average of the trainable weights, with the warm-up
-    decay_n = min(decay, (1 + n) / (10 + n)) so short runs are not dominated by the initial weights."""
+    """Exponential moving average of the trainable weights of one model, with the warm-up
+    decay_n = min(decay, (1 + n) / (10 + n)) so short runs are not dominated by the initial weights.
+    Updates and swaps are a few multi-tensor (`torch._foreach`) kernels, not one per weight."""
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         self.decay = decay
         self.updates = 0
-        self.shadow = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+        named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in named]
+        self.shadow = {name: p.detach().clone() for name, p in named}
+        self.averages = list(self.shadow.values())
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        names, params = zip(*((n, p) for n, p in model.named_parameters() if n in self.shadow), strict=True)
-        torch._foreach_lerp_([self.shadow[n] for n in names], list(params), 1 - decay)
+        torch._foreach_lerp_(self.averages, self.params, 1 - decay)
 
     @torch.no_grad()
-    def swap(self, model: torch.nn.Module) -> None:
+    def swap(self) -> None:
         """Exchange the model's weights with the averages (call again to swap back)."""
-        for name, param in model.named_parameters():
-            if name in self.shadow:
-                tmp = param.detach().clone()
-                param.copy_(self.shadow[name])
-                self.shadow[name].copy_(tmp)
+        weights = torch._foreach_mul(self.params, 1.0)
+        torch._foreach_copy_(self.params, self.averages)
+        torch._foreach_copy_(self.averages, weights)
 
     def state_dict(self) -> dict:
         return {"updates": self.updates, "shadow": self.shadow}
@@ -112,7 +118,9 @@ def make_optimizer(model: torch.nn.Module, config: RunConfig):
     others = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": weights, "weight_decay": train.weight_decay}, {"params": others, "weight_decay": 0.0}]
     if train.optimizer == "adam":
-        optimizer = torch.optim.Adam(groups, lr=train.learning_rate, betas=(0.8, 0.999), eps=1e-7)
+        on_gpu = next(model.parameters()).is_cuda  # one fused kernel for the whole update
+        optimizer = torch.optim.Adam(groups, lr=train.learning_rate, betas=(0.8, 0.999), eps=1e-7,
+                                     fused=True if on_gpu else None)
         warmup = max(train.warmup_steps, 2)
         # the paper's inverse-exponential warm-up: lr * log(step + 1) / log(warmup), capped at lr
         schedule = lambda step: min(1.0, math.log(step + 1) / math.log(warmup))  # noqa: E731
@@ -129,13 +137,6 @@ def optimisation_step(model: torch.nn.Module, optimizer, scheduler, loss: torch.
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
     optimizer.step()
     scheduler.step()
-
-
-def _to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    tensors = {key: torch.from_numpy(value) for key, value in batch.items()}
-    if device.type == "cuda":
-        return {key: t.pin_memory().to(device, non_blocking=True) for key, t in tensors.items()}
-    return tensors
 
 
 def _autocast(device: torch.device, config: RunConfig):
@@ -168,23 +169,28 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 @torch.no_grad()
-def predict_answers(model: QANet, split: Split, config: RunConfig, device: torch.device,
-                    sample: int | None = None) -> dict[str, str]:
+def predict_answers(model: QANet, source: BatchSource, config: RunConfig, sample: int | None = None
+                    ) -> dict[str, str]:
     """Answer text for each dev question (or a fixed sample of them), cut from the original
-    context by character offsets."""
+    context by character offsets. Batches hold contexts of similar length, so little is padding."""
     model.eval()
-    answers = {}
-    for questions in evaluation_batches(split, config.train.eval_batch_size, sample):
-        # the whole context: evaluation never truncates or drops a question
-        batch = _to_device(make_batch(split, questions, int(split.contexts.lengths.max()), config.data.question_len),
-                           device)
-        with _autocast(device, config):
+    split = source.split
+    batches = evaluation_batches(split, config.train.eval_batch_size, sample)
+    questions_in_order = np.concatenate(batches)
+    order = torch.from_numpy(questions_in_order).to(source.device)
+    whole_context = int(split.contexts.lengths.max())  # evaluation never truncates or drops a question
+    spans, begin = [], 0
+    for questions in batches:
+        widths = source.widths(questions, whole_context, config.data.question_len)
+        batch = source.gather(order[begin:begin + len(questions)], *widths)
+        begin += len(questions)
+        with _autocast(source.device, config):
             start_logits, end_logits = model(batch["context_words"], batch["context_chars"],
                                              batch["question_words"], batch["question_chars"])
-        starts, ends = best_spans(start_logits, end_logits, config.train.max_answer_len)
-        for question, start, end in zip(questions, starts.tolist(), ends.tolist(), strict=True):
-            answers[split.ids[question]] = split.answer_text(question, start, end)
-    return answers
+        spans.append(torch.stack(best_spans(start_logits, end_logits, config.train.max_answer_len), dim=1))
+    starts_ends = torch.cat(spans).tolist()  # the one wait for the device
+    return {split.ids[question]: split.answer_text(question, start, end)
+            for question, (start, end) in zip(questions_in_order.tolist(), starts_ends, strict=True)}
 
 
 def score(split: Split, predictions: dict[str, str]) -> dict:
@@ -196,6 +202,43 @@ def score(split: Split, predictions: dict[str, str]) -> dict:
         return evaluate_v2(articles, predictions)
     result = evaluate_v1(articles, predictions)
     return {"exact": result["exact_match"], "f1": result["f1"], "total": len(questions)}
+
+
+class LossMonitor:
+    """Training losses kept on the device: their sum since the last evaluation, and the first step
+    whose loss was not finite. The host reads them only in `check` (which waits for the device)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.total = torch.zeros((), dtype=torch.float64, device=device)
+        self.count = 0
+        self.bad_step = torch.zeros((), dtype=torch.int64, device=device)  # 0: every loss so far was finite
+        self.bad_loss = torch.zeros((), dtype=torch.float32, device=device)
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        loss = loss.detach().float()
+        first_bad = ~torch.isfinite(loss) & (self.bad_step == 0)
+        self.bad_step = torch.where(first_bad, step, self.bad_step)
+        self.bad_loss = torch.where(first_bad, loss, self.bad_loss)
+        self.total += loss
+        self.count += 1
+
+    def check(self) -> float | None:
+        """The mean loss since the last `reset` (None before any step), or Diverged."""
+        bad_step = int(self.bad_step)
+        if bad_step:
+            raise Diverged(bad_step, float(self.bad_loss))
+        return float(self.total) / self.count if self.count else None
+
+    def reset(self) -> None:
+        self.total.zero_()
+        self.count = 0
+
+    def state_dict(self) -> dict:
+        return {"total": float(self.total), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.total.fill_(state["total"])
+        self.count = state["count"]
 
 
 class Trainer:
@@ -217,13 +260,17 @@ class Trainer:
         torch.manual_seed(train.seed)
         self.model = build_model(config, prepared).to(self.device)
         self.model.model_encoder.recompute_every = train.recompute_every
-        self.forward = torch.compile(self.model) if train.compile else self.model
+        self.forward = torch.compile(self.model, mode=train.compile_mode, dynamic=False) if train.compile \
+            else self.model
         self.optimizer, self.scheduler = make_optimizer(self.model, config)
         self.ema = EMA(self.model, train.ema_decay) if train.ema else None
+        self.train_data = BatchSource(prepared.train, self.device, train.pad_multiple)
+        self.dev_data = BatchSource(prepared.dev, self.device, train.pad_multiple)
         self.questions = trainable_questions(prepared.train, config.data.context_len)
         self.lengths = prepared.train.context_lengths()
         self.step = 0
-        self.losses: list[float] = []  # training losses since the last evaluation
+        self.losses = LossMonitor(self.device)
+        self.clock_started: float | None = None  # when the running stretch of training began
         self.result = TrainResult("ok", 0, {}, parameters=parameter_count(self.model),
                                   train_questions=len(self.questions),
                                   train_questions_left_out=len(prepared.train) - len(self.questions))
@@ -231,42 +278,45 @@ class Trainer:
             self._load_checkpoint(self.checkpoint_dir / CHECKPOINT)
 
     def batches(self):
-        """Training batches from the current step on, epoch after epoch."""
+        """(host indices, device indices) of the training batches from the current step on, epoch after
+        epoch; each epoch's order goes to the device in one copy."""
         train = self.config.train
         epoch, position = 0, self.step
         while True:
             batches = epoch_batches(self.questions, self.lengths, train.batch_size, train.seed, epoch)
             if position < len(batches):
-                yield from batches[position:]
+                order = torch.from_numpy(np.concatenate(batches)).to(self.device)
+                bounds = np.cumsum([0] + [len(b) for b in batches])
+                for index in range(position, len(batches)):
+                    yield batches[index], order[bounds[index]:bounds[index + 1]]
             position = max(0, position - len(batches))
             epoch += 1
 
-    def train_step(self, questions: np.ndarray) -> float:
+    def train_step(self, questions: np.ndarray, on_device: torch.Tensor) -> None:
+        """One optimisation step on a batch; nothing in it waits for the device."""
         data = self.config.data
-        batch = _to_device(make_batch(self.prepared.train, questions, data.context_len, data.question_len), self.device)
+        batch = self.train_data.gather(on_device, *self.train_data.widths(questions, data.context_len,
+                                                                            data.question_len))
         self.model.train()
         with _autocast(self.device, self.config):
             start_logits, end_logits = self.forward(batch["context_words"], batch["context_chars"],
                                                     batch["question_words"], batch["question_chars"])
             loss = self.model.loss(start_logits, end_logits, batch["start"], batch["end"])
-        value = loss.item()
-        if not math.isfinite(value):
-            raise Diverged(self.step + 1, value)
+        self.losses.add(loss, self.step + 1)
         optimisation_step(self.model, self.optimizer, self.scheduler, loss, self.config.train.clip_norm)
         if self.ema:
-            self.ema.update(self.model)
-        return value
+            self.ema.update()
 
     def evaluate(self, sample: int | None = None) -> dict:
         """Official EM/F1 on the dev set, or on a fixed sample of `sample` questions, with EMA weights."""
         started = time.perf_counter()
         if self.ema:
-            self.ema.swap(self.model)
+            self.ema.swap()
         try:
-            predictions = predict_answers(self.model, self.prepared.dev, self.config, self.device, sample)
+            predictions = predict_answers(self.model, self.dev_data, self.config, sample)
         finally:
             if self.ema:
-                self.ema.swap(self.model)
+                self.ema.swap()
         metrics = score(self.prepared.dev, predictions)
         self.result.eval_seconds += time.perf_counter() - started
         return metrics
@@ -274,48 +324,73 @@ class Trainer:
     def run(self) -> TrainResult:
         train = self.config.train
         result = self.result
-        deadline = time.monotonic() + train.minutes * 60 - result.train_seconds if train.minutes else math.inf
+        budget = train.minutes * 60 if train.minutes else math.inf
+        next_timed_eval = self._next_timed_evaluation()
         batches = self.batches()
+        self._start_clock()
         try:
-            while self.step < train.steps and time.monotonic() < deadline:
-                questions = next(batches)
-                started = time.perf_counter()
-                self.losses.append(self.train_step(questions))
-                self._synchronize()
-                result.train_seconds += time.perf_counter() - started
+            while self.step < train.steps and self._training_seconds() < budget:
+                questions, on_device = next(batches)
+                self.train_step(questions, on_device)
                 result.train_examples += len(questions)
                 self.step += 1
-                self.callbacks.on_step(self.step, self.losses[-1])
-                if self.step % train.eval_every == 0 and self.step < train.steps:
+                loss = self.losses.check() if self.step % train.loss_check_every == 0 else None
+                self.callbacks.on_step(self.step, loss)
+                timed = self._training_seconds() >= next_timed_eval
+                if (self.step % train.eval_every == 0 or timed) and self.step < train.steps:
                     self._record_evaluation(train.eval_questions)
+                    next_timed_eval = self._next_timed_evaluation()
                 if self.checkpoint_dir and self.step % train.checkpoint_every == 0:
+                    self._stop_clock()
                     self.save_checkpoint()
+                    self._start_clock()
             if not self._scored_whole_dev_at_this_step():  # the run's result: always the whole dev set
                 self._record_evaluation(None)
         except Diverged as error:
             result.status, result.error = "diverged", str(error)
+        self._stop_clock()
         result.steps = self.step
         result.peak_memory_mb = peak_memory_mb(self.device)
         if self.checkpoint_dir:
             self.save_checkpoint()
         return result
 
+    def _training_seconds(self) -> float:
+        """Training time so far as the host sees it (it may run ahead of the device; exact at each stop)."""
+        running = time.perf_counter() - self.clock_started if self.clock_started is not None else 0.0
+        return self.result.train_seconds + running
+
+    def _next_timed_evaluation(self) -> float:
+        every = self.config.train.eval_every_seconds
+        return (self.result.train_seconds // every + 1) * every if every else math.inf
+
+    def _start_clock(self) -> None:
+        self.clock_started = time.perf_counter()
+
+    def _stop_clock(self) -> None:
+        """Add the stretch since `_start_clock` to the training time, once the device has finished it."""
+        if self.clock_started is None:
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.result.train_seconds += time.perf_counter() - self.clock_started
+        self.clock_started = None
+
     def _scored_whole_dev_at_this_step(self) -> bool:
         last = self.result.curve[-1] if self.result.curve else {}
         return last.get("step") == self.step and last.get("total") == len(self.prepared.dev)
 
     def _record_evaluation(self, sample: int | None) -> None:
+        self._stop_clock()
+        train_loss = self.losses.check()
         metrics = self.evaluate(sample)
-        entry = {"step": self.step, "train_loss": float(np.mean(self.losses)) if self.losses else None,
+        entry = {"step": self.step, "train_loss": train_loss,
                  "train_seconds": round(self.result.train_seconds, 3), **metrics}
         self.result.curve.append(entry)
         self.result.metrics = metrics
-        self.losses = []
+        self.losses.reset()
         self.callbacks.on_eval(self.step, entry)
-
-    def _synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        self._start_clock()
 
     def save_checkpoint(self) -> Path:
         """Everything needed to continue exactly, written to a temporary file and renamed."""
@@ -330,7 +405,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema else None,
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-            "losses": self.losses,
+            "loss": self.losses.state_dict(),
             "progress": {"curve": result.curve, "metrics": result.metrics, "train_seconds": result.train_seconds,
                          "eval_seconds": result.eval_seconds, "train_examples": result.train_examples},
             "vocabulary": {"words": self.prepared.words, "chars": self.prepared.chars},
@@ -346,6 +421,8 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=True)
         if state["fingerprint"] != self.prepared.fingerprint:
             raise ValueError(f"{path}: made from data {state['fingerprint']}, not {self.prepared.fingerprint}")
+        if "loss" not in state:
+            raise ValueError(f"{path}: written by an older version of qanet-bench; delete it to start the run again")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -355,6 +432,6 @@ class Trainer:
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         self.step = state["step"]
-        self.losses = state["losses"]
+        self.losses.load_state_dict(state["loss"])
         for key, value in state["progress"].items():
             setattr(self.result, key, value)

@@ -3,7 +3,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import torch
 
+from qanet.data.batching import BatchSource, padded_width
 from qanet.data.features import Sequences, Split, encode
 from qanet.data.tokenize import Tokenizer, answer_token_span
 from qanet.data.vectors import KUMO, load_vectors
@@ -106,21 +108,41 @@ def test_encode_stores_sequences_end_to_end():
     assert sequences.words.dtype == np.int32 and sequences.chars.dtype == np.int16
 
 
-def test_padding_is_per_batch_and_respects_the_limit():
+def _split() -> Split:
     sequences = _sequences()
-    words, chars = sequences.padded([1, 2], limit=10)
+    return Split(version="1.1", contexts=sequences, context_spans=np.zeros((6, 2), np.int32), questions=sequences,
+                 paragraph=np.array([0, 1, 2], np.int32), answer_start=np.array([0, 0, -1], np.int32),
+                 answer_end=np.array([1, 0, -1], np.int32), ids=["x", "y", "z"], context_texts=["a", "b", "c"],
+                 answers=[["a"], ["b"], []])
+
+
+def test_padding_is_per_batch_and_respects_the_limit():
+    split = _split()
+    sequences = split.contexts
+    source = BatchSource(split, torch.device("cpu"))
+    batch = source.batch(np.array([1, 2]), context_len=10, question_len=10)
+    words, chars = batch["context_words"], batch["context_chars"]
     assert words.shape == (2, 2) and chars.shape == (2, 2, 2)  # the longest in the batch, not the limit
-    assert words[0, 1] == PAD and words[1].tolist() == sequences.words[4:6].tolist()
-    words, _ = sequences.padded([0, 1], limit=2)
+    assert words.dtype == chars.dtype == torch.int64
+    assert words[0, 1] == PAD and chars[0, 1].tolist() == [PAD, PAD]
+    assert words[1].tolist() == sequences.words[4:6].tolist() and chars[1].tolist() == sequences.chars[4:6].tolist()
+    assert batch["start"].tolist() == [0, -1] and batch["end"].tolist() == [0, -1]
+    words = source.batch(np.array([0, 1]), context_len=2, question_len=10)["context_words"]
     assert words.shape == (2, 2) and words[0].tolist() == sequences.words[0:2].tolist()
 
 
+def test_padding_to_a_multiple_gives_few_shapes_and_the_same_tokens():
+    split = _split()
+    exact = BatchSource(split, torch.device("cpu")).batch(np.array([1, 2]), 10, 10)
+    rounded = BatchSource(split, torch.device("cpu"), pad_multiple=4).batch(np.array([1, 2]), 10, 10)
+    assert rounded["context_words"].shape == (2, 4) and rounded["question_chars"].shape == (2, 4, 2)
+    assert torch.equal(rounded["context_words"][:, :2], exact["context_words"])
+    assert (rounded["context_words"][:, 2:] == PAD).all() and (rounded["context_chars"][:, 2:] == PAD).all()
+    assert [padded_width(n, limit=400, pad_multiple=64) for n in (1, 64, 65, 390)] == [64, 64, 128, 400]
+
+
 def test_split_round_trips_through_disk(tmp_path):
-    sequences = _sequences()
-    split = Split(version="1.1", contexts=sequences, context_spans=np.zeros((6, 2), np.int32), questions=sequences,
-                  paragraph=np.array([0, 1, 2], np.int32), answer_start=np.array([0, 0, -1], np.int32),
-                  answer_end=np.array([1, 0, -1], np.int32), ids=["x", "y", "z"], context_texts=["a", "b", "c"],
-                  answers=[["a"], ["b"], []])
+    split = _split()
     split.save(tmp_path, "dev")
     loaded = Split.load(tmp_path, "dev")
     assert loaded.ids == split.ids and loaded.answers == split.answers

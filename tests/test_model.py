@@ -105,6 +105,42 @@ def test_stochastic_depth_schedule():
     assert survival_schedule(4, 0.9) == pytest.approx([0.975, 0.95, 0.925, 0.9])
 
 
+def _gated_sublayer(survival: float):
+    """An encoder block's first sublayer in training mode, no dropout, gated with `survival`."""
+    block = _model(dropout=0.0, char_dropout=0.0).embedding_encoder.blocks[0].train()
+    block.survival = [survival] + block.survival[1:]
+    block.input_rates = block.output_rates = [0.0] * len(block.survival)
+    return block, (lambda y: 2 * y + 1)
+
+
+def test_stochastic_depth_keeps_the_expectation_and_skips_whole_sublayers():
+    block, f = _gated_sublayer(0.7)
+    x = torch.randn(3, 4, 16)
+    torch.manual_seed(0)
+    outputs = torch.stack([block._sublayer(0, x, f) for _ in range(4000)])
+    kept = (outputs - x).abs().amax(dim=(1, 2, 3)) > 0
+    for output, whole in zip(outputs, kept, strict=True):  # a draw keeps or skips the sublayer for the batch
+        torch.testing.assert_close(output, x + f(x) if whole else x)
+    assert kept.float().mean().item() == pytest.approx(0.7, abs=0.025)
+    torch.testing.assert_close(outputs.mean(0), x + 0.7 * f(x), atol=0.1, rtol=0)
+    assert torch.equal(block.eval()._sublayer(0, x, f), x + f(x))  # evaluation: never skipped, not rescaled
+
+
+def test_stochastic_depth_is_traced_as_one_static_graph():
+    """No Python branch on a random number: one graph, whatever the gates draw."""
+    block, f = _gated_sublayer(0.5)
+    graphs = []
+
+    def counting_backend(graph, example_inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    compiled = torch.compile(lambda x: block._sublayer(0, x, f), backend=counting_backend, fullgraph=True)
+    x = torch.randn(2, 5, 16)
+    outputs = {compiled(x).sub(x).abs().sum().item() > 0 for _ in range(20)}
+    assert outputs == {True, False} and len(graphs) == 1
+
+
 def test_decoding_respects_the_length_limit_and_finds_the_best_span():
     generator = torch.Generator().manual_seed(0)
     start, end = torch.randn(16, 25, generator=generator), torch.randn(16, 25, generator=generator)

@@ -76,8 +76,11 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(thirty_two, tmp_path):
     assert resumed_result.train_examples == whole_result.train_examples
 
 
-def test_non_finite_loss_stops_the_run_as_diverged(thirty_two, tmp_path, monkeypatch):
-    config = _config(thirty_two, **{"train.steps": 10})
+@pytest.mark.parametrize("check_every", [1, 5])
+def test_non_finite_loss_stops_the_run_as_diverged(thirty_two, tmp_path, monkeypatch, check_every):
+    """The loss is checked on the device: the run stops at the next read by the host, and the record
+    names the step where the loss first stopped being finite."""
+    config = _config(thirty_two, **{"train.steps": 10, "train.loss_check_every": check_every})
     trainer = Trainer(config, prepare(config.data, tmp_path))
     real_loss = trainer.model.loss
 
@@ -87,7 +90,7 @@ def test_non_finite_loss_stops_the_run_as_diverged(thirty_two, tmp_path, monkeyp
 
     monkeypatch.setattr(trainer.model, "loss", poisoned)
     result = trainer.run()
-    assert result.status == "diverged" and result.steps == 3
+    assert result.status == "diverged" and result.steps == (4 if check_every == 1 else 5)
     assert result.error == "loss became nan at step 4"
 
 
@@ -130,20 +133,21 @@ def test_ema_warms_up_before_reaching_its_decay():
     ema = EMA(model, decay=0.9999)
     with torch.no_grad():
         model.weight.fill_(1.0)
-    ema.update(model)  # decay_1 = 2 / 11
+    ema.update()  # decay_1 = 2 / 11
     assert ema.shadow["weight"].item() == pytest.approx(9 / 11)
-    ema.swap(model)
+    ema.swap()
     assert model.weight.item() == pytest.approx(9 / 11)
-    ema.swap(model)
+    ema.swap()
     assert model.weight.item() == 1.0
 
 
 def test_training_batches_are_length_bucketed_and_reproducible(thirty_two, tmp_path):
     config = _config(thirty_two)
     trainer = Trainer(config, prepare(config.data, tmp_path))
-    first = [b.tolist() for _, b in zip(range(8), trainer.batches(), strict=False)]
+    first = [b.tolist() for _, (b, on_device) in zip(range(8), trainer.batches(), strict=False)
+             if b.tolist() == on_device.tolist()]
     trainer.step = 4
-    again = [b.tolist() for _, b in zip(range(4), trainer.batches(), strict=False)]
+    again = [b.tolist() for _, (b, _) in zip(range(4), trainer.batches(), strict=False)]
     assert again == first[4:]
     covered = sorted(q for batch in first[:4] for q in batch)
     assert covered == list(range(32))  # one epoch sees every question once
@@ -203,21 +207,38 @@ def test_the_evaluation_sample_is_fixed_and_spread_over_the_whole_dev_set():
     assert np.array_equal(evaluation_sample(30, 50), np.arange(30))
 
 
-def test_a_run_stopped_by_its_time_budget_still_ends_with_the_whole_dev_set(tmp_path, monkeypatch):
+def _one_second_per_look(monkeypatch) -> None:
+    """Every reading of the trainer's clock moves it one second on."""
     import itertools
-    import time
     from types import SimpleNamespace
 
     from qanet import train as train_module
 
-    clock = itertools.count()  # one second passes at every look at the clock: 6 s is about 5 steps
-    monkeypatch.setattr(train_module, "time", SimpleNamespace(monotonic=lambda: next(clock),
-                                                              perf_counter=time.perf_counter))
-    config = build_config("paper", {**TINY, "train.steps": 100, "train.eval_every": 2, "train.eval_questions": 10,
-                                    "train.minutes": 0.1})
+    clock = itertools.count()
+    monkeypatch.setattr(train_module, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
+
+
+def _small_run(tmp_path, **overrides):
+    config = build_config("paper", {**TINY, "train.steps": 100, "train.eval_every": 1000, "train.eval_questions": 10,
+                                    **overrides})
     config.data.synthetic = SyntheticConfig(train_paragraphs=10, dev_paragraphs=5)
     prepared = prepare(config.data, tmp_path)
-    result = Trainer(config, prepared).run()
+    return Trainer(config, prepared).run(), prepared
+
+
+def test_a_run_stopped_by_its_time_budget_still_ends_with_the_whole_dev_set(tmp_path, monkeypatch):
+    _one_second_per_look(monkeypatch)  # two looks per step: the 12 s budget is about 6 steps
+    result, prepared = _small_run(tmp_path, **{"train.eval_every": 2, "train.minutes": 0.2})
     assert 2 < result.steps < 100
     assert [entry["total"] for entry in result.curve] == [10] * (result.steps // 2) + [len(prepared.dev)]
     assert result.curve[-1]["step"] == result.steps
+    assert 12 <= result.train_seconds <= 16 and result.eval_seconds >= 3  # evaluation time is not training time
+
+
+def test_evaluations_every_so_many_seconds_of_training(tmp_path, monkeypatch):
+    _one_second_per_look(monkeypatch)
+    result, prepared = _small_run(tmp_path, **{"train.steps": 30, "train.eval_every_seconds": 10.0})
+    timed, last = result.curve[:-1], result.curve[-1]
+    assert len(timed) >= 3 and last["step"] == 30 and last["total"] == len(prepared.dev)
+    for number, entry in enumerate(timed, start=1):  # the first look past each multiple of 10 s
+        assert 10 * number <= entry["train_seconds"] < 10 * number + 4, result.curve

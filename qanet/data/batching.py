@@ -1,14 +1,17 @@
-"""Batches padded to their own longest member, built from examples of similar length.
+"""Batches built from examples of similar length, gathered on the device the model runs on.
 
 Training order is a pure function of (seed, epoch), so a resumed run sees exactly
-the batches an uninterrupted one would.
+the batches an uninterrupted one would. A batch is padded to its own longest member,
+or up to a multiple of `pad_multiple` so that torch.compile sees a few shapes, not hundreds.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from qanet.data.features import Split
+from qanet.data.features import Sequences, Split
+from qanet.data.vocab import PAD
 
 BUCKET_BATCHES = 50  # sort by length within windows of this many batches: similar lengths, still shuffled
 
@@ -52,14 +55,62 @@ def evaluation_batches(split: Split, batch_size: int, sample: int | None = None)
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def make_batch(split: Split, questions: np.ndarray, context_len: int, question_len: int) -> dict[str, np.ndarray]:
-    context_words, context_chars = split.contexts.padded(split.paragraph[questions], context_len)
-    question_words, question_chars = split.questions.padded(questions, question_len)
-    return {
-        "context_words": context_words,
-        "context_chars": context_chars,
-        "question_words": question_words,
-        "question_chars": question_chars,
-        "start": split.answer_start[questions].astype(np.int64),
-        "end": split.answer_end[questions].astype(np.int64),
-    }
+def padded_width(longest: int, limit: int, pad_multiple: int = 1) -> int:
+    """The width of a batch whose longest member has `longest` tokens: rounded up to a multiple
+    of `pad_multiple`, never over `limit` (the truncation), never 0."""
+    return max(1, min(limit, -(-longest // pad_multiple) * pad_multiple))
+
+
+class SequenceTensors:
+    """Token ids of one `Sequences` as tensors on a device; `gather` pads rows there."""
+
+    def __init__(self, sequences: Sequences, device: torch.device) -> None:
+        self.lengths = sequences.lengths  # on the host: batch widths are known without asking the device
+        self.words = torch.from_numpy(sequences.words).to(device)
+        self.chars = torch.from_numpy(sequences.chars).to(device)
+        self.offsets = torch.from_numpy(sequences.offsets[:-1]).to(device)
+        self.device_lengths = torch.from_numpy(self.lengths).to(device)
+
+    def gather(self, rows: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Word ids (B, width) and character ids (B, width, C) as int64, PAD past each row's end."""
+        positions = torch.arange(width, device=rows.device)
+        inside = positions < self.device_lengths[rows, None]
+        tokens = torch.where(inside, self.offsets[rows, None] + positions, 0)
+        words = self.words[tokens].long().masked_fill(~inside, PAD)
+        chars = self.chars[tokens].long().masked_fill(~inside[..., None], PAD)
+        return words, chars
+
+
+class BatchSource:
+    """A split's token ids and answers as tensors on one device, batches gathered there.
+
+    On a GPU the whole split is uploaded once; a step then costs no host work or copy beyond
+    its question indices, which the trainer uploads an epoch at a time."""
+
+    def __init__(self, split: Split, device: torch.device, pad_multiple: int = 1) -> None:
+        self.split = split
+        self.device = torch.device(device)
+        self.pad_multiple = pad_multiple
+        self.contexts = SequenceTensors(split.contexts, self.device)
+        self.questions = SequenceTensors(split.questions, self.device)
+        self.paragraph = torch.from_numpy(split.paragraph).to(self.device).long()
+        self.start = torch.from_numpy(split.answer_start).to(self.device).long()
+        self.end = torch.from_numpy(split.answer_end).to(self.device).long()
+
+    def widths(self, questions: np.ndarray, context_len: int, question_len: int) -> tuple[int, int]:
+        """Context and question widths of the batch of `questions` (host indices)."""
+        contexts = self.contexts.lengths[self.split.paragraph[questions]]
+        return (padded_width(int(contexts.max(initial=1)), context_len, self.pad_multiple),
+                padded_width(int(self.questions.lengths[questions].max(initial=1)), question_len, self.pad_multiple))
+
+    def gather(self, questions: torch.Tensor, context_width: int, question_width: int) -> dict[str, torch.Tensor]:
+        """The batch of `questions` (indices on the device), contexts and questions truncated to the widths."""
+        context_words, context_chars = self.contexts.gather(self.paragraph[questions], context_width)
+        question_words, question_chars = self.questions.gather(questions, question_width)
+        return {"context_words": context_words, "context_chars": context_chars, "question_words": question_words,
+                "question_chars": question_chars, "start": self.start[questions], "end": self.end[questions]}
+
+    def batch(self, questions: np.ndarray, context_len: int, question_len: int) -> dict[str, torch.Tensor]:
+        """The batch of `questions` (host indices), each part truncated to its limit."""
+        indices = torch.from_numpy(np.asarray(questions, dtype=np.int64)).to(self.device)
+        return self.gather(indices, *self.widths(questions, context_len, question_len))

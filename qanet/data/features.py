@@ -2,13 +2,12 @@
 
 A split stores every paragraph once (its questions point to it) and keeps token
 sequences end to end with offsets, so a 120-token paragraph costs 120 rows, not
-400. `Sequences.padded` pads a batch to its own longest member, up to a limit.
+400. `qanet.data.batching` pads a batch to its own longest member, up to a limit.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from qanet.data.squad import SquadFile, SquadFormatError
 from qanet.data.tokenize import Tokenizer, Tokens, answer_token_span
-from qanet.data.vocab import PAD, Vocabulary
+from qanet.data.vocab import Vocabulary
 
 NO_ANSWER = -1
 
@@ -32,18 +31,6 @@ class Sequences:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
-
-    def padded(self, indices: Sequence[int], limit: int) -> tuple[np.ndarray, np.ndarray]:
-        """Word ids (B, L) and char ids (B, L, C), L = min(limit, longest in the batch)."""
-        lengths = np.minimum(self.lengths[indices], limit)
-        width = int(lengths.max(initial=1))
-        words = np.full((len(indices), width), PAD, dtype=np.int64)
-        chars = np.full((len(indices), width, self.chars.shape[1]), PAD, dtype=np.int64)
-        for row, (index, length) in enumerate(zip(indices, lengths, strict=True)):
-            start = self.offsets[index]
-            words[row, :length] = self.words[start:start + length]
-            chars[row, :length] = self.chars[start:start + length]
-        return words, chars
 
 
 @dataclass

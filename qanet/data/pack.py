@@ -1,0 +1,180 @@
+"""A portable pack of prepared data: what a GPU machine with only torch and numpy trains from.
+
+A prepared cache stores a word id and 16 character ids for every token (200 MB for SQuAD
+v1.1). SQuAD repeats its tokens, so a pack stores each distinct (word id, character ids)
+form once and one form number per token; word vectors as fp16; and of the texts only what
+scoring needs (dev contexts, token offsets and answers). Loading rebuilds the same `Prepared`
+arrays, so batches are bit-identical; only the word vectors are rounded to fp16, which the
+fingerprint says (`<prepared fingerprint>.fp16`).
+
+Layout: `arrays.npz` (numpy's zip of arrays, deflated), `text.json.gz`, and `manifest.json`
+with the format, the fingerprint and every file's size and sha256, checked on load.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from qanet.data.features import Sequences, Split
+from qanet.data.prepare import SPLITS, Prepared
+
+PACK_FORMAT = 1
+MANIFEST = "manifest.json"
+ARRAYS = "arrays.npz"
+TEXT = "text.json.gz"
+PACKED_SEQUENCES = ("contexts", "questions")
+
+
+class PackError(ValueError):
+    """A pack that is missing, damaged or of another format."""
+
+
+def token_forms(sequences: list[Sequences]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Distinct (word id, character ids) rows over all `sequences`, and each token's row number.
+
+    Row 0 is always the padding form (word 0, no characters): all-zero bytes sort first."""
+    width = sequences[0].chars.shape[1]
+    rows = np.concatenate([np.zeros((1, 1 + width), dtype=np.int32)]
+                          + [np.column_stack([s.words, s.chars]).astype(np.int32) for s in sequences])
+    as_bytes = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.itemsize * rows.shape[1])))  # 3x faster
+    forms, inverse = np.unique(as_bytes.ravel(), return_inverse=True)
+    forms = forms.view(np.int32).reshape(-1, rows.shape[1])
+    inverse = inverse.reshape(-1).astype(np.int32)[1:]
+    bounds = np.cumsum([0] + [len(s.words) for s in sequences])
+    return (forms[:, 0].astype(np.int32), forms[:, 1:].astype(np.int16),
+            [inverse[begin:end] for begin, end in zip(bounds[:-1], bounds[1:], strict=True)])
+
+
+def _pack_arrays(prepared: Prepared) -> dict[str, np.ndarray]:
+    splits = {name: getattr(prepared, name) for name in SPLITS}
+    sequences = [getattr(splits[name], part) for name in SPLITS for part in PACKED_SEQUENCES]
+    form_words, form_chars, per_sequence = token_forms(sequences)
+    arrays = {"form_words": form_words, "form_chars": form_chars,
+              "word_vectors": prepared.word_vectors.astype(np.float16)}
+    forms = iter(per_sequence)
+    for name, split in splits.items():
+        for part in PACKED_SEQUENCES:
+            arrays[f"{name}.{part}.forms"] = next(forms)
+            arrays[f"{name}.{part}.offsets"] = getattr(split, part).offsets
+        for key in ("paragraph", "answer_start", "answer_end"):
+            arrays[f"{name}.{key}"] = getattr(split, key)
+    arrays["dev.context_spans"] = prepared.dev.context_spans  # to cut answers out of the dev texts
+    return arrays
+
+
+def _pack_text(prepared: Prepared) -> dict:
+    dev = prepared.dev
+    return {
+        "versions": {name: getattr(prepared, name).version for name in SPLITS},
+        "ids": {name: getattr(prepared, name).ids for name in SPLITS},
+        "dev_context_texts": dev.context_texts,
+        "dev_answers": dev.answers,
+        "words": prepared.words,
+        "chars": prepared.chars,
+        "build": prepared.build,
+    }
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_pack(prepared: Prepared, directory: Path) -> dict:
+    """Write `prepared` as a pack into `directory` (replaced whole, atomically); returns the manifest."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".pack-", dir=directory.parent))
+    try:
+        np.savez_compressed(staging / ARRAYS, **_pack_arrays(prepared))
+        with gzip.open(staging / TEXT, "wt", encoding="utf-8") as handle:
+            json.dump(_pack_text(prepared), handle, ensure_ascii=False)
+        files = {name: {"bytes": (staging / name).stat().st_size, "sha256": sha256(staging / name)}
+                 for name in (ARRAYS, TEXT)}
+        manifest = {
+            "format": PACK_FORMAT,
+            "fingerprint": f"{prepared.fingerprint}.fp16",
+            "prepared_from": prepared.fingerprint,
+            "questions": {name: len(getattr(prepared, name)) for name in SPLITS},
+            "files": files,
+            "bytes": sum(f["bytes"] for f in files.values()),
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def read_manifest(directory: Path) -> dict:
+    """The manifest of a pack whose files all have their recorded size and sha256, or a PackError."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise PackError(f"{directory}: not a pack ({MANIFEST} is missing; make one with `python -m bench data pack`)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise PackError(f"{path}: not valid JSON ({error})") from None
+    if manifest.get("format") != PACK_FORMAT:
+        raise PackError(f"{path}: pack format {manifest.get('format')!r}, this code reads {PACK_FORMAT}; pack again")
+    for name, expected in manifest["files"].items():
+        file = Path(directory) / name
+        if not file.is_file():
+            raise PackError(f"{file}: missing from the pack")
+        if file.stat().st_size != expected["bytes"] or sha256(file) != expected["sha256"]:
+            raise PackError(f"{file}: damaged (size or sha256 differs from {MANIFEST})")
+    return manifest
+
+
+def _unpack_split(name: str, arrays, text: dict, form_words: np.ndarray, form_chars: np.ndarray) -> Split:
+    def sequences(part: str) -> Sequences:
+        forms = arrays[f"{name}.{part}.forms"]
+        return Sequences(form_words[forms], form_chars[forms], arrays[f"{name}.{part}.offsets"])
+
+    is_dev = name == "dev"  # a pack keeps no train texts: training needs token ids only
+    return Split(
+        version=text["versions"][name],
+        contexts=sequences("contexts"),
+        context_spans=arrays["dev.context_spans"] if is_dev else np.zeros((0, 2), dtype=np.int32),
+        questions=sequences("questions"),
+        paragraph=arrays[f"{name}.paragraph"],
+        answer_start=arrays[f"{name}.answer_start"],
+        answer_end=arrays[f"{name}.answer_end"],
+        ids=text["ids"][name],
+        context_texts=text["dev_context_texts"] if is_dev else [],
+        answers=text["dev_answers"] if is_dev else [],
+    )
+
+
+def load_pack(directory: Path) -> Prepared:
+    """A pack, checked against its manifest, as the `Prepared` data a Trainer takes."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    with np.load(directory / ARRAYS) as stored:
+        arrays = dict(stored)
+    with gzip.open(directory / TEXT, "rt", encoding="utf-8") as handle:
+        text = json.load(handle)
+    form_words, form_chars = arrays["form_words"], arrays["form_chars"]
+    return Prepared(
+        fingerprint=manifest["fingerprint"],
+        train=_unpack_split("train", arrays, text, form_words, form_chars),
+        dev=_unpack_split("dev", arrays, text, form_words, form_chars),
+        word_vectors=arrays["word_vectors"].astype(np.float32),
+        words=text["words"],
+        chars=text["chars"],
+        build=text["build"],
+        directory=directory,
+    )
