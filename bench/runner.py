@@ -133,6 +133,7 @@ def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, re
         "wall_seconds": round(wall, 2),
         "train_seconds": round(result.train_seconds, 2),
         "eval_seconds": round(result.eval_seconds, 2),
+        "compile_seconds": round(result.compile_seconds, 2),
         "train_examples_per_s": round(result.train_examples_per_s, 2),
         "peak_memory_mb": round(result.peak_memory_mb, 1),
         "environment": environment(resolve_device(config.train.device)),

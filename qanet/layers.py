@@ -38,10 +38,11 @@ def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor
 
 
 def apply_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout: on the CPU with `keep_mask`, elsewhere torch's own fused kernel."""
+    """Inverted dropout: eagerly on the CPU with `keep_mask`; on a GPU, or compiled, with torch's own
+    (a fused kernel there; torch.compile cannot trace `random_`)."""
     if not training or p == 0:
         return x
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
         return F.dropout(x, p, training=True)
     return x * keep_mask(x.shape, p, x.device) * (1 / (1 - p))
 
@@ -137,8 +138,7 @@ class Embedding(nn.Module):
         return self.highway(self.project(x))
 
 
-@functools.lru_cache(maxsize=64)
-def positional_encoding(length: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def timing_signal(length: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Sinusoids with geometric wavelengths, sines in the first half of the channels and cosines of
     the same frequencies in the second (the tensor2tensor timing signal the reference code uses)."""
     half = dim // 2
@@ -146,6 +146,11 @@ def positional_encoding(length: int, dim: int, device: torch.device, dtype: torc
     angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * rates[None, :]
     signal = torch.cat([angles.sin(), angles.cos()], dim=1)
     return F.pad(signal, (0, dim % 2)).to(dtype)
+
+
+# Eagerly, each (length, width) is computed once; torch.compile traces `timing_signal` itself and folds
+# it into the graph as a constant (it does not trust lru_cache).
+positional_encoding = functools.lru_cache(maxsize=64)(timing_signal)
 
 
 class SelfAttention(nn.Module):
@@ -200,7 +205,8 @@ class EncoderBlock(nn.Module):
         self.input_scale = math.sqrt(dim) if config.pos_scale == "all" else 1.0
 
     def add_position(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.input_scale + positional_encoding(x.shape[1], x.shape[2], x.device, x.dtype)
+        signal = timing_signal if torch.compiler.is_compiling() else positional_encoding
+        return x * self.input_scale + signal(x.shape[1], x.shape[2], x.device, x.dtype)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = self.add_position(x)

@@ -55,6 +55,7 @@ class TrainResult:
     curve: list[dict] = field(default_factory=list)  # one entry per evaluation
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
+    compile_seconds: float = 0.0  # torch.compile's warm-up before the clock started
     train_examples: int = 0
     parameters: int = 0
     peak_memory_mb: float = 0.0
@@ -298,6 +299,7 @@ class Trainer:
         batch = self.train_data.gather(on_device, *self.train_data.widths(questions, data.context_len,
                                                                             data.question_len))
         self.model.train()
+        self._new_compiled_step()
         with _autocast(self.device, self.config):
             start_logits, end_logits = self.forward(batch["context_words"], batch["context_chars"],
                                                     batch["question_words"], batch["question_chars"])
@@ -306,6 +308,39 @@ class Trainer:
         optimisation_step(self.model, self.optimizer, self.scheduler, loss, self.config.train.clip_norm)
         if self.ema:
             self.ema.update()
+
+    def batch_shapes(self) -> list[tuple[int, int]]:
+        """The (context, question) widths of the first epoch's batches: the shapes torch.compile will meet."""
+        train, data = self.config.train, self.config.data
+        batches = epoch_batches(self.questions, self.lengths, train.batch_size, train.seed, 0)
+        return sorted({(len(b), *self.train_data.widths(b, data.context_len, data.question_len)) for b in batches})
+
+    def warm_up(self) -> float:
+        """Compile every batch shape before the clock starts, so compilation is not counted as training time:
+        three forward + backward passes per shape (CUDA graphs record on a later call), no update, and the
+        random state put back. Returns the seconds spent."""
+        started = time.perf_counter()
+        shapes = self.batch_shapes()
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, len(shapes) + 1)
+        cpu_rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []
+        self.model.train()
+        for size, context_width, question_width in shapes:
+            batch = self.train_data.gather(torch.zeros(size, dtype=torch.long, device=self.device), context_width,
+                                           question_width)
+            targets = torch.zeros(size, dtype=torch.long, device=self.device)  # any position inside the width
+            for _ in range(3):
+                self._new_compiled_step()
+                with _autocast(self.device, self.config):
+                    logits = self.forward(batch["context_words"], batch["context_chars"], batch["question_words"],
+                                          batch["question_chars"])
+                    self.model.loss(*logits, targets, targets).backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng:
+            torch.cuda.set_rng_state_all(cuda_rng)
+        self._synchronize()
+        return time.perf_counter() - started
 
     def evaluate(self, sample: int | None = None) -> dict:
         """Official EM/F1 on the dev set, or on a fixed sample of `sample` questions, with EMA weights."""
@@ -327,6 +362,8 @@ class Trainer:
         budget = train.minutes * 60 if train.minutes else math.inf
         next_timed_eval = self._next_timed_evaluation()
         batches = self.batches()
+        if train.compile:
+            result.compile_seconds += self.warm_up()
         self._start_clock()
         try:
             while self.step < train.steps and self._training_seconds() < budget:
@@ -371,10 +408,18 @@ class Trainer:
         """Add the stretch since `_start_clock` to the training time, once the device has finished it."""
         if self.clock_started is None:
             return
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        self._synchronize()
         self.result.train_seconds += time.perf_counter() - self.clock_started
         self.clock_started = None
+
+    def _new_compiled_step(self) -> None:
+        """Tell CUDA graphs (compile mode reduce-overhead) that the last step's outputs are no longer used."""
+        if self.config.train.compile:
+            torch.compiler.cudagraph_mark_step_begin()
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def _scored_whole_dev_at_this_step(self) -> bool:
         last = self.result.curve[-1] if self.result.curve else {}

@@ -29,3 +29,46 @@ def run_python(*args: str, env: dict | None = None, check: bool = True) -> subpr
     if check and result.returncode != 0:
         raise AssertionError(f"{args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def _allowed_distributions() -> set[str]:
+    """torch, numpy and everything torch needs to import: what the GPU machine is promised to have."""
+    import re
+    from importlib import metadata
+
+    allowed, todo = set(), ["torch", "numpy"]
+    while todo:
+        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+        if name in allowed:
+            continue
+        allowed.add(name)
+        try:
+            requires = metadata.distribution(name).requires or []
+        except metadata.PackageNotFoundError:
+            continue
+        todo += [re.match(r"[A-Za-z0-9_.-]+", r).group() for r in requires if "extra ==" not in r]
+    return allowed
+
+
+@pytest.fixture(scope="session")
+def only_torch_and_numpy(tmp_path_factory) -> Path:
+    """A folder of links to torch, numpy and what torch needs, and to nothing else that is installed."""
+    from importlib import metadata
+
+    folder = tmp_path_factory.mktemp("only-torch-and-numpy")
+    for name in _allowed_distributions():
+        try:
+            distribution = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        for top in {file.parts[0] for file in distribution.files or () if file.parts[0] != ".."}:
+            source, link = Path(distribution.locate_file(top)), folder / top
+            if source.exists() and not link.exists() and top != "__pycache__":
+                link.symlink_to(source)
+    return folder
+
+
+def run_with_only(packages: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run `python ARGS` without site-packages: only the standard library, `packages` and the repository
+    can be imported, as on the GPU reference machine (no spaCy, pandas, optuna, evaluate, tqdm...)."""
+    return run_python("-S", *args, env={"PYTHONPATH": f"{packages}{os.pathsep}{ROOT}"})

@@ -94,6 +94,12 @@ def test_a_damaged_or_foreign_pack_is_refused_with_the_file_named(synthetic, tmp
         load_pack(copy)
 
 
+def test_packing_twice_gives_the_same_bytes(synthetic, tmp_path):
+    prepared, pack = synthetic
+    again = write_pack(prepared, tmp_path / "again")
+    assert again == json.loads((pack / MANIFEST).read_text())
+
+
 def test_pack_command_writes_a_manifest_with_sizes_and_checksums(tmp_path):
     out = tmp_path / "pack"
     result = run_python("-m", "bench", "data", "pack", "--out", str(out), "--cache-dir", str(tmp_path / "cache"))

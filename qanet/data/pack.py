@@ -97,8 +97,9 @@ def write_pack(prepared: Prepared, directory: Path) -> dict:
     staging = Path(tempfile.mkdtemp(prefix=".pack-", dir=directory.parent))
     try:
         np.savez_compressed(staging / ARRAYS, **_pack_arrays(prepared))
-        with gzip.open(staging / TEXT, "wt", encoding="utf-8") as handle:
-            json.dump(_pack_text(prepared), handle, ensure_ascii=False)
+        text = json.dumps(_pack_text(prepared), ensure_ascii=False).encode("utf-8")
+        with open(staging / TEXT, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as handle:
+            handle.write(text)  # no time or name in the header: the same data packs to the same bytes
         files = {name: {"bytes": (staging / name).stat().st_size, "sha256": sha256(staging / name)}
                  for name in (ARRAYS, TEXT)}
         manifest = {
