@@ -39,6 +39,7 @@ from qanet.data.pack import load_pack, read_manifest  # noqa: E402
 from qanet.data.prepare import Prepared  # noqa: E402
 from qanet.train import Trainer, peak_memory_mb, reset_peak_memory, resolve_device  # noqa: E402
 
+STARTED = time.perf_counter()  # the call's wall clock: a lent machine stops a command after 10 minutes
 F1_MARKS = (60, 70, 75)
 # (name, bf16, compiled) of the check; bf16 autocast and compilation are measured on CUDA only
 CHECK_VARIANTS = (("fp32 eager", False, False), ("bf16 eager", True, False), ("bf16 compiled", True, True))
@@ -136,7 +137,8 @@ def check_variant(args: argparse.Namespace, prepared: Prepared, device: torch.de
     config.data.context_len = args.context_len
     reset_peak_memory(device)
     trainer = Trainer(config, prepared)
-    compile_seconds = trainer.warm_up() if compiled else 0.0
+    if compiled:
+        trainer.warm_up()
     timer, batches = StepTimer(device), trainer.batches()
     timer.mark()
     for _ in range(args.check_steps):
@@ -150,7 +152,8 @@ def check_variant(args: argparse.Namespace, prepared: Prepared, device: torch.de
     metrics = trainer.evaluate(args.eval_questions)
     row = {"variant": name, "step_ms": round(median * 1000, 2),
            "examples_per_s": round(config.train.batch_size / median, 1), "peak_memory_mb": round(peak, 1),
-           "compile_seconds": round(compile_seconds, 1), "first_steps_seconds": round(sum(steps[:TIMED_AFTER]), 2),
+           "compile_seconds": round(trainer.result.compile_seconds, 1),
+           "first_steps_seconds": round(sum(steps[:TIMED_AFTER]), 2),
            "train_loss": round(loss, 3), "eval_seconds": round(trainer.result.eval_seconds, 2),
            **profile_step(trainer), **{k: metrics[k] for k in ("exact", "f1", "total")}}
     row["tflop_per_s"] = round(row["gflop_per_step"] / median / 1000, 2)  # the eager step's FLOPs, any variant
@@ -174,19 +177,25 @@ def run(args: argparse.Namespace, prepared: Prepared, record: dict, out: Path) -
     device = resolve_device(args.device)
     config = paper_config(args, bf16=True, compiled=device.type == "cuda", pad_multiple=args.pad_multiple)
     config.data.context_len = args.context_len
-    started = time.perf_counter()
     trainer = Trainer(config, prepared)
+    if config.train.compile:
+        trainer.warm_up()  # first, so that the training time can be cut to fit the call
+    left = args.wall_minutes * 60 - (time.perf_counter() - STARTED) - args.reserve_seconds
+    if left < config.train.minutes * 60:
+        config.train.minutes = max(left, 60) / 60
+        print(f"training time cut to {config.train.minutes:.2f} min: compilation took "
+              f"{trainer.result.compile_seconds:.0f} s of a {args.wall_minutes} min call", flush=True)
 
     def save(step: int, entry: dict) -> None:
         result = trainer.result
         print(f"{entry['train_seconds']:7.1f} s  step {step:6d}  dev EM {entry['exact']:.2f} F1 {entry['f1']:.2f}"
               f"  (train loss {entry['train_loss']:.3f}, evaluation {result.eval_seconds:.1f} s so far)", flush=True)
-        record.update(_run_fields(trainer, config, time.perf_counter() - started))
+        record.update(_run_fields(trainer, config, time.perf_counter() - STARTED))
         write_json_atomically(out, record)
 
     trainer.callbacks.on_eval = save
     result = trainer.run()
-    record.update(_run_fields(trainer, config, time.perf_counter() - started))
+    record.update(_run_fields(trainer, config, time.perf_counter() - STARTED))
     write_json_atomically(out, record)
     print(f"{result.status}: {result.steps:,} steps in {result.train_seconds:.0f} s of training "
           f"({result.train_examples_per_s:.0f} examples/s; compile {result.compile_seconds:.0f} s and evaluation "
@@ -224,6 +233,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="stop the run after this many steps (default: only the time budget); also caps the check")
     parser.add_argument("--minutes", type=float, default=7.0, help="training time of the run (default: %(default)s)")
     parser.add_argument("--eval-every-seconds", type=float, default=60.0)
+    parser.add_argument("--wall-minutes", type=float, default=9.5,
+                        help="the whole call's limit: training is cut short so that it ends in time (default: "
+                             "%(default)s, for the GPU machine's 10 minutes a command)")
+    parser.add_argument("--reserve-seconds", type=float, default=90.0,
+                        help="kept from the wall limit for the evaluations (default: %(default)s)")
     parser.add_argument("--eval-questions", type=int, default=None,
                         help="dev questions per evaluation (check: 2,000 by default; run: all, the official number)")
     parser.add_argument("--batch-size", type=int, default=32)

@@ -272,6 +272,7 @@ class Trainer:
         self.step = 0
         self.losses = LossMonitor(self.device)
         self.clock_started: float | None = None  # when the running stretch of training began
+        self.warmed_up = False
         self.result = TrainResult("ok", 0, {}, parameters=parameter_count(self.model),
                                   train_questions=len(self.questions),
                                   train_questions_left_out=len(prepared.train) - len(self.questions))
@@ -315,10 +316,13 @@ class Trainer:
         batches = epoch_batches(self.questions, self.lengths, train.batch_size, train.seed, 0)
         return sorted({(len(b), *self.train_data.widths(b, data.context_len, data.question_len)) for b in batches})
 
-    def warm_up(self) -> float:
-        """Compile every batch shape before the clock starts, so compilation is not counted as training time:
-        three forward + backward passes per shape (CUDA graphs record on a later call), no update, and the
-        random state put back. Returns the seconds spent."""
+    def warm_up(self) -> None:
+        """Compile every batch shape before the clock starts, so compilation is not counted as training time
+        (it is in `compile_seconds`): three forward + backward passes per shape (CUDA graphs record on a later
+        call), no update, and the random state put back. Only the first call does anything."""
+        if self.warmed_up:
+            return
+        self.warmed_up = True
         started = time.perf_counter()
         shapes = self.batch_shapes()
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, len(shapes) + 1)
@@ -340,7 +344,7 @@ class Trainer:
         if cuda_rng:
             torch.cuda.set_rng_state_all(cuda_rng)
         self._synchronize()
-        return time.perf_counter() - started
+        self.result.compile_seconds += time.perf_counter() - started
 
     def evaluate(self, sample: int | None = None) -> dict:
         """Official EM/F1 on the dev set, or on a fixed sample of `sample` questions, with EMA weights."""
@@ -363,7 +367,7 @@ class Trainer:
         next_timed_eval = self._next_timed_evaluation()
         batches = self.batches()
         if train.compile:
-            result.compile_seconds += self.warm_up()
+            self.warm_up()
         self._start_clock()
         try:
             while self.step < train.steps and self._training_seconds() < budget:

@@ -24,7 +24,7 @@ def test_the_reference_script_runs_end_to_end_on_the_cpu_with_only_torch_and_num
     out = tmp_path / "record.json"
     result = run_with_only(only_torch_and_numpy, SCRIPT, "--pack", str(pack), "--device", "cpu", "--steps", "20",
                                            "--eval-questions", "100", "--batch-size", "4", "--context-len", "100",
-                                           "--eval-every-seconds", "2", "--out", str(out))
+                                           "--eval-every-seconds", "2", "--wall-minutes", "0.5", "--out", str(out))
     record = json.loads(out.read_text())
     [fp32] = [row for row in record["check"] if "error" not in row]
     assert fp32["variant"] == "fp32 eager" and fp32["step_ms"] > 0 and fp32["peak_memory_mb"] > 0
@@ -37,6 +37,7 @@ def test_the_reference_script_runs_end_to_end_on_the_cpu_with_only_torch_and_num
     assert len(curve) >= 2 and curve[-1]["total"] == 60 and curve[-1]["step"] == 20  # every dev question at the end
     assert all({"step", "train_seconds", "exact", "f1", "total"} <= entry.keys() for entry in curve)
     assert record["time_to_f1"] == {"60": None, "70": None, "75": None}  # 20 steps learn nothing yet
+    assert "training time cut to 1.00 min" in result.stdout and record["config"]["train"]["minutes"] == 1.0
 
 
 def test_time_to_f1_is_the_first_evaluation_past_each_mark():
