@@ -9,10 +9,11 @@ from bench import data_commands, run_command, train_command
 from bench.study import StudyError
 from qanet.config import ConfigError
 from qanet.data.download import DownloadError
+from qanet.data.pack import PackError
 from qanet.data.squad import SquadFormatError
 
 # Errors a user can fix: one line on stderr and exit status 2, no traceback.
-USER_ERRORS = (ConfigError, StudyError, SquadFormatError, DownloadError, FileNotFoundError)
+USER_ERRORS = (ConfigError, StudyError, SquadFormatError, DownloadError, PackError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:

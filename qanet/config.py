@@ -266,6 +266,8 @@ class TrainConfig:
             value = getattr(self, key)
             _check(value >= 1, f"train.{key}", value, "must be an integer >= 1")
         _check(self.recompute_every >= 0, "train.recompute_every", self.recompute_every, "must be >= 0")
+        _check(not self.compile or self.pad_multiple > 1, "train.pad_multiple", self.pad_multiple,
+               "must be > 1 with train.compile (each batch length would be a compilation of its own); try 128")
         _check(self.warmup_steps >= 0, "train.warmup_steps", self.warmup_steps, "must be >= 0")
         _check(0 < self.ema_decay < 1, "train.ema_decay", self.ema_decay, "must be in (0, 1)")
         _check(self.clip_norm > 0, "train.clip_norm", self.clip_norm, "must be > 0")

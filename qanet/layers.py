@@ -225,7 +225,7 @@ class EncoderBlock(nn.Module):
         y = f(apply_dropout(x, self.input_rates[index], self.training))
         y = apply_dropout(y, self.output_rates[index], self.training)
         if self.training and self.survival[index] < 1:  # stochastic depth
-            y = y * (torch.rand((), device=x.device) < self.survival[index]).to(y.dtype)
+            y = torch.where(torch.rand((), device=x.device) < self.survival[index], y, 0)  # an inf y stays out
         return x + y
 
 

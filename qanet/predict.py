@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from qanet.config import RunConfig
-from qanet.data.batching import SequenceTensors
+from qanet.data.batching import SequenceTensors, padded_width
 from qanet.data.features import encode
 from qanet.data.tokenize import Tokenizer
 from qanet.data.vocab import Vocabulary
@@ -39,7 +39,8 @@ def answer_questions(checkpoint: Path, context: str, questions: list[str]) -> li
     rows = torch.arange(len(questions))
     cpu = torch.device("cpu")
     context_words, context_chars = SequenceTensors(contexts, cpu).gather(rows, len(paragraph.words))
-    question_words, question_chars = SequenceTensors(asked, cpu).gather(rows, int(asked.lengths.max()))
+    question_width = padded_width(int(asked.lengths.max(initial=1)), config.data.question_len)
+    question_words, question_chars = SequenceTensors(asked, cpu).gather(rows, question_width)
     start_logits, end_logits = model(context_words, context_chars, question_words, question_chars)
     starts, ends = best_spans(start_logits, end_logits, config.train.max_answer_len)
     spans = paragraph.spans

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from qanet.config import RunConfig
-from qanet.data.batching import BatchSource, epoch_batches, evaluation_batches, trainable_questions
+from qanet.data.batching import BatchSource, epoch_batches, evaluation_batches, padded_width, trainable_questions
 from qanet.data.features import Split
 from qanet.data.prepare import Prepared
 from qanet.decode import best_spans
@@ -261,8 +261,9 @@ class Trainer:
         torch.manual_seed(train.seed)
         self.model = build_model(config, prepared).to(self.device)
         self.model.model_encoder.recompute_every = train.recompute_every
-        self.forward = torch.compile(self.model, mode=train.compile_mode, dynamic=False) if train.compile \
-            else self.model
+        # fullgraph: a graph break (a Python branch on a tensor) fails loudly instead of splitting the step
+        self.forward = torch.compile(self.model, mode=train.compile_mode, dynamic=False, fullgraph=True) \
+            if train.compile else self.model
         self.optimizer, self.scheduler = make_optimizer(self.model, config)
         self.ema = EMA(self.model, train.ema_decay) if train.ema else None
         self.train_data = BatchSource(prepared.train, self.device, train.pad_multiple)
@@ -299,22 +300,35 @@ class Trainer:
         data = self.config.data
         batch = self.train_data.gather(on_device, *self.train_data.widths(questions, data.context_len,
                                                                             data.question_len))
-        self.model.train()
-        self._new_compiled_step()
-        with _autocast(self.device, self.config):
-            start_logits, end_logits = self.forward(batch["context_words"], batch["context_chars"],
-                                                    batch["question_words"], batch["question_chars"])
-            loss = self.model.loss(start_logits, end_logits, batch["start"], batch["end"])
+        # an epoch's last, smaller batch runs eagerly rather than costing a compilation of its own
+        loss = self.batch_loss(batch, self.forward if len(questions) == self.config.train.batch_size else self.model)
         self.losses.add(loss, self.step + 1)
         optimisation_step(self.model, self.optimizer, self.scheduler, loss, self.config.train.clip_norm)
         if self.ema:
             self.ema.update()
 
+    def batch_loss(self, batch: dict[str, torch.Tensor], forward) -> torch.Tensor:
+        """The training loss of a gathered batch through `forward` (the compiled or the eager model)."""
+        self.model.train()
+        self._new_compiled_step()
+        with _autocast(self.device, self.config):
+            start_logits, end_logits = forward(batch["context_words"], batch["context_chars"],
+                                               batch["question_words"], batch["question_chars"])
+            return self.model.loss(start_logits, end_logits, batch["start"], batch["end"])
+
     def batch_shapes(self) -> list[tuple[int, int]]:
-        """The (context, question) widths of the first epoch's batches: the shapes torch.compile will meet."""
+        """The (context, question) widths a full batch can have: every padded width from that of the first
+        epoch's shortest batch up to each limit (a later epoch may meet one that the first did not)."""
         train, data = self.config.train, self.config.data
         batches = epoch_batches(self.questions, self.lengths, train.batch_size, train.seed, 0)
-        return sorted({(len(b), *self.train_data.widths(b, data.context_len, data.question_len)) for b in batches})
+        longest = [self.train_data.widths(b, 10**9, 10**9) for b in batches]  # no limit: each batch's own
+
+        def widths(shortest: int, limit: int) -> list[int]:
+            return sorted({padded_width(n, limit, train.pad_multiple) for n in range(shortest, limit + 1)})
+
+        contexts = widths(min(c for c, _ in longest), data.context_len)
+        questions = widths(min(q for _, q in longest), data.question_len)
+        return [(c, q) for c in contexts for q in questions]
 
     def warm_up(self) -> None:
         """Compile every batch shape before the clock starts, so compilation is not counted as training time
@@ -328,17 +342,15 @@ class Trainer:
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, len(shapes) + 1)
         cpu_rng = torch.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []
-        self.model.train()
-        for size, context_width, question_width in shapes:
-            batch = self.train_data.gather(torch.zeros(size, dtype=torch.long, device=self.device), context_width,
-                                           question_width)
-            targets = torch.zeros(size, dtype=torch.long, device=self.device)  # any position inside the width
+        size = self.config.train.batch_size
+        first = torch.zeros(size, dtype=torch.long, device=self.device)
+        for context_width, question_width in shapes:
+            batch = self.train_data.gather(first, context_width, question_width)
+            batch["start"] = batch["end"] = first  # answers inside any width
             for _ in range(3):
-                self._new_compiled_step()
-                with _autocast(self.device, self.config):
-                    logits = self.forward(batch["context_words"], batch["context_chars"], batch["question_words"],
-                                          batch["question_chars"])
-                    self.model.loss(*logits, targets, targets).backward()
+                # gradients from an earlier pass are CUDA-graph outputs that the next replay overwrites
+                self.optimizer.zero_grad(set_to_none=True)
+                self.batch_loss(batch, self.forward).backward()
         self.optimizer.zero_grad(set_to_none=True)
         torch.set_rng_state(cpu_rng)
         if cuda_rng:
@@ -383,16 +395,18 @@ class Trainer:
                     next_timed_eval = self._next_timed_evaluation()
                 if self.checkpoint_dir and self.step % train.checkpoint_every == 0:
                     self._stop_clock()
+                    self.losses.check()  # never save weights that a non-finite loss has already updated
                     self.save_checkpoint()
                     self._start_clock()
             if not self._scored_whole_dev_at_this_step():  # the run's result: always the whole dev set
                 self._record_evaluation(None)
         except Diverged as error:
             result.status, result.error = "diverged", str(error)
+            self.step = error.step - 1  # the steps whose loss was finite; the checkpoint keeps the last good state
         self._stop_clock()
         result.steps = self.step
         result.peak_memory_mb = peak_memory_mb(self.device)
-        if self.checkpoint_dir:
+        if self.checkpoint_dir and result.status == "ok":
             self.save_checkpoint()
         return result
 

@@ -148,3 +148,31 @@ def test_split_round_trips_through_disk(tmp_path):
     assert loaded.ids == split.ids and loaded.answers == split.answers
     np.testing.assert_array_equal(loaded.questions.chars, split.questions.chars)
     np.testing.assert_array_equal(loaded.answer_end, split.answer_end)
+
+
+def _padded_by_hand(sequences: Sequences, rows: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """What a batch must hold, row by row: each sequence cut at `limit`, PAD after it."""
+    width = max(1, min(limit, int(sequences.lengths[rows].max())))
+    words = np.full((len(rows), width), PAD)
+    chars = np.full((len(rows), width, sequences.chars.shape[1]), PAD)
+    for row, index in enumerate(rows):
+        start, end = sequences.offsets[index], min(sequences.offsets[index + 1], sequences.offsets[index] + width)
+        words[row, :end - start] = sequences.words[start:end]
+        chars[row, :end - start] = sequences.chars[start:end]
+    return words, chars
+
+
+@pytest.mark.parametrize("context_len", [400, 60])
+def test_batches_gathered_on_the_device_hold_what_padding_by_hand_gives(tmp_path, context_len):
+    from qanet.config import DataConfig, SyntheticConfig
+    from qanet.data.prepare import prepare
+
+    split = prepare(DataConfig(synthetic=SyntheticConfig(train_paragraphs=20, dev_paragraphs=2)), tmp_path).train
+    source = BatchSource(split, torch.device("cpu"))
+    for questions in np.random.default_rng(0).choice(len(split), size=(10, 16)):
+        batch = source.batch(questions, context_len, 12)
+        for part, rows, limit in (("context", split.paragraph[questions], context_len), ("question", questions, 12)):
+            words, chars = _padded_by_hand(getattr(split, f"{part}s"), rows, limit)
+            assert np.array_equal(batch[f"{part}_words"].numpy(), words)
+            assert np.array_equal(batch[f"{part}_chars"].numpy(), chars)
+        assert np.array_equal(batch["start"].numpy(), split.answer_start[questions])

@@ -37,7 +37,7 @@ def test_the_reference_script_runs_end_to_end_on_the_cpu_with_only_torch_and_num
     assert len(curve) >= 2 and curve[-1]["total"] == 60 and curve[-1]["step"] == 20  # every dev question at the end
     assert all({"step", "train_seconds", "exact", "f1", "total"} <= entry.keys() for entry in curve)
     assert record["time_to_f1"] == {"60": None, "70": None, "75": None}  # 20 steps learn nothing yet
-    assert "training time cut to 1.00 min" in result.stdout and record["config"]["train"]["minutes"] == 1.0
+    assert "training time cut to 0.50 min" in result.stdout and record["config"]["train"]["minutes"] == 0.5
 
 
 def test_time_to_f1_is_the_first_evaluation_past_each_mark():

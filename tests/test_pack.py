@@ -64,12 +64,12 @@ def test_batches_from_a_pack_are_bit_identical(synthetic, pad_multiple):
             assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
 
 
-def test_token_forms_store_each_distinct_token_once_with_padding_first():
+def test_token_forms_store_each_distinct_token_once():
     words = np.array([5, 7, 5, 5], dtype=np.int32)
     chars = np.array([[1, 2], [3, 0], [1, 2], [1, 3]], dtype=np.int16)
     one, two = Sequences(words[:2], chars[:2], np.array([0, 2])), Sequences(words[2:], chars[2:], np.array([0, 2]))
     form_words, form_chars, forms = token_forms([one, two])
-    assert len(form_words) == 4 and form_words[0] == 0 and not form_chars[0].any()  # pad + 3 distinct tokens
+    assert len(form_words) == len(form_chars) == 3
     rebuilt = np.concatenate(forms)
     assert np.array_equal(form_words[rebuilt], words) and np.array_equal(form_chars[rebuilt], chars)
     assert rebuilt[0] == rebuilt[2] != rebuilt[3]
@@ -92,6 +92,20 @@ def test_a_damaged_or_foreign_pack_is_refused_with_the_file_named(synthetic, tmp
     (copy / MANIFEST).write_text(json.dumps({**manifest, "format": 99}))
     with pytest.raises(PackError, match="pack format 99, this code reads 1; pack again"):
         load_pack(copy)
+    (copy / MANIFEST).write_text(json.dumps({**manifest, "files": {}}))
+    with pytest.raises(PackError, match=f"expected a fingerprint and the files {ARRAYS} and text.json.gz"):
+        load_pack(copy)
+
+
+def test_packing_never_deletes_a_folder_that_is_not_a_pack(synthetic, tmp_path):
+    prepared, _ = synthetic
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(PackError, match="not empty and not a pack; choose a new folder"):
+        write_pack(prepared, tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    write_pack(prepared, tmp_path / "pack")
+    write_pack(prepared, tmp_path / "pack")  # an earlier pack is replaced
+    assert sorted(p.name for p in (tmp_path / "pack").iterdir()) == ["arrays.npz", "manifest.json", "text.json.gz"]
 
 
 def test_packing_twice_gives_the_same_bytes(synthetic, tmp_path):

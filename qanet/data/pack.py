@@ -37,16 +37,12 @@ class PackError(ValueError):
 
 
 def token_forms(sequences: list[Sequences]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Distinct (word id, character ids) rows over all `sequences`, and each token's row number.
-
-    Row 0 is always the padding form (word 0, no characters): all-zero bytes sort first."""
-    width = sequences[0].chars.shape[1]
-    rows = np.concatenate([np.zeros((1, 1 + width), dtype=np.int32)]
-                          + [np.column_stack([s.words, s.chars]).astype(np.int32) for s in sequences])
+    """Distinct (word id, character ids) rows over all `sequences`, and each token's row number."""
+    rows = np.concatenate([np.column_stack([s.words, s.chars]).astype(np.int32) for s in sequences])
     as_bytes = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.itemsize * rows.shape[1])))  # 3x faster
     forms, inverse = np.unique(as_bytes.ravel(), return_inverse=True)
     forms = forms.view(np.int32).reshape(-1, rows.shape[1])
-    inverse = inverse.reshape(-1).astype(np.int32)[1:]
+    inverse = inverse.reshape(-1).astype(np.int32)
     bounds = np.cumsum([0] + [len(s.words) for s in sequences])
     return (forms[:, 0].astype(np.int32), forms[:, 1:].astype(np.int16),
             [inverse[begin:end] for begin, end in zip(bounds[:-1], bounds[1:], strict=True)])
@@ -91,8 +87,11 @@ def sha256(path: Path) -> str:
 
 
 def write_pack(prepared: Prepared, directory: Path) -> dict:
-    """Write `prepared` as a pack into `directory` (replaced whole, atomically); returns the manifest."""
+    """Write `prepared` as a pack into `directory` (an earlier pack there is replaced whole, atomically);
+    returns the manifest. Any other non-empty folder is refused: it is never deleted."""
     directory = Path(directory)
+    if directory.exists() and any(directory.iterdir()) and not (directory / MANIFEST).is_file():
+        raise PackError(f"{directory}: not empty and not a pack; choose a new folder for --out")
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".pack-", dir=directory.parent))
     try:
@@ -131,6 +130,9 @@ def read_manifest(directory: Path) -> dict:
         raise PackError(f"{path}: not valid JSON ({error})") from None
     if manifest.get("format") != PACK_FORMAT:
         raise PackError(f"{path}: pack format {manifest.get('format')!r}, this code reads {PACK_FORMAT}; pack again")
+    listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    if set(listed) != {ARRAYS, TEXT} or "fingerprint" not in manifest:
+        raise PackError(f"{path}: expected a fingerprint and the files {ARRAYS} and {TEXT}; pack again")
     for name, expected in manifest["files"].items():
         file = Path(directory) / name
         if not file.is_file():
