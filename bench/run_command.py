@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections import Counter
 from pathlib import Path
 
 from bench.records import RUNS, load_study, summary_table
@@ -10,6 +12,7 @@ from bench.runner import plan, run_parallel
 from bench.study import SCALES, available
 from bench.study import load_study as load_study_file
 from qanet.config import ConfigError, apply_overrides, parse_overrides
+from qanet.train import STATUSES, Hooks, resolve_device
 
 
 def register(commands) -> None:
@@ -67,6 +70,10 @@ def run_study(args: argparse.Namespace) -> None:
     study = load_study_file(args.study)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     runs = _with_overrides(study.runs(args.scale, seeds), args.overrides)
+    for run in runs:  # an unavailable device is refused here, before any data is prepared
+        resolve_device(run.config.train.device)
+    for gpu in [int(g) for g in args.gpus.split(",")] if args.gpus else []:
+        resolve_device(f"cuda:{gpu}")
     out = args.out / study.name
     specs = plan(study.name, [(r.variant, r.seed, r.config) for r in runs], args.scale, out)
     pending = [spec for spec in specs if args.force or not spec.done()]
@@ -79,9 +86,10 @@ def run_study(args: argparse.Namespace) -> None:
                 state = "to resume"
             print(f"  {spec.id}  {spec.variant:45} seed {spec.seed}  {state}")
         return
-    if args.force:
+    if args.force:  # from scratch: no checkpoint to resume, a fresh event log
         for spec in pending:
             (spec.checkpoint_dir / "checkpoint.pt").unlink(missing_ok=True)
+            spec.log_path.unlink(missing_ok=True)
     client = _connect(args)
     gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
     # disable=None: bars only on a terminal; the per-run lines are printed either way
@@ -89,12 +97,10 @@ def run_study(args: argparse.Namespace) -> None:
                     disable=None)
     per_step = args.jobs == 1 and not gpus and args.backend != "dask"
     steps_bar = tqdm(desc="steps", unit="step", position=1, leave=False, disable=None if per_step else True)
-
-    def progress(step: int, total: int, loss: float | None) -> None:
-        show_step(steps_bar, step, total, loss)
-
+    finished = []
     try:
-        for record in run_parallel(pending, args.jobs, gpus, args.backend, progress):
+        for record in run_parallel(pending, args.jobs, gpus, args.backend, [StepBar(steps_bar)]):
+            finished.append(record)
             metrics = record["metrics"] or {}
             tqdm.write(f"{record['variant']} seed {record['seed']}: {record['status']}"
                            + (f", EM {metrics['exact']:.2f} F1 {metrics['f1']:.2f}" if "exact" in metrics else "")
@@ -106,6 +112,10 @@ def run_study(args: argparse.Namespace) -> None:
         if client is not None:
             client.close()
     print(summary_table(load_study(study.name, args.out), args.scale, list(study.variants())))
+    outcome = outcome_line(finished)
+    print(outcome)
+    if any(record["status"] == "failed" for record in finished):
+        sys.exit(1)
 
 
 def _connect(args: argparse.Namespace):
@@ -118,10 +128,28 @@ def _connect(args: argparse.Namespace):
     return Client(args.scheduler)
 
 
-def show_step(bar, step: int, total: int, loss: float | None) -> None:
-    """Move a tqdm bar of training steps to `step` (a new run restarts it) and show the loss when read."""
-    if bar.total != total or step < bar.n:
-        bar.reset(total=total)
-    bar.update(step - bar.n)
-    if loss is not None:  # the host reads it every train.loss_check_every steps
-        bar.set_postfix(loss=f"{loss:.3f}")
+class StepBar(Hooks):
+    """A tqdm bar of one run's training steps (restarted by each run), with the loss when the host reads it."""
+
+    def __init__(self, bar) -> None:
+        self.bar = bar
+
+    def on_begin(self, trainer) -> None:
+        self.bar.reset(total=trainer.config.train.steps)
+        self.bar.update(trainer.step)
+
+    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None) -> None:
+        self.bar.update(step - self.bar.n)
+        if loss is not None:  # read every train.loss_check_every steps
+            self.bar.set_postfix(loss=f"{loss:.3f}", ex_s=f"{examples_per_s:.0f}")
+
+
+def outcome_line(records: list[dict]) -> str:
+    """The last line of `bench run`: how the runs it executed ended (a failure is an exception, see its record)."""
+    if not records:
+        return "nothing was run: every run already has a record that says ok"
+    counts = Counter(record["status"] for record in records)
+    listed = ", ".join(f"{status} {counts[status]}" for status in STATUSES if counts[status])
+    if counts["failed"]:
+        return f"{counts['failed']} of {len(records)} runs failed with an exception ({listed}): see the records' error"
+    return f"all {len(records)} runs reached a recorded outcome ({listed})"

@@ -24,7 +24,7 @@ import torch
 from bench.records import environment, write_json_atomically
 from qanet.config import RunConfig
 from qanet.data.prepare import prepare
-from qanet.train import Callbacks, Trainer, TrainResult, resolve_device
+from qanet.train import Hooks, JsonLinesLog, Trainer, TrainResult, resolve_device
 
 # Placement is recorded, not hashed: the same run on another GPU or thread count has the same id.
 PLACEMENT = ("device", "threads")
@@ -51,6 +51,11 @@ class RunSpec:
     @property
     def record_path(self) -> Path:
         return Path(self.out) / f"{self.id}.json"
+
+    @property
+    def log_path(self) -> Path:
+        """The run's events as they happen (JSON lines), appended to across resumes."""
+        return Path(self.out) / f"{self.id}.log.jsonl"
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -81,10 +86,9 @@ def _outcome(error: BaseException, config: RunConfig) -> tuple[str, str]:
     return "failed", "".join(traceback.format_exception(error)).strip()
 
 
-def execute(spec: RunSpec, device: str | None = None, threads: int | None = None,
-            progress: Callable[[int, int, float | None], None] | None = None,
-            on_eval: Callable[[int, dict], None] | None = None) -> dict:
-    """Train or resume one run and write its record, whatever happens; returns the record."""
+def execute(spec: RunSpec, device: str | None = None, threads: int | None = None, hooks: list[Hooks] = ()) -> dict:
+    """Train or resume one run and write its record, whatever happens; returns the record. Its events go
+    to `spec.log_path` as they happen, and to `hooks` (progress display, pruning)."""
     config = RunConfig.from_dict(spec.config)
     if device:
         config.train.device = device
@@ -94,12 +98,7 @@ def execute(spec: RunSpec, device: str | None = None, threads: int | None = None
     result, status, error = None, "ok", None
     try:
         prepared = prepare(config.data)
-        callbacks = Callbacks()
-        if progress:
-            callbacks.on_step = lambda step, loss: progress(step, config.train.steps, loss)
-        if on_eval:
-            callbacks.on_eval = on_eval
-        trainer = Trainer(config, prepared, spec.checkpoint_dir, callbacks)
+        trainer = Trainer(config, prepared, spec.checkpoint_dir, [JsonLinesLog(spec.log_path), *hooks])
         result = trainer.run()
         status, error = result.status, result.error
     except Exception as caught:  # noqa: BLE001 - every failure becomes a recorded outcome
@@ -146,10 +145,10 @@ def _execute_all(specs: list[RunSpec], device: str | None, threads: int | None) 
 
 
 def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = None, backend: str = "loky",
-                 progress: Callable[[int, int, float | None], None] | None = None) -> Iterator[dict]:
+                 hooks: list[Hooks] = ()) -> Iterator[dict]:
     """Execute specs and yield each record as it completes.
 
-    One job runs here, in order, with per-step progress. Several jobs run in joblib workers,
+    One job runs here, in order, with `hooks` (a progress display). Several jobs run in joblib workers,
     each with cores / jobs threads. With `gpus`, each GPU gets one worker that runs its share
     of the runs one after another. With backend "dask", joblib sends runs to the Dask client
     that the caller has connected (a cluster with a single thread in all runs them here: joblib's rule).
@@ -158,7 +157,7 @@ def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = N
 
     if jobs == 1 and not gpus and backend != "dask":
         for spec in specs:
-            yield execute(spec, progress=progress)
+            yield execute(spec, hooks=hooks)
         return
     if gpus:
         shares = [(specs[i::len(gpus)], f"cuda:{gpu}") for i, gpu in enumerate(gpus)]

@@ -9,6 +9,7 @@ from pathlib import Path
 from bench.records import ROOT
 from bench.runner import execute, plan
 from qanet.config import PRESETS, RunConfig, build_config
+from qanet.train import Hooks, resolve_device
 
 
 def register(commands) -> None:
@@ -44,27 +45,32 @@ def train_one(config: RunConfig, out: Path, fresh: bool = False) -> dict:
     """Train (or resume) one run with a progress bar and write its record; returns the record."""
     from tqdm import tqdm
 
-    from bench.run_command import show_step
+    from bench.run_command import StepBar
 
     [spec] = plan("train", [("train", config.train.seed, config)], "custom", out, log=print)
     if fresh:
         (spec.checkpoint_dir / "checkpoint.pt").unlink(missing_ok=True)
+        spec.log_path.unlink(missing_ok=True)
     bar = tqdm(total=config.train.steps, desc=f"train {spec.id}", unit="step", disable=None)
 
-    def progress(step: int, total: int, loss: float | None) -> None:
-        show_step(bar, step, total, loss)
-
-    def on_eval(step: int, entry: dict) -> None:
-        tqdm.write(f"step {step}: dev EM {entry['exact']:.2f} F1 {entry['f1']:.2f} "
-                  f"(train loss {entry['train_loss'] or float('nan'):.3f})")
-
-    record = execute(spec, progress=progress, on_eval=on_eval)
+    record = execute(spec, hooks=[StepBar(bar), EvaluationLines()])
     bar.close()
     return record
 
 
+class EvaluationLines(Hooks):
+    """One printed line per evaluation, above the progress bar."""
+
+    def on_evaluation(self, step: int, entry: dict) -> None:
+        from tqdm import tqdm
+
+        loss = "-" if entry["train_loss"] is None else f"{entry['train_loss']:.3f}"
+        tqdm.write(f"step {step}: dev EM {entry['exact']:.2f} F1 {entry['f1']:.2f} (train loss {loss})")
+
+
 def run_train(args: argparse.Namespace) -> None:
     config = build_config(args.preset, args.overrides)
+    resolve_device(config.train.device)  # refused before anything is prepared
     record = train_one(config, args.out, fresh=args.fresh)
     exact, f1 = record["metrics"].get("exact", float("nan")), record["metrics"].get("f1", float("nan"))
     print(f"{record['status']}: dev EM {exact:.2f} F1 {f1:.2f} after {record['steps']} steps; "

@@ -38,10 +38,10 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.records import ROOT, environment, write_json_atomically  # noqa: E402 - torch and stdlib only
-from qanet.config import RunConfig, build_config  # noqa: E402
+from qanet.config import ConfigError, RunConfig, build_config  # noqa: E402
 from qanet.data.pack import PackError, load_pack, read_manifest  # noqa: E402
 from qanet.data.prepare import Prepared  # noqa: E402
-from qanet.train import Trainer, peak_memory_mb, reset_peak_memory, resolve_device  # noqa: E402
+from qanet.train import Hooks, Trainer, peak_memory_mb, reset_peak_memory, resolve_device  # noqa: E402
 
 F1_MARKS = (60, 70, 75)
 # (name, bf16, compiled) of the check; bf16 autocast and compilation are measured on CUDA only
@@ -192,6 +192,10 @@ def run(args: argparse.Namespace, prepared: Prepared, record: dict, out: Path) -
         print(f"training time cut to {config.train.minutes:.2f} min to end inside the {args.wall_minutes} min "
               f"call (compilation took {trainer.result.compile_seconds:.0f} s)", flush=True)
 
+    class SaveAfterEvaluations(Hooks):
+        def on_evaluation(self, step: int, entry: dict) -> None:
+            save(step, entry)
+
     def save(step: int, entry: dict) -> None:
         result = trainer.result
         loss = "-" if entry["train_loss"] is None else f"{entry['train_loss']:.3f}"
@@ -200,7 +204,7 @@ def run(args: argparse.Namespace, prepared: Prepared, record: dict, out: Path) -
         record.update(_run_fields(trainer, config, time.perf_counter() - STARTED))
         write_json_atomically(out, record)
 
-    trainer.callbacks.on_eval = save
+    trainer.hooks.append(SaveAfterEvaluations())
     result = trainer.run()
     record.update(_run_fields(trainer, config, time.perf_counter() - STARTED))
     write_json_atomically(out, record)
@@ -266,13 +270,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    device = resolve_device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        sys.exit(f"--device {args.device}: CUDA is not available here (use --device cpu for the CPU path)")
     try:
+        device = resolve_device(args.device)
         manifest = read_manifest(args.pack)
         prepared = load_pack(args.pack)
-    except PackError as error:
+    except (ConfigError, PackError) as error:
         sys.exit(f"error: {error}")
     compiler = shutil.which("cc") or shutil.which("gcc")  # Triton builds a small C launcher with it
     print(f"pack {manifest['fingerprint']} ({manifest['bytes'] / 2**20:.1f} MiB): {len(prepared.train):,} train, "

@@ -126,6 +126,46 @@ def evaluate(dataset: Mapping, predictions: Mapping[str, str]) -> dict:
     return scorer(dataset["data"], predictions)
 
 
+class InputError(ValueError):
+    """A dataset or predictions file that cannot be scored: scoring it would give a wrong number."""
+
+
+def _read_json(path: str, what: str):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read the {what} ({error.__class__.__name__}: {error})") from None
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: the {what} is not valid JSON ({error})") from None
+
+
+def read_inputs(dataset_path: str, predictions_path: str) -> tuple[dict, dict[str, str]]:
+    """The dataset and the predictions, checked: a SQuAD object with a `data` list, and an object mapping
+    question ids to answer strings of which at least one is a question of the dataset (extra ids are
+    ignored, as the official scripts do, and counted on stderr)."""
+    dataset = _read_json(dataset_path, "dataset")
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("data"), list):
+        raise InputError(f"{dataset_path}: not a SQuAD file (expected an object with a 'data' list)")
+    predictions = _read_json(predictions_path, "predictions")
+    if not isinstance(predictions, dict):
+        raise InputError(f"{predictions_path}: expected a JSON object mapping question id to answer text, "
+                         f"not a {type(predictions).__name__}")
+    for qid, answer in predictions.items():
+        if not isinstance(answer, str):
+            raise InputError(f"{predictions_path}: question {qid!r}: the answer must be a string, not {answer!r}")
+    try:
+        ids = {qa["id"] for qa in _questions(dataset["data"])}
+    except (KeyError, TypeError) as error:
+        raise InputError(f"{dataset_path}: not a SQuAD file ({error!r} missing or malformed)") from None
+    if predictions and not ids & predictions.keys():
+        raise InputError(f"{predictions_path}: no prediction is for a question of {dataset_path} (another file's?)")
+    extra = len(predictions.keys() - ids)
+    if extra:
+        print(f"{extra} predictions for ids not in {dataset_path} are ignored", file=sys.stderr)
+    return dataset, predictions
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m qanet.metrics",
@@ -134,10 +174,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("dataset", help="SQuAD JSON file (v1.1 or v2.0)")
     parser.add_argument("predictions", help="JSON object mapping question id to answer text")
     args = parser.parse_args(argv)
-    with open(args.dataset, encoding="utf-8") as handle:
-        dataset = json.load(handle)
-    with open(args.predictions, encoding="utf-8") as handle:
-        predictions = json.load(handle)
+    try:
+        dataset, predictions = read_inputs(args.dataset, args.predictions)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     if is_v2(dataset):
         print(json.dumps(evaluate_v2(dataset["data"], predictions), indent=2))
     else:

@@ -8,18 +8,18 @@ evaluations and checkpoints), so a GPU is kept busy however small the step is.""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import resource
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from qanet.config import RunConfig
+from qanet.config import ConfigError, RunConfig
 from qanet.data.batching import BatchSource, epoch_batches, evaluation_batches, padded_width, trainable_questions
 from qanet.data.features import Split
 from qanet.data.prepare import Prepared
@@ -38,18 +38,69 @@ class Diverged(RuntimeError):
         self.step = step
 
 
-@dataclass
-class Callbacks:
-    """Hooks for progress display and pruning; raising from `on_eval` stops the run. `on_step` gets
-    the mean training loss since the last evaluation on the steps where the host reads it, else None."""
+# How a run ended. The trainer gives the first four; the harness adds "oom" and "failed" (an exception).
+STATUSES = ("ok", "diverged", "pruned", "stopped", "oom", "failed")
 
-    on_step: Callable[[int, float | None], None] = lambda step, loss: None
-    on_eval: Callable[[int, dict], None] = lambda step, metrics: None
+
+class StopTraining(Exception):  # noqa: N818 - a signal, not an error
+    """Raised from a hook to end the run cleanly at once, with `status` "pruned" (an Optuna pruner) or
+    "stopped" (early stopping): no further evaluation; the record keeps the evaluations so far."""
+
+    def __init__(self, status: str = "stopped", reason: str = "") -> None:
+        if status not in ("pruned", "stopped"):
+            raise ValueError(f"StopTraining status {status!r}: expected 'pruned' or 'stopped'")
+        super().__init__(reason or status)
+        self.status = status
+
+
+class Hooks:
+    """What a run tells its observers: subclass and override what you need. `on_step` gets the mean
+    training loss since the last evaluation and the examples/s since the previous read only on the steps
+    where the host reads the loss (every `train.loss_check_every`), else None: reading waits for the
+    device. Any hook may raise StopTraining; any other exception fails the run."""
+
+    def on_begin(self, trainer: Trainer) -> None:
+        pass
+
+    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None) -> None:
+        pass
+
+    def on_evaluation(self, step: int, entry: dict) -> None:
+        pass
+
+    def on_end(self, result: TrainResult) -> None:
+        pass
+
+
+class JsonLinesLog(Hooks):
+    """The run as it happens, one JSON object a line (begin, the loss as read, each evaluation, end),
+    appended and flushed at once, so a long run can be watched and plotted while it trains."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def _write(self, event: str, **values) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"event": event, "time": round(time.time(), 3), **values}) + "\n")
+
+    def on_begin(self, trainer: Trainer) -> None:
+        self._write("begin", step=trainer.step, steps=trainer.config.train.steps)
+
+    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None) -> None:
+        if loss is not None:
+            self._write("step", step=step, loss=loss, learning_rate=learning_rate, examples_per_s=examples_per_s)
+
+    def on_evaluation(self, step: int, entry: dict) -> None:
+        self._write("evaluation", **entry)
+
+    def on_end(self, result: TrainResult) -> None:
+        self._write("end", step=result.steps, status=result.status, error=result.error, metrics=result.metrics)
 
 
 @dataclass
 class TrainResult:
-    status: str  # "ok" or "diverged"
+    status: str  # "ok", "diverged", "pruned" or "stopped" (see STATUSES)
     steps: int
     metrics: dict  # the last evaluation
     curve: list[dict] = field(default_factory=list)  # one entry per evaluation
@@ -104,9 +155,20 @@ class EMA:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device `train.device` names ("auto": a GPU if there is one), or a ConfigError when this
+    machine does not have it, so that a study refuses before anything runs."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cpu":
+        return device
+    backend = getattr(torch, device.type, None)
+    available = getattr(backend, "device_count", lambda: 1)() if backend and backend.is_available() else 0
+    if (device.index or 0) >= available:
+        have = f"{available} {device.type} device(s)" if available else f"no {device.type} device"
+        raise ConfigError(f"train.device = {name!r}: this machine has {have} (torch {torch.__version__}); "
+                          f"use cpu or auto")
+    return device
 
 
 def build_model(config: RunConfig, prepared: Prepared) -> QANet:
@@ -246,13 +308,13 @@ class Trainer:
     """One run. `run()` trains to the budget, resuming from `checkpoint_dir` when it holds a checkpoint."""
 
     def __init__(self, config: RunConfig, prepared: Prepared, checkpoint_dir: Path | None = None,
-                 callbacks: Callbacks | None = None) -> None:
+                 hooks: list[Hooks] = ()) -> None:
         config.model.validate()  # not config.data: its files may be absent where a prepared directory travels
         config.train.validate()
         self.config = config
         self.prepared = prepared
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        self.callbacks = callbacks or Callbacks()
+        self.hooks = list(hooks)
         train = config.train
         if train.threads:
             torch.set_num_threads(train.threads)
@@ -378,17 +440,24 @@ class Trainer:
         budget = train.minutes * 60 if train.minutes else math.inf
         next_timed_eval = self._next_timed_evaluation()
         batches = self.batches()
+        self._notify("on_begin", self)
         if train.compile:
             self.warm_up()
         self._start_clock()
+        last_read = (time.perf_counter(), result.train_examples)
         try:
             while self.step < train.steps and self._training_seconds() < budget:
                 questions, on_device = next(batches)
                 self.train_step(questions, on_device)
                 result.train_examples += len(questions)
                 self.step += 1
-                loss = self.losses.check() if self.step % train.loss_check_every == 0 else None
-                self.callbacks.on_step(self.step, loss)
+                loss, speed = None, None
+                if self.step % train.loss_check_every == 0:
+                    loss = self.losses.check()  # waits for the device: the time since the last read is exact
+                    now = time.perf_counter()
+                    speed = (result.train_examples - last_read[1]) / max(now - last_read[0], 1e-9)
+                    last_read = (now, result.train_examples)
+                self._notify("on_step", self.step, loss, self.scheduler.get_last_lr()[0], speed)
                 timed = self._training_seconds() >= next_timed_eval
                 if (self.step % train.eval_every == 0 or timed) and self.step < train.steps:
                     self._record_evaluation(train.eval_questions)
@@ -403,12 +472,19 @@ class Trainer:
         except Diverged as error:
             result.status, result.error = "diverged", str(error)
             self.step = error.step - 1  # the steps whose loss was finite; the checkpoint keeps the last good state
+        except StopTraining as stop:
+            result.status, result.error = stop.status, str(stop)
         self._stop_clock()
         result.steps = self.step
         result.peak_memory_mb = peak_memory_mb(self.device)
-        if self.checkpoint_dir and result.status == "ok":
+        if self.checkpoint_dir and result.status != "diverged":
             self.save_checkpoint()
+        self._notify("on_end", result)
         return result
+
+    def _notify(self, event: str, *args) -> None:
+        for hook in self.hooks:
+            getattr(hook, event)(*args)
 
     def _training_seconds(self) -> float:
         """Training time so far as the host sees it (it may run ahead of the device; exact at each stop)."""
@@ -452,7 +528,7 @@ class Trainer:
         self.result.curve.append(entry)
         self.result.metrics = metrics
         self.losses.reset()
-        self.callbacks.on_eval(self.step, entry)
+        self._notify("on_evaluation", self.step, entry)  # before the clock restarts: a hook's time is not training
         self._start_clock()
 
     def save_checkpoint(self) -> Path:

@@ -72,3 +72,19 @@ def test_bad_override_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: model.heads = 7: must divide model.hidden = 64; "
                                      "choose one of [1, 2, 4, 8, 16, 32, 64]")
+
+
+def test_a_device_this_machine_lacks_is_refused_before_anything_runs(tmp_path):
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal is for machines without it")
+    out = tmp_path / "runs"
+    for command in (["train", "--set", "train.device=cuda"],
+                    ["run", "ablation_char_cnn", "--scale", "smoke", "--set", "train.device=cuda:1"],
+                    ["run", "ablation_char_cnn", "--scale", "smoke", "--gpus", "0"]):
+        result = run_python("-m", "bench", *command, "--out", str(out), check=False)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "this machine has no cuda device" in result.stderr and "use cpu or auto" in result.stderr
+    assert not out.exists()  # nothing written

@@ -80,3 +80,39 @@ def test_version_detection():
     assert is_v2({"version": "v2.0", "data": []})
     assert is_v2({"version": "1.1", "data": _articles({"id": "a", "answers": [], "is_impossible": True})})
     assert not is_v2({"version": "1.1", "data": _articles({"id": "a", "answers": [{"text": "x"}]})})
+
+
+def _tiny_dataset(tmp_path):
+    dataset = tmp_path / "dev.json"
+    dataset.write_text(json.dumps({"version": "1.1", "data": [{"title": "T", "paragraphs": [
+        {"context": "Paris is in France.", "qas": [{"id": "q1", "question": "Where?",
+                                                    "answers": [{"text": "France", "answer_start": 12}]}]}]}]}))
+    return dataset
+
+
+@pytest.mark.parametrize("predictions,message", [
+    ('["a", "b"]', "expected a JSON object mapping question id to answer text, not a list"),
+    ('"text"', "expected a JSON object mapping question id to answer text, not a str"),
+    ('{"q1": 3}', "question 'q1': the answer must be a string, not 3"),
+    ('{"other": "x"}', "no prediction is for a question of"),
+    ("", "the predictions is not valid JSON"),
+    ("{", "the predictions is not valid JSON"),
+])
+def test_predictions_that_would_give_a_wrong_number_are_refused_in_one_line(tmp_path, predictions, message):
+    path = tmp_path / "predictions.json"
+    path.write_text(predictions)
+    result = run_python("-m", "qanet.metrics", str(_tiny_dataset(tmp_path)), str(path), check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().startswith(f"error: {path}: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_paths_are_refused_and_extra_ids_counted(tmp_path):
+    dataset = _tiny_dataset(tmp_path)
+    for missing in (tmp_path / "absent.json", tmp_path):  # a missing path, a directory
+        result = run_python("-m", "qanet.metrics", str(dataset), str(missing), check=False)
+        assert result.returncode == 2 and "cannot read the predictions" in result.stderr
+    path = tmp_path / "predictions.json"
+    path.write_text('{"q1": "France", "elsewhere": "x"}')
+    result = run_python("-m", "qanet.metrics", str(dataset), str(path))
+    assert json.loads(result.stdout)["exact_match"] == 100.0 and "1 predictions for ids not in" in result.stderr

@@ -80,7 +80,9 @@ def test_study_runs_skips_finished_runs_and_loads_into_pandas(tmp_path, capsys):
     _run(study, tmp_path / "runs")
     first = capsys.readouterr().out
     assert "4 runs, 0 done, 4 to run" in first
-    table = first.splitlines()[-3:]  # header, then one row per variant in the study's order
+    *_, header, base, other, outcome = first.splitlines()  # the table in the study's order, then the outcome
+    table = [header, base, other]
+    assert outcome == "all 4 runs reached a recorded outcome (ok 4)"
     assert table[0].startswith("variant") and table[1].startswith("base ")
     assert table[2].startswith("model.char_encoder=depthwise1d ") and table[2].split()[1] == "2"
     records = read_records(tmp_path / "runs" / "tiny")
@@ -88,7 +90,8 @@ def test_study_runs_skips_finished_runs_and_loads_into_pandas(tmp_path, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "tiny").glob("*.json")}
 
     _run(study, tmp_path / "runs")
-    assert "4 runs, 4 done, 0 to run" in capsys.readouterr().out
+    again = capsys.readouterr().out
+    assert "4 runs, 4 done, 0 to run" in again and again.splitlines()[-1].startswith("nothing was run")
     assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "tiny").glob("*.json")}
 
     frame = load_study("tiny", tmp_path / "runs")
@@ -120,8 +123,42 @@ def test_injected_oom_and_nan_are_recorded_and_the_study_goes_on(tmp_path, monke
     assert diverged["status"] == "diverged" and diverged["error"] == "loss became nan at step 3"
     assert diverged["steps"] == 2
     assert by_run[("base", 0)]["status"] == by_run[("base", 1)]["status"] == "ok"
-    table = capsys.readouterr().out.splitlines()
-    assert "diverged 1" in table[-1] and "oom 1" in table[-1]
+    *_, summary, outcome = capsys.readouterr().out.splitlines()
+    assert "diverged 1" in summary and "oom 1" in summary
+    assert outcome == "all 4 runs reached a recorded outcome (ok 2, diverged 1, oom 1)"
+
+
+def test_a_run_that_fails_with_an_exception_makes_bench_run_exit_non_zero(tmp_path, monkeypatch, capsys):
+    study = _study(tmp_path, TWO_BY_TWO)
+    real_step = Trainer.train_step
+
+    def failing_step(self, questions, on_device):
+        if (self.config.model.char_encoder, self.config.train.seed) == ("depthwise1d", 1):
+            raise RuntimeError("a bug")
+        return real_step(self, questions, on_device)
+
+    monkeypatch.setattr(Trainer, "train_step", failing_step)
+    with pytest.raises(SystemExit) as exit_:
+        _run(study, tmp_path / "runs")
+    assert exit_.value.code == 1
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == "1 of 4 runs failed with an exception (ok 3, failed 1): see the records' error"
+    failed = [r for r in read_records(tmp_path / "runs" / "tiny") if r["status"] == "failed"]
+    assert len(failed) == 1 and "RuntimeError: a bug" in failed[0]["error"]
+
+
+def test_each_run_logs_its_events_as_json_lines_and_a_resume_appends(tmp_path):
+    study = _study(tmp_path, TWO_BY_TWO)
+    _run(study, tmp_path / "runs", "--seeds", "0", "--set", "train.loss_check_every=2")
+    [record] = [r for r in read_records(tmp_path / "runs" / "tiny") if r["variant"] == "base"]
+    log = tmp_path / "runs" / "tiny" / f"{record['id']}.log.jsonl"
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["event"] for e in events] == ["begin", "step", "evaluation", "step", "step", "evaluation", "end"]
+    assert [e["step"] for e in events if e["event"] == "step"] == [2, 4, 6]
+    assert all(e["loss"] > 0 and e["examples_per_s"] > 0 and e["learning_rate"] > 0
+               for e in events if e["event"] == "step")
+    curve = [{k: v for k, v in e.items() if k not in ("event", "time")} for e in events if e["event"] == "evaluation"]
+    assert curve == record["curve"] and events[-1]["status"] == "ok" and events[-1]["metrics"] == record["metrics"]
 
 
 def _bench(*args: str) -> subprocess.Popen:

@@ -8,7 +8,7 @@ import torch
 from qanet.config import DataConfig, RunConfig, SyntheticConfig, build_config
 from qanet.data.prepare import prepare
 from qanet.data.synthetic import generate
-from qanet.train import EMA, Callbacks, Trainer, make_optimizer
+from qanet.train import EMA, Hooks, JsonLinesLog, Trainer, make_optimizer
 
 TINY = {
     "model.char_dim": 16, "model.hidden": 32, "model.heads": 2, "model.model_blocks": 1,
@@ -61,19 +61,24 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(thirty_two, tmp_path):
     whole = Trainer(config, prepared, tmp_path / "whole")
     whole_result = whole.run()
 
-    def crash(step, loss):
-        if step == 10:  # two steps after the checkpoint at 8: their work is lost and redone
-            raise KeyboardInterrupt
+    class Crash(Hooks):
+        def on_step(self, step, loss, learning_rate, examples_per_s):
+            if step == 10:  # two steps after the checkpoint at 8: their work is lost and redone
+                raise KeyboardInterrupt
 
+    log = JsonLinesLog(tmp_path / "split.log.jsonl")
     with pytest.raises(KeyboardInterrupt):
-        Trainer(_config(thirty_two, **overrides), prepared, tmp_path / "split", Callbacks(on_step=crash)).run()
-    resumed = Trainer(_config(thirty_two, **overrides), prepared, tmp_path / "split")
+        Trainer(_config(thirty_two, **overrides), prepared, tmp_path / "split", [log, Crash()]).run()
+    resumed = Trainer(_config(thirty_two, **overrides), prepared, tmp_path / "split", [log])
     assert resumed.step == 8
     resumed_result = resumed.run()
     for name, tensor in _final_weights(whole).items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
     assert _untimed(resumed_result.curve) == _untimed(whole_result.curve)
     assert resumed_result.train_examples == whole_result.train_examples
+    events = [json.loads(line) for line in log.path.read_text().splitlines()]
+    assert [(e["event"], e["step"]) for e in events if e["event"] in ("begin", "end")] == [
+        ("begin", 0), ("begin", 8), ("end", 12)]  # the killed run logged no end; the resume says where it began
 
 
 @pytest.mark.parametrize("check_every", [1, 5])
@@ -298,3 +303,38 @@ def test_warm_up_leaves_weights_optimiser_and_random_state_as_they_were(thirty_t
     assert torch.equal(torch.get_rng_state(), random_state)
     assert not trainer.optimizer.state and all(p.grad is None for p in trainer.model.parameters())
     assert trainer.scheduler.last_epoch == 0 and trainer.step == 0
+
+
+def test_a_hook_ends_the_run_cleanly_with_stop_training(thirty_two, tmp_path):
+    """The protocol an Optuna pruner or early stopping uses: begin, steps, evaluations, end; StopTraining
+    from a hook ends the run at once with its status, no further evaluation, and a checkpoint to resume."""
+    from qanet.train import StopTraining
+
+    seen = []
+
+    class PruneAtTheSecondEvaluation(Hooks):
+        def on_begin(self, trainer):
+            seen.append(("begin", trainer.step))
+
+        def on_step(self, step, loss, learning_rate, examples_per_s):
+            seen.append(("step", step, loss is None, learning_rate > 0, examples_per_s is None))
+
+        def on_evaluation(self, step, entry):
+            seen.append(("evaluation", step))
+            if step == 4:
+                raise StopTraining("pruned", "F1 below the median at step 4")
+
+        def on_end(self, result):
+            seen.append(("end", result.status))
+
+    config = _config(thirty_two, **{"train.steps": 10, "train.eval_every": 2, "train.eval_questions": 8,
+                                    "train.loss_check_every": 2})
+    result = Trainer(config, prepare(config.data, tmp_path), tmp_path / "run", [PruneAtTheSecondEvaluation()]).run()
+    assert result.status == "pruned" and result.error == "F1 below the median at step 4" and result.steps == 4
+    assert [entry["total"] for entry in result.curve] == [8, 8]  # no final whole-dev evaluation
+    assert seen == [("begin", 0), ("step", 1, True, True, True), ("step", 2, False, True, False), ("evaluation", 2),
+                    ("step", 3, True, True, True), ("step", 4, False, True, False), ("evaluation", 4),
+                    ("end", "pruned")]
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    with pytest.raises(ValueError, match="StopTraining status 'ok': expected 'pruned' or 'stopped'"):
+        StopTraining("ok")
