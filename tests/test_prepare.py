@@ -59,6 +59,34 @@ def test_fingerprint_follows_file_contents(tmp_path):
     assert prepare(config, tmp_path).fingerprint != before
 
 
+def test_word_vectors_are_identified_by_their_bytes_and_read_once(tmp_path, monkeypatch):
+    """The same GloVe file under two paths (two machines) gives one fingerprint; other bytes another.
+    A file's digest is remembered by path, size and time, so a 5 GB file is not read at every run."""
+    from qanet.data import download
+
+    paths = write_synthetic(SMALL, tmp_path / "files")
+    words = {w for p in paths.values() for w in p.read_text().replace('"', " ").split()[:200]}
+    text = "".join(f"{word} {index / 10:.1f} 0.5\n" for index, word in enumerate(sorted(words)))
+    here, there = tmp_path / "here" / "glove.txt", tmp_path / "there" / "vectors.txt"
+    for path in (here, there):
+        path.parent.mkdir()
+        path.write_text(text)
+    config = lambda vectors: DataConfig(train=str(paths["train"]), dev=str(paths["dev"]), vectors=str(vectors))  # noqa: E731
+    first = prepare(config(here), tmp_path / "cache-a").fingerprint
+    read = []
+    real_digest = download.file_digest
+
+    def counted(path, algorithm):
+        read.append(path)
+        return real_digest(path, algorithm)
+
+    monkeypatch.setattr(download, "file_digest", counted)
+    assert prepare(config(there), tmp_path / "cache-b").fingerprint == first  # another machine, same bytes
+    assert prepare(config(there), tmp_path / "cache-b").fingerprint == first and len(read) == 3  # each file once
+    there.write_text(text.replace(" 0.5", " 0.25"))
+    assert prepare(config(there), tmp_path / "cache-b").fingerprint != first
+
+
 def test_dev_is_never_filtered_by_length(tmp_path):
     config = _config(context_len=10, question_len=3)
     prepared = prepare(config, tmp_path)

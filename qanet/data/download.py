@@ -7,6 +7,8 @@ Range request; only a file whose checksum matches is renamed to its final name.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +56,29 @@ def file_digest(path: Path, algorithm: str) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+DIGESTS = "digests.json"
+
+
+def content_digest(path: Path, cache_dir: Path) -> str:
+    """The sha256 of a file's bytes, remembered in `cache_dir` by path, size and modification time, so
+    that a 5 GB vectors file is read once, and the same file on two machines has the same identity."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+    store = Path(cache_dir) / DIGESTS
+    try:
+        known = json.loads(store.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}  # missing or damaged: the digests are computed again
+    if key not in known:
+        known[key] = file_digest(path, "sha256")
+        store.parent.mkdir(parents=True, exist_ok=True)
+        staging = store.with_name(f".{DIGESTS}.{os.getpid()}.tmp")
+        staging.write_text(json.dumps(known, indent=1), encoding="utf-8")
+        staging.replace(store)
+    return known[key]
 
 
 def _verify(path: Path, remote: RemoteFile, url: str) -> None:

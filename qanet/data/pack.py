@@ -14,7 +14,6 @@ with the format, the fingerprint and every file's size and sha256, checked on lo
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qanet.data.download import file_digest
 from qanet.data.features import Sequences, Split
 from qanet.data.prepare import SPLITS, Prepared
 
@@ -78,14 +78,6 @@ def _pack_text(prepared: Prepared) -> dict:
     }
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_pack(prepared: Prepared, directory: Path) -> dict:
     """Write `prepared` as a pack into `directory` (an earlier pack there is replaced whole, atomically);
     returns the manifest. Any other non-empty folder is refused: it is never deleted."""
@@ -99,7 +91,7 @@ def write_pack(prepared: Prepared, directory: Path) -> dict:
         text = json.dumps(_pack_text(prepared), ensure_ascii=False).encode("utf-8")
         with open(staging / TEXT, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as handle:
             handle.write(text)  # no time or name in the header: the same data packs to the same bytes
-        files = {name: {"bytes": (staging / name).stat().st_size, "sha256": sha256(staging / name)}
+        files = {name: {"bytes": (staging / name).stat().st_size, "sha256": file_digest(staging / name, "sha256")}
                  for name in (ARRAYS, TEXT)}
         manifest = {
             "format": PACK_FORMAT,
@@ -137,7 +129,7 @@ def read_manifest(directory: Path) -> dict:
         file = Path(directory) / name
         if not file.is_file():
             raise PackError(f"{file}: missing from the pack")
-        if file.stat().st_size != expected["bytes"] or sha256(file) != expected["sha256"]:
+        if file.stat().st_size != expected["bytes"] or file_digest(file, "sha256") != expected["sha256"]:
             raise PackError(f"{file}: damaged (size or sha256 differs from {MANIFEST})")
     return manifest
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from qanet.config import ConfigError, DataConfig, default_cache_dir
-from qanet.data.download import SOURCES, file_digest
+from qanet.data.download import SOURCES, content_digest
 from qanet.data.features import Split, TokenisedFile
 from qanet.data.squad import read_squad
 from qanet.data.synthetic import write_synthetic
@@ -80,11 +80,11 @@ def _spacy_version() -> str | None:
         return None
 
 
-def _cache_key(config: DataConfig, paths: dict[str, str], vectors: str) -> str:
+def _cache_key(config: DataConfig, paths: dict[str, str], vectors: str, cache_dir: Path) -> str:
     parts = {
         "format": FORMAT,
-        "files": {name: file_digest(Path(path), "sha256") for name, path in paths.items()},
-        "vectors": vectors_identity(vectors, config.random_vector_dim),
+        "files": {name: content_digest(Path(path), cache_dir) for name, path in paths.items()},
+        "vectors": vectors_identity(vectors, config.random_vector_dim, cache_dir),
         "char_len": config.char_len,
         "strict": config.strict,
         "vocabulary": config.vocabulary,
@@ -126,7 +126,7 @@ def prepare(config: DataConfig, cache_dir: Path | None = None, log: Log = lambda
     cache_dir.mkdir(parents=True, exist_ok=True)
     paths = resolve_files(config, cache_dir)
     vectors = resolve_vectors(config, cache_dir)
-    key = _cache_key(config, paths, vectors)
+    key = _cache_key(config, paths, vectors, cache_dir)
     directory = cache_dir / f"prepared-{key}"
     if not (directory / "build.json").exists():
         log(f"building features into {directory}")

