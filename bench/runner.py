@@ -15,7 +15,7 @@ import json
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import torch
 
 from bench.records import environment, write_json_atomically
 from qanet.config import RunConfig
-from qanet.data.prepare import prepare
+from qanet.data.prepare import fingerprint, prepare
 from qanet.train import Hooks, JsonLinesLog, Trainer, TrainResult, resolve_device
 
 # Placement is recorded, not hashed: the same run on another GPU or thread count has the same id.
@@ -67,15 +67,15 @@ class RunSpec:
         return json.loads(self.record_path.read_text(encoding="utf-8")).get("status") == "ok"
 
 
-def plan(study: str, variant_configs: list[tuple[str, int, RunConfig]], scale: str, out: Path,
-         log: Callable[[str], None] = lambda _: None) -> list[RunSpec]:
-    """Specs for every run; preparing each distinct data set here gives every run its data fingerprint."""
+def plan(study: str, variant_configs: list[tuple[str, int, RunConfig]], scale: str, out: Path) -> list[RunSpec]:
+    """Specs for every run, each with its data's fingerprint (computed from digests and settings: nothing
+    is prepared here, the runs prepare their data)."""
     fingerprints: dict[str, str] = {}
     specs = []
     for variant, seed, config in variant_configs:
         data_key = json.dumps(dataclasses.asdict(config.data), sort_keys=True)
         if data_key not in fingerprints:
-            fingerprints[data_key] = prepare(config.data, log=log).fingerprint
+            fingerprints[data_key] = fingerprint(config.data)
         specs.append(RunSpec(study, variant, seed, scale, config.to_dict(), fingerprints[data_key], str(out)))
     return specs
 

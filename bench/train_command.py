@@ -9,6 +9,7 @@ from pathlib import Path
 from bench.records import ROOT
 from bench.runner import execute, plan
 from qanet.config import PRESETS, RunConfig, build_config
+from qanet.data.prepare import prepare
 from qanet.train import Hooks, resolve_device
 
 
@@ -47,7 +48,8 @@ def train_one(config: RunConfig, out: Path, fresh: bool = False) -> dict:
 
     from bench.run_command import StepBar
 
-    [spec] = plan("train", [("train", config.train.seed, config)], "custom", out, log=print)
+    prepare(config.data, log=print)  # say what happens while the data is built the first time
+    [spec] = plan("train", [("train", config.train.seed, config)], "custom", out)
     if fresh:
         (spec.checkpoint_dir / "checkpoint.pt").unlink(missing_ok=True)
         spec.log_path.unlink(missing_ok=True)

