@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.records import RUNS, load_study, summary_table
 from bench.runner import plan, run_parallel
-from bench.study import SCALES, available
+from bench.study import SCALES, available, check_distinct
 from bench.study import load_study as load_study_file
 from qanet.config import ConfigError, apply_overrides, parse_overrides
 from qanet.train import STATUSES, Hooks, resolve_device
@@ -70,6 +70,7 @@ def run_study(args: argparse.Namespace) -> None:
     study = load_study_file(args.study)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     runs = _with_overrides(study.runs(args.scale, seeds), args.overrides)
+    check_distinct(study.name, runs)
     for run in runs:  # an unavailable device is refused here, before any data is prepared
         resolve_device(run.config.train.device)
     for gpu in [int(g) for g in args.gpus.split(",")] if args.gpus else []:

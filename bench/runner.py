@@ -124,6 +124,7 @@ def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, re
         "config": config.to_dict(),
         "dataset_fingerprint": spec.fingerprint,
         "steps": result.steps,
+        "resumed_from": result.resumed_from,
         "metrics": result.metrics,
         "curve": result.curve,
         "train_questions": result.train_questions,

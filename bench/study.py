@@ -31,6 +31,7 @@ each variant's own settings.
 from __future__ import annotations
 
 import itertools
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,6 +155,23 @@ class Study:
             raise StudyError(f"{self.path}: {error}") from None
 
 
+def check_distinct(study: str, runs: list[Run]) -> None:
+    """Refuse runs that would merge: each (variant, seed) must have a configuration of its own, and its
+    seed must be the one the study gave it; otherwise two runs share one id and one record."""
+    seen: dict[str, Run] = {}
+    for run in runs:
+        if run.config.train.seed != run.seed:
+            raise StudyError(f"{study}: train.seed = {run.config.train.seed} set by --set or an axis; a study's "
+                             f"seeds come from its 'seeds' list or --seeds")
+        key = json.dumps(run.config.to_dict(), sort_keys=True)
+        if key in seen:
+            first = seen[key]
+            raise StudyError(f"{study}: runs {first.variant!r} seed {first.seed} and {run.variant!r} seed {run.seed} "
+                             f"have the same configuration (a repeated seed, an axis on train.seed, or axis values "
+                             f"equal once typed); every run must differ")
+        seen[key] = run
+
+
 def _budget_settings(budget: dict[str, Any]) -> dict[str, Any]:
     return {f"train.{key}": value for key, value in budget.items()}
 
@@ -223,6 +241,8 @@ def _check(study: Study) -> None:
     for key, values in study.axes.items():
         if not isinstance(values, list) or not values:
             raise study.error(f"axes.{key}", values, "expected a non-empty list of values")
+        if len({_text(v) for v in values}) != len(values):  # two equal values would be one variant, merged silently
+            raise study.error(f"axes.{key}", values, "a value is repeated (equal once read, e.g. 0.001 and 1e-3)")
     for label in study.coupled:
         key, _, value = label.partition("=")
         if key not in study.axes or value not in [_text(v) for v in study.axes[key]]:

@@ -8,6 +8,7 @@ evaluations and checkpoints), so a GPU is kept busy however small the step is.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -113,6 +114,7 @@ class TrainResult:
     train_questions: int = 0
     train_questions_left_out: int = 0
     error: str | None = None
+    resumed_from: list[int] = field(default_factory=list)  # the checkpoint step of each resume
 
     @property
     def train_examples_per_s(self) -> float:
@@ -545,8 +547,7 @@ class Trainer:
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "loss": self.losses.state_dict(),
-            "progress": {"curve": result.curve, "metrics": result.metrics, "train_seconds": result.train_seconds,
-                         "eval_seconds": result.eval_seconds, "train_examples": result.train_examples},
+            "progress": dataclasses.asdict(result),  # the whole result so far, whatever fields it grows
             "vocabulary": {"words": self.prepared.words, "chars": self.prepared.chars},
             "fingerprint": self.prepared.fingerprint,
         }
@@ -572,5 +573,5 @@ class Trainer:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         self.step = state["step"]
         self.losses.load_state_dict(state["loss"])
-        for key, value in state["progress"].items():
-            setattr(self.result, key, value)
+        self.result = TrainResult(**{**state["progress"], "status": "ok", "error": None})  # the outcome is decided anew
+        self.result.resumed_from.append(self.step)

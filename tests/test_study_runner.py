@@ -184,6 +184,14 @@ def test_sigkill_then_rerun_gives_the_records_of_an_uninterrupted_run(tmp_path):
     whole = {r["id"]: comparable(r) for r in read_records(tmp_path / "whole" / "tiny")}
     resumed = {r["id"]: comparable(r) for r in read_records(tmp_path / "killed" / "tiny")}
     assert len(whole) == 4 and resumed == whole
+    # and it did resume: the killed run continued from its checkpoint, it did not start again
+    [continued] = [r for r in read_records(tmp_path / "killed" / "tiny") if r["resumed_from"]]
+    [step] = continued["resumed_from"]
+    assert step >= 2 and step % 2 == 0  # a checkpoint step (train.checkpoint_every=2)
+    log = tmp_path / "killed" / "tiny" / f"{continued['id']}.log.jsonl"
+    begins = [json.loads(line)["step"] for line in log.read_text().splitlines() if '"begin"' in line]
+    assert begins == [0, step]
+    assert all(not r["resumed_from"] for r in read_records(tmp_path / "whole" / "tiny"))
 
 
 def test_dask_local_cluster_runs_the_study(tmp_path):
@@ -302,3 +310,21 @@ def test_planning_a_study_prepares_nothing(tmp_path, monkeypatch, capsys):
     _run(study, tmp_path / "runs", "--seeds", "0")
     [record] = [r for r in read_records(tmp_path / "runs" / "tiny") if r["variant"] == "base"]
     assert record["id"] in listed  # the id planned without the data is the id of the run that used it
+
+
+@pytest.mark.parametrize("text,extra,message", [
+    (TWO_BY_TWO, ["--set", "train.seed=5"], "train.seed = 5 set by --set or an axis"),
+    (TWO_BY_TWO, ["--seeds", "1,1"], "runs 'base' seed 1 and 'base' seed 1 have the same configuration"),
+    (TWO_BY_TWO.replace("seeds = [0, 1]", "seeds = [0, 0]"), [], "have the same configuration"),
+    (TWO_BY_TWO.replace('"model.char_encoder" = ["conv2d", "depthwise1d"]', '"train.seed" = [3, 4]'), [],
+     "have the same configuration"),
+    (TWO_BY_TWO.replace('"model.char_encoder" = ["conv2d", "depthwise1d"]', '"train.lr" = [0.001, 1e-3]'), [],
+     "axes.train.lr = [0.001, 0.001]: a value is repeated"),
+])
+def test_runs_that_would_merge_into_one_id_are_refused(tmp_path, capsys, text, extra, message):
+    study = _study(tmp_path, text)
+    with pytest.raises(SystemExit) as exit_:
+        _run(study, tmp_path / "runs", *extra)
+    error = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(error.splitlines()) == 1 and message in error, error
+    assert not (tmp_path / "runs").exists()

@@ -76,6 +76,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(thirty_two, tmp_path):
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
     assert _untimed(resumed_result.curve) == _untimed(whole_result.curve)
     assert resumed_result.train_examples == whole_result.train_examples
+    assert whole_result.resumed_from == [] and resumed_result.resumed_from == [8]
     events = [json.loads(line) for line in log.path.read_text().splitlines()]
     assert [(e["event"], e["step"]) for e in events if e["event"] in ("begin", "end")] == [
         ("begin", 0), ("begin", 8), ("end", 12)]  # the killed run logged no end; the resume says where it began
