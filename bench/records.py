@@ -69,7 +69,7 @@ def write_json_atomically(path: Path, data: dict) -> None:
 RUNS = ROOT / "results" / "runs"
 # Measurements, placement and resume history vary between two executions of the same run; nothing else may.
 MEASURED = ("wall_seconds", "train_seconds", "eval_seconds", "compile_seconds", "train_examples_per_s",
-            "peak_memory_mb", "environment", "checkpoint", "resumed_from")
+            "peak_memory_mb", "environment", "checkpoint", "resumed_from", "execution")
 COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
            "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters", "device",
            "threads", "git_sha", "git_dirty", "id", "error"]

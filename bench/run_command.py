@@ -8,10 +8,10 @@ from collections import Counter
 from pathlib import Path
 
 from bench.records import RUNS, load_study, summary_table
-from bench.runner import plan, run_parallel
+from bench.runner import execution_context, plan, run_parallel, run_threads
 from bench.study import SCALES, available, check_distinct
 from bench.study import load_study as load_study_file
-from qanet.config import ConfigError, apply_overrides, parse_overrides
+from qanet.config import ConfigError, RunConfig, apply_overrides, parse_overrides
 from qanet.train import STATUSES, Hooks, resolve_device
 
 
@@ -77,22 +77,30 @@ def run_study(args: argparse.Namespace) -> None:
         resolve_device(f"cuda:{gpu}")
     out = args.out / study.name
     specs = plan(study.name, [(r.variant, r.seed, r.config) for r in runs], args.scale, out)
-    pending = [spec for spec in specs if args.force or not spec.done()]
+    gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
+    threads = run_threads(args.jobs, gpus, args.backend)
+    contexts = {spec.id: execution_context(RunConfig.from_dict(spec.config), threads,
+                                           f"cuda:{gpus[0]}" if gpus else None) for spec in specs}
+    pending = [spec for spec in specs if args.force or not spec.done(contexts[spec.id])]
     print(f"{study.name} ({args.scale}): {len(study.variants())} variants x {len(runs) // len(study.variants())} "
           f"seeds = {len(specs)} runs, {len(specs) - len(pending)} done, {len(pending)} to run -> {out}")
+    for spec in pending:
+        elsewhere = _done_elsewhere(spec, contexts[spec.id])
+        if elsewhere and not args.dry_run:
+            print(f"  {spec.id}: {elsewhere}")
     if args.dry_run:
         for spec in specs:
             state = "to run" if spec in pending else "done"
             if state == "to run" and spec.checkpoint_dir.joinpath("checkpoint.pt").exists():
                 state = "to resume"
-            print(f"  {spec.id}  {spec.variant:45} seed {spec.seed}  {state}")
+            note = _done_elsewhere(spec, contexts[spec.id])
+            print(f"  {spec.id}  {spec.variant:45} seed {spec.seed}  {state}" + (f"  ({note})" if note else ""))
         return
     if args.force:  # from scratch: no checkpoint to resume, a fresh event log
         for spec in pending:
             (spec.checkpoint_dir / "checkpoint.pt").unlink(missing_ok=True)
             spec.log_path.unlink(missing_ok=True)
     client = _connect(args)
-    gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
     # disable=None: bars only on a terminal; the per-run lines are printed either way
     runs_bar = tqdm(total=len(specs), initial=len(specs) - len(pending), desc="runs", unit="run", position=0,
                     disable=None)
@@ -117,6 +125,15 @@ def run_study(args: argparse.Namespace) -> None:
     print(outcome)
     if any(record["status"] == "failed" for record in finished):
         sys.exit(1)
+
+
+def _done_elsewhere(spec, context: dict) -> str:
+    """Why a run whose record says ok runs again: it was made in another execution context."""
+    record = spec.record()
+    if not record or record.get("status") != "ok" or record.get("execution") == context:
+        return ""
+    return (f"its record says ok but was made with {record.get('execution')}; here {context}: it runs again "
+            f"and its record is replaced")
 
 
 def _connect(args: argparse.Namespace):

@@ -61,10 +61,28 @@ class RunSpec:
     def checkpoint_dir(self) -> Path:
         return Path(self.out) / "checkpoints" / self.id
 
-    def done(self) -> bool:
-        if not self.record_path.exists():
-            return False
-        return json.loads(self.record_path.read_text(encoding="utf-8")).get("status") == "ok"
+    def record(self) -> dict | None:
+        return json.loads(self.record_path.read_text(encoding="utf-8")) if self.record_path.exists() else None
+
+    def done(self, context: dict) -> bool:
+        """Finished ok in the same execution context: on the CPU, results depend on the thread count."""
+        record = self.record()
+        return bool(record) and record.get("status") == "ok" and record.get("execution") == context
+
+
+def run_threads(jobs: int, gpus: list[int] | None, backend: str) -> int | None:
+    """CPU threads a run gets: torch's default when runs go one at a time in this process, the cores
+    shared out when several run at once (None on GPUs)."""
+    if gpus or (jobs == 1 and backend != "dask"):
+        return None
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def execution_context(config: RunConfig, threads: int | None, device: str | None = None) -> dict:
+    """What, beyond the id, changes a run's numbers: the device kind, CPU threads and the dtype."""
+    kind = resolve_device(device or config.train.device).type
+    return {"device": kind, "threads": (config.train.threads or threads or torch.get_num_threads()) if kind == "cpu"
+            else None, "dtype": "bf16" if kind == "cuda" and config.train.bf16 else "fp32"}
 
 
 def plan(study: str, variant_configs: list[tuple[str, int, RunConfig]], scale: str, out: Path) -> list[RunSpec]:
@@ -107,6 +125,7 @@ def execute(spec: RunSpec, device: str | None = None, threads: int | None = None
             torch.cuda.empty_cache()  # hand an out-of-memory run's cached blocks to the next run
     record = _record(spec, config, status, error, result or TrainResult(status, 0, {}),
                      time.perf_counter() - started)
+    record["execution"] = execution_context(config, threads)
     write_json_atomically(spec.record_path, record)
     return record
 
@@ -164,8 +183,7 @@ def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = N
         shares = [(specs[i::len(gpus)], f"cuda:{gpu}") for i, gpu in enumerate(gpus)]
         tasks = [delayed(_execute_all)(share, device, None) for share, device in shares if share]
     else:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        tasks = [delayed(_execute_all)([spec], None, threads) for spec in specs]
+        tasks = [delayed(_execute_all)([spec], None, run_threads(jobs, gpus, backend)) for spec in specs]
     with parallel_config(backend=backend):  # "dask" is registered by parallel_config, not by Parallel
         n_jobs = len(tasks) if gpus else -1 if backend == "dask" else jobs  # dask: every worker of the cluster
         for records in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):

@@ -328,3 +328,22 @@ def test_runs_that_would_merge_into_one_id_are_refused(tmp_path, capsys, text, e
     error = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and len(error.splitlines()) == 1 and message in error, error
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_record_counts_as_done_only_in_the_execution_context_that_made_it(tmp_path, capsys):
+    """On the CPU the numbers depend on the thread count, which the id leaves out: a record made with
+    one thread is not taken as done by a study running with two; the difference is said, and it reruns."""
+    study = _study(tmp_path, TWO_BY_TWO.replace("seeds = [0, 1]", "seeds = [0]"))
+    _run(study, tmp_path / "runs", "--set", "train.threads=1")
+    first = {r["id"]: r for r in read_records(tmp_path / "runs" / "tiny")}
+    assert {r["execution"]["threads"] for r in first.values()} == {1}
+    assert all(r["execution"] == {"device": "cpu", "threads": 1, "dtype": "fp32"} for r in first.values())
+    capsys.readouterr()
+    _run(study, tmp_path / "runs", "--set", "train.threads=1", "--dry-run")
+    assert "2 done, 0 to run" in capsys.readouterr().out
+    _run(study, tmp_path / "runs", "--set", "train.threads=2", "--dry-run")
+    listed = capsys.readouterr().out
+    assert "0 done, 2 to run" in listed and listed.count("'threads': 1") == 2 and "it runs again" in listed
+    _run(study, tmp_path / "runs", "--set", "train.threads=2")
+    second = {r["id"]: r for r in read_records(tmp_path / "runs" / "tiny")}
+    assert second.keys() == first.keys() and {r["execution"]["threads"] for r in second.values()} == {2}
