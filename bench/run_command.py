@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.records import RUNS, load_study, summary_table
-from bench.runner import execution_context, plan, run_parallel, run_threads
+from bench.runner import LOCKED, execution_context, plan, run_parallel, run_threads
 from bench.study import SCALES, available, check_distinct
 from bench.study import load_study as load_study_file
 from qanet.config import ConfigError, RunConfig, apply_overrides, parse_overrides
@@ -108,7 +108,7 @@ def run_study(args: argparse.Namespace) -> None:
     steps_bar = tqdm(desc="steps", unit="step", position=1, leave=False, disable=None if per_step else True)
     finished = []
     try:
-        for record in run_parallel(pending, args.jobs, gpus, args.backend, [StepBar(steps_bar)]):
+        for record in run_parallel(pending, args.jobs, gpus, args.backend, [StepBar(steps_bar)], args.force):
             finished.append(record)
             metrics = record["metrics"] or {}
             tqdm.write(f"{record['variant']} seed {record['seed']}: {record['status']}"
@@ -164,10 +164,14 @@ class StepBar(Hooks):
 
 def outcome_line(records: list[dict]) -> str:
     """The last line of `bench run`: how the runs it executed ended (a failure is an exception, see its record)."""
+    locked = sum(record["status"] == LOCKED for record in records)
+    elsewhere = f"; {locked} left to another process that is training them" if locked else ""
+    records = [record for record in records if record["status"] != LOCKED]
     if not records:
-        return "nothing was run: every run already has a record that says ok"
+        return "nothing was run: every run already has a record that says ok" + elsewhere
     counts = Counter(record["status"] for record in records)
     listed = ", ".join(f"{status} {counts[status]}" for status in STATUSES if counts[status])
     if counts["failed"]:
-        return f"{counts['failed']} of {len(records)} runs failed with an exception ({listed}): see the records' error"
-    return f"all {len(records)} runs reached a recorded outcome ({listed})"
+        return (f"{counts['failed']} of {len(records)} runs failed with an exception ({listed}): see the records' "
+                f"error{elsewhere}")
+    return f"all {len(records)} runs reached a recorded outcome ({listed}){elsewhere}"

@@ -10,12 +10,14 @@ several, one process per GPU with --gpus, or a Dask cluster with backend "dask".
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import time
 import traceback
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +53,10 @@ class RunSpec:
     @property
     def record_path(self) -> Path:
         return Path(self.out) / f"{self.id}.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return Path(self.out) / "checkpoints" / f"{self.id}.lock"
 
     @property
     def log_path(self) -> Path:
@@ -104,14 +110,45 @@ def _outcome(error: BaseException, config: RunConfig) -> tuple[str, str]:
     return "failed", "".join(traceback.format_exception(error)).strip()
 
 
-def execute(spec: RunSpec, device: str | None = None, threads: int | None = None, hooks: list[Hooks] = ()) -> dict:
+LOCKED = "locked"  # not an outcome: another process is training the run, and will write its record
+
+
+@contextmanager
+def run_lock(spec: RunSpec) -> Iterator[bool]:
+    """Hold the run's lock file while this process trains it; False if another process holds it. The
+    kernel drops an flock when its process dies, so a killed run never stays locked."""
+    spec.lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(spec.lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def execute(spec: RunSpec, device: str | None = None, threads: int | None = None, hooks: list[Hooks] = (),
+            force: bool = False) -> dict:
     """Train or resume one run and write its record, whatever happens; returns the record. Its events go
-    to `spec.log_path` as they happen, and to `hooks` (progress display, pruning)."""
-    config = RunConfig.from_dict(spec.config)
-    if device:
-        config.train.device = device
-    if threads and not config.train.threads:
-        config.train.threads = threads
+    to `spec.log_path` as they happen, and to `hooks` (progress display, pruning). A run that another
+    process is training is left to it (the answer has status LOCKED, nothing is written), and one that
+    another process finished meanwhile is not trained again (its record is the answer), unless `force`."""
+    with run_lock(spec) as mine:
+        if not mine:
+            return {"id": spec.id, "variant": spec.variant, "seed": spec.seed, "status": LOCKED,
+                    "error": f"being trained by another process ({spec.lock_path} is locked)", "metrics": {},
+                    "wall_seconds": 0.0}
+        config = RunConfig.from_dict(spec.config)
+        if device:
+            config.train.device = device
+        if threads and not config.train.threads:
+            config.train.threads = threads
+        if not force and spec.done(execution_context(config, threads)):
+            return spec.record()
+        return _train_and_record(spec, config, threads, hooks)
+
+
+def _train_and_record(spec: RunSpec, config: RunConfig, threads: int | None, hooks: list[Hooks]) -> dict:
     started = time.perf_counter()
     result, status, error = None, "ok", None
     try:
@@ -160,12 +197,12 @@ def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, re
     }
 
 
-def _execute_all(specs: list[RunSpec], device: str | None, threads: int | None) -> list[dict]:
-    return [execute(spec, device, threads) for spec in specs]
+def _execute_all(specs: list[RunSpec], device: str | None, threads: int | None, force: bool) -> list[dict]:
+    return [execute(spec, device, threads, force=force) for spec in specs]
 
 
 def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = None, backend: str = "loky",
-                 hooks: list[Hooks] = ()) -> Iterator[dict]:
+                 hooks: list[Hooks] = (), force: bool = False) -> Iterator[dict]:
     """Execute specs and yield each record as it completes.
 
     One job runs here, in order, with `hooks` (a progress display). Several jobs run in joblib workers,
@@ -177,13 +214,13 @@ def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = N
 
     if jobs == 1 and not gpus and backend != "dask":
         for spec in specs:
-            yield execute(spec, hooks=hooks)
+            yield execute(spec, hooks=hooks, force=force)
         return
     if gpus:
         shares = [(specs[i::len(gpus)], f"cuda:{gpu}") for i, gpu in enumerate(gpus)]
-        tasks = [delayed(_execute_all)(share, device, None) for share, device in shares if share]
+        tasks = [delayed(_execute_all)(share, device, None, force) for share, device in shares if share]
     else:
-        tasks = [delayed(_execute_all)([spec], None, run_threads(jobs, gpus, backend)) for spec in specs]
+        tasks = [delayed(_execute_all)([spec], None, run_threads(jobs, gpus, backend), force) for spec in specs]
     with parallel_config(backend=backend):  # "dask" is registered by parallel_config, not by Parallel
         n_jobs = len(tasks) if gpus else -1 if backend == "dask" else jobs  # dask: every worker of the cluster
         for records in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):

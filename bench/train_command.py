@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from bench.records import ROOT
-from bench.runner import execute, plan
+from bench.runner import LOCKED, execute, plan
+from bench.study import StudyError
 from qanet.config import PRESETS, RunConfig, build_config
 from qanet.data.prepare import prepare
 from qanet.train import Hooks, resolve_device
@@ -55,8 +56,10 @@ def train_one(config: RunConfig, out: Path, fresh: bool = False) -> dict:
         spec.log_path.unlink(missing_ok=True)
     bar = tqdm(total=config.train.steps, desc=f"train {spec.id}", unit="step", disable=None)
 
-    record = execute(spec, hooks=[StepBar(bar), EvaluationLines()])
+    record = execute(spec, hooks=[StepBar(bar), EvaluationLines()], force=fresh)
     bar.close()
+    if record["status"] == LOCKED:
+        raise StudyError(f"run {spec.id}: {record['error']}")
     return record
 
 

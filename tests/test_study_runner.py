@@ -12,6 +12,7 @@ from bench.cli import main as bench_main
 from bench.records import COLUMNS, comparable, load_study, read_records
 from bench.study import StudyError, available
 from bench.study import load_study as load_study_file
+from qanet.config import RunConfig
 from qanet.train import Trainer
 from tests.conftest import ROOT
 
@@ -347,3 +348,31 @@ def test_a_record_counts_as_done_only_in_the_execution_context_that_made_it(tmp_
     _run(study, tmp_path / "runs", "--set", "train.threads=2")
     second = {r["id"]: r for r in read_records(tmp_path / "runs" / "tiny")}
     assert second.keys() == first.keys() and {r["execution"]["threads"] for r in second.values()} == {2}
+
+
+def test_a_run_another_process_is_training_is_left_to_it(tmp_path, capsys, monkeypatch):
+    """Two `bench run`s on one study share the work: a run's lock file is held while it trains, and a
+    run finished by the other process meanwhile is not trained again."""
+    import fcntl
+
+    from bench.runner import execute, execution_context, plan
+
+    study = _study(tmp_path, TWO_BY_TWO.replace("seeds = [0, 1]", "seeds = [0]"))
+    _run(study, tmp_path / "runs", "--dry-run")
+    held_id = capsys.readouterr().out.split("\n  ")[1].split()[0]  # the first run listed
+    lock = tmp_path / "runs" / "tiny" / "checkpoints" / f"{held_id}.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # "another process" is training it
+        _run(study, tmp_path / "runs")
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "all 1 runs reached a recorded outcome (ok 1); 1 left to another process " \
+                                   "that is training them"
+    assert {r["id"] for r in read_records(tmp_path / "runs" / "tiny")} != {held_id} and len(
+        read_records(tmp_path / "runs" / "tiny")) == 1
+
+    [done] = read_records(tmp_path / "runs" / "tiny")
+    config = RunConfig.from_dict(done["config"])
+    [spec] = plan("tiny", [(done["variant"], 0, config)], "smoke", tmp_path / "runs" / "tiny")
+    monkeypatch.setattr(Trainer, "run", lambda self: pytest.fail("a finished run was trained again"))
+    assert spec.id == done["id"] and spec.done(execution_context(config, None)) and execute(spec) == done
