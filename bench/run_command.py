@@ -8,8 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 from bench.records import RUNS, load_study, summary_table
-from bench.runner import LOCKED, execution_context, plan, run_parallel, run_threads
-from bench.study import SCALES, available, check_distinct
+from bench.runner import FINISHED, LOCKED, execution_context, plan, run_parallel, run_threads
+from bench.study import SCALES, available, distinct_runs
 from bench.study import load_study as load_study_file
 from qanet.config import ConfigError, RunConfig, apply_overrides, parse_overrides
 from qanet.train import STATUSES, Hooks, resolve_device
@@ -70,24 +70,19 @@ def run_study(args: argparse.Namespace) -> None:
     study = load_study_file(args.study)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     runs = _with_overrides(study.runs(args.scale, seeds), args.overrides)
-    check_distinct(study.name, runs)
-    for run in runs:  # an unavailable device is refused here, before any data is prepared
-        resolve_device(run.config.train.device)
-    for gpu in [int(g) for g in args.gpus.split(",")] if args.gpus else []:
-        resolve_device(f"cuda:{gpu}")
+    runs = distinct_runs(study.name, runs)
+    gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
+    if args.backend != "dask":  # a cluster's workers may have devices this machine lacks
+        for device in {r.config.train.device for r in runs} | {f"cuda:{gpu}" for gpu in gpus or []}:
+            resolve_device(device)  # an unavailable device is refused here, before any data is prepared
     out = args.out / study.name
     specs = plan(study.name, [(r.variant, r.seed, r.config) for r in runs], args.scale, out)
-    gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
     threads = run_threads(args.jobs, gpus, args.backend)
     contexts = {spec.id: execution_context(RunConfig.from_dict(spec.config), threads,
                                            f"cuda:{gpus[0]}" if gpus else None) for spec in specs}
     pending = [spec for spec in specs if args.force or not spec.done(contexts[spec.id])]
-    print(f"{study.name} ({args.scale}): {len(study.variants())} variants x {len(runs) // len(study.variants())} "
+    print(f"{study.name} ({args.scale}): {len({r.variant for r in runs})} variants x {len({r.seed for r in runs})} "
           f"seeds = {len(specs)} runs, {len(specs) - len(pending)} done, {len(pending)} to run -> {out}")
-    for spec in pending:
-        elsewhere = _done_elsewhere(spec, contexts[spec.id])
-        if elsewhere and not args.dry_run:
-            print(f"  {spec.id}: {elsewhere}")
     if args.dry_run:
         for spec in specs:
             state = "to run" if spec in pending else "done"
@@ -96,8 +91,11 @@ def run_study(args: argparse.Namespace) -> None:
             note = _done_elsewhere(spec, contexts[spec.id])
             print(f"  {spec.id}  {spec.variant:45} seed {spec.seed}  {state}" + (f"  ({note})" if note else ""))
         return
-    if args.force:  # from scratch: no checkpoint to resume, a fresh event log
-        for spec in pending:
+    for spec in pending:
+        elsewhere = _done_elsewhere(spec, contexts[spec.id])
+        if elsewhere:
+            print(f"  {spec.id}: {elsewhere}")
+        if args.force or elsewhere:  # from scratch: no checkpoint to resume, a fresh event log
             (spec.checkpoint_dir / "checkpoint.pt").unlink(missing_ok=True)
             spec.log_path.unlink(missing_ok=True)
     client = _connect(args)
@@ -130,7 +128,7 @@ def run_study(args: argparse.Namespace) -> None:
 def _done_elsewhere(spec, context: dict) -> str:
     """Why a run whose record says ok runs again: it was made in another execution context."""
     record = spec.record()
-    if not record or record.get("status") != "ok" or record.get("execution") == context:
+    if not record or record.get("status") not in FINISHED or record.get("execution") == context:
         return ""
     return (f"its record says ok but was made with {record.get('execution')}; here {context}: it runs again "
             f"and its record is replaced")

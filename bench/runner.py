@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from bench.records import environment, write_json_atomically
-from qanet.config import RunConfig
+from qanet.config import ConfigError, RunConfig
 from qanet.data.prepare import fingerprint, prepare
 from qanet.train import Hooks, JsonLinesLog, Trainer, TrainResult, resolve_device
 
@@ -71,9 +71,13 @@ class RunSpec:
         return json.loads(self.record_path.read_text(encoding="utf-8")) if self.record_path.exists() else None
 
     def done(self, context: dict) -> bool:
-        """Finished ok in the same execution context: on the CPU, results depend on the thread count."""
+        """Finished in the same execution context (on the CPU, results depend on the thread count): ok, or
+        ended on purpose by a hook (pruned, stopped); a diverged, out-of-memory or failed run runs again."""
         record = self.record()
-        return bool(record) and record.get("status") == "ok" and record.get("execution") == context
+        return bool(record) and record.get("status") in FINISHED and record.get("execution") == context
+
+
+FINISHED = ("ok", "pruned", "stopped")
 
 
 def run_threads(jobs: int, gpus: list[int] | None, backend: str) -> int | None:
@@ -86,7 +90,11 @@ def run_threads(jobs: int, gpus: list[int] | None, backend: str) -> int | None:
 
 def execution_context(config: RunConfig, threads: int | None, device: str | None = None) -> dict:
     """What, beyond the id, changes a run's numbers: the device kind, CPU threads and the dtype."""
-    kind = resolve_device(device or config.train.device).type
+    name = device or config.train.device
+    try:
+        kind = resolve_device(name).type
+    except ConfigError:  # unavailable here: the run fails, and its record still says where it was meant to run
+        kind = torch.device(name).type
     return {"device": kind, "threads": (config.train.threads or threads or torch.get_num_threads()) if kind == "cpu"
             else None, "dtype": "bf16" if kind == "cuda" and config.train.bf16 else "fp32"}
 
@@ -167,6 +175,13 @@ def _train_and_record(spec: RunSpec, config: RunConfig, threads: int | None, hoo
     return record
 
 
+def _device_or_cpu(name: str) -> torch.device:
+    try:
+        return resolve_device(name)
+    except ConfigError:  # the run failed for it; describe the machine it failed on
+        return torch.device("cpu")
+
+
 def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, result: TrainResult,
             wall: float) -> dict:
     return {
@@ -192,7 +207,7 @@ def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, re
         "compile_seconds": round(result.compile_seconds, 2),
         "train_examples_per_s": round(result.train_examples_per_s, 2),
         "peak_memory_mb": round(result.peak_memory_mb, 1),
-        "environment": environment(resolve_device(config.train.device)),
+        "environment": environment(_device_or_cpu(config.train.device)),
         "checkpoint": str(spec.checkpoint_dir / "checkpoint.pt"),
     }
 

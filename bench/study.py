@@ -155,21 +155,35 @@ class Study:
             raise StudyError(f"{self.path}: {error}") from None
 
 
-def check_distinct(study: str, runs: list[Run]) -> None:
-    """Refuse runs that would merge: each (variant, seed) must have a configuration of its own, and its
-    seed must be the one the study gave it; otherwise two runs share one id and one record."""
+# Keys a study may not vary: the seed comes from `seeds`, and where a run executes is not part of its id.
+NOT_A_SETTING = {"train.seed": "a study's seeds come from its 'seeds' list (or --seeds)",
+                 "train.threads": "where a run executes, not what it is (the id leaves it out)",
+                 "train.device": "where a run executes, not what it is (the id leaves it out)"}
+
+
+def distinct_runs(study: str, runs: list[Run], log=print) -> list[Run]:
+    """The runs, each with a configuration of its own. A repeated seed, or `--set train.seed`, would merge
+    two runs into one id and one record: refused. A variant that equals an earlier one at this scale (the
+    smoke scale's context of 150 is the context axis's other value) is left out, and said so."""
     seen: dict[str, Run] = {}
+    dropped: dict[str, str] = {}
+    kept = []
     for run in runs:
         if run.config.train.seed != run.seed:
-            raise StudyError(f"{study}: train.seed = {run.config.train.seed} set by --set or an axis; a study's "
-                             f"seeds come from its 'seeds' list or --seeds")
+            raise StudyError(f"{study}: train.seed = {run.config.train.seed} set by --set; a study's seeds come "
+                             f"from its 'seeds' list or --seeds")
         key = json.dumps(run.config.to_dict(), sort_keys=True)
-        if key in seen:
-            first = seen[key]
-            raise StudyError(f"{study}: runs {first.variant!r} seed {first.seed} and {run.variant!r} seed {run.seed} "
-                             f"have the same configuration (a repeated seed, an axis on train.seed, or axis values "
-                             f"equal once typed); every run must differ")
-        seen[key] = run
+        first = seen.get(key)
+        if first is None:
+            seen[key] = run
+            kept.append(run)
+        elif first.variant == run.variant:
+            raise StudyError(f"{study}: seed {run.seed} is repeated; every run must differ")
+        else:
+            dropped[run.variant] = first.variant
+    for variant, same in dropped.items():
+        log(f"variant {variant!r} is the same run as {same!r} at this scale: left out")
+    return kept
 
 
 def _budget_settings(budget: dict[str, Any]) -> dict[str, Any]:
@@ -247,3 +261,9 @@ def _check(study: Study) -> None:
         key, _, value = label.partition("=")
         if key not in study.axes or value not in [_text(v) for v in study.axes[key]]:
             raise study.error(f"with.{label}", study.coupled[label], "names no axis value of this study")
+    settings = [("axes", study.axes), *((f"variants.{n}", s) for n, s in study.named.items()),
+                *((f"with.{label}", s) for label, s in study.coupled.items())]  # what makes runs differ
+    for section, keys in settings:
+        for key in keys:
+            if key in NOT_A_SETTING:  # the run id leaves them out: runs differing only here would share an id
+                raise study.error(f"{section}.{key}", keys[key], NOT_A_SETTING[key])

@@ -58,7 +58,8 @@ class Hooks:
     """What a run tells its observers: subclass and override what you need. `on_step` gets the mean
     training loss since the last evaluation and the examples/s since the previous read only on the steps
     where the host reads the loss (every `train.loss_check_every`), else None: reading waits for the
-    device. Any hook may raise StopTraining; any other exception fails the run."""
+    device. A hook may raise StopTraining from `on_begin`, `on_step` or `on_evaluation`; `on_end` comes after
+    the outcome is decided. Any other exception fails the run."""
 
     def on_begin(self, trainer: Trainer) -> None:
         pass
@@ -442,12 +443,12 @@ class Trainer:
         budget = train.minutes * 60 if train.minutes else math.inf
         next_timed_eval = self._next_timed_evaluation()
         batches = self.batches()
-        self._notify("on_begin", self)
-        if train.compile:
-            self.warm_up()
-        self._start_clock()
-        last_read = (time.perf_counter(), result.train_examples)
+        last_read = (result.train_seconds, result.train_examples)
         try:
+            self._notify("on_begin", self)  # may raise StopTraining too
+            if train.compile:
+                self.warm_up()
+            self._start_clock()
             while self.step < train.steps and self._training_seconds() < budget:
                 questions, on_device = next(batches)
                 self.train_step(questions, on_device)
@@ -456,7 +457,7 @@ class Trainer:
                 loss, speed = None, None
                 if self.step % train.loss_check_every == 0:
                     loss = self.losses.check()  # waits for the device: the time since the last read is exact
-                    now = time.perf_counter()
+                    now = self._training_seconds()  # evaluations and checkpoints left out
                     speed = (result.train_examples - last_read[1]) / max(now - last_read[0], 1e-9)
                     last_read = (now, result.train_examples)
                 self._notify("on_step", self.step, loss, self.scheduler.get_last_lr()[0], speed)

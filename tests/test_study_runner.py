@@ -314,11 +314,13 @@ def test_planning_a_study_prepares_nothing(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("text,extra,message", [
-    (TWO_BY_TWO, ["--set", "train.seed=5"], "train.seed = 5 set by --set or an axis"),
-    (TWO_BY_TWO, ["--seeds", "1,1"], "runs 'base' seed 1 and 'base' seed 1 have the same configuration"),
-    (TWO_BY_TWO.replace("seeds = [0, 1]", "seeds = [0, 0]"), [], "have the same configuration"),
+    (TWO_BY_TWO, ["--set", "train.seed=5"], "train.seed = 5 set by --set; a study's seeds come from"),
+    (TWO_BY_TWO, ["--seeds", "1,1"], "seed 1 is repeated; every run must differ"),
+    (TWO_BY_TWO.replace("seeds = [0, 1]", "seeds = [0, 0]"), [], "seed 0 is repeated"),
     (TWO_BY_TWO.replace('"model.char_encoder" = ["conv2d", "depthwise1d"]', '"train.seed" = [3, 4]'), [],
-     "have the same configuration"),
+     "axes.train.seed = [3, 4]: a study's seeds come from its 'seeds' list"),
+    (TWO_BY_TWO.replace('"model.char_encoder" = ["conv2d", "depthwise1d"]', '"train.threads" = [1, 2]'), [],
+     "axes.train.threads = [1, 2]: where a run executes, not what it is"),
     (TWO_BY_TWO.replace('"model.char_encoder" = ["conv2d", "depthwise1d"]', '"train.lr" = [0.001, 1e-3]'), [],
      "axes.train.lr = [0.001, 0.001]: a value is repeated"),
 ])
@@ -348,6 +350,10 @@ def test_a_record_counts_as_done_only_in_the_execution_context_that_made_it(tmp_
     _run(study, tmp_path / "runs", "--set", "train.threads=2")
     second = {r["id"]: r for r in read_records(tmp_path / "runs" / "tiny")}
     assert second.keys() == first.keys() and {r["execution"]["threads"] for r in second.values()} == {2}
+    for record in second.values():  # trained again from step 0, not relabelled from the old final checkpoint
+        assert record["resumed_from"] == [] and record["steps"] == 6
+        log = tmp_path / "runs" / "tiny" / f"{record['id']}.log.jsonl"
+        assert [json.loads(line)["step"] for line in log.read_text().splitlines() if '"begin"' in line] == [0]
 
 
 def test_a_run_another_process_is_training_is_left_to_it(tmp_path, capsys, monkeypatch):
@@ -376,3 +382,31 @@ def test_a_run_another_process_is_training_is_left_to_it(tmp_path, capsys, monke
     [spec] = plan("tiny", [(done["variant"], 0, config)], "smoke", tmp_path / "runs" / "tiny")
     monkeypatch.setattr(Trainer, "run", lambda self: pytest.fail("a finished run was trained again"))
     assert spec.id == done["id"] and spec.done(execution_context(config, None)) and execute(spec) == done
+
+
+@pytest.mark.parametrize("scale", ["smoke", "cpu"])
+def test_every_shipped_study_plans_at_the_small_scales(scale, capsys):
+    """A variant that a scale makes equal to another (the context axis at context 150) is left out, said."""
+    from bench.study import distinct_runs
+
+    for name in available():
+        study = load_study_file(name)
+        runs = distinct_runs(name, study.runs(scale))
+        assert {r.variant for r in runs} <= set(study.variants()) and len(runs) >= len(study.seeds)
+    said = capsys.readouterr().out
+    assert "variant 'data.context_len=150' is the same run as 'base' at this scale: left out" in said
+
+
+def test_finished_means_ok_pruned_or_stopped_in_the_same_context(tmp_path):
+    from bench.runner import RunSpec, execute
+
+    spec = RunSpec("tiny", "base", 0, "smoke", RunConfig().to_dict(), "f", str(tmp_path))
+    context = {"device": "cpu", "threads": 2, "dtype": "fp32"}
+    for status, done in (("ok", True), ("pruned", True), ("stopped", True), ("diverged", False), ("failed", False)):
+        spec.record_path.write_text(json.dumps({"status": status, "execution": context}))
+        assert spec.done(context) is done and not spec.done({**context, "threads": 1})
+    if not torch.cuda.is_available():  # a device that fails where the run executes is a recorded failure
+        spec.record_path.unlink()
+        record = execute(spec, device="cuda:0")
+        assert record["status"] == "failed" and "this machine has no cuda device" in record["error"]
+        assert json.loads(spec.record_path.read_text())["execution"]["device"] == "cuda"

@@ -339,3 +339,15 @@ def test_a_hook_ends_the_run_cleanly_with_stop_training(thirty_two, tmp_path):
     assert (tmp_path / "run" / "checkpoint.pt").exists()
     with pytest.raises(ValueError, match="StopTraining status 'ok': expected 'pruned' or 'stopped'"):
         StopTraining("ok")
+
+
+def test_stop_training_from_on_begin_ends_the_run_before_any_step(thirty_two, tmp_path):
+    from qanet.train import StopTraining
+
+    class NotThisOne(Hooks):
+        def on_begin(self, trainer):
+            raise StopTraining("stopped", "nothing to do")
+
+    config = _config(thirty_two, **{"train.steps": 4})
+    result = Trainer(config, prepare(config.data, tmp_path), hooks=[NotThisOne()]).run()
+    assert result.status == "stopped" and result.steps == 0 and result.curve == []
