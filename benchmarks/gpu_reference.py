@@ -275,7 +275,8 @@ def main(argv: list[str] | None = None) -> None:
         manifest = read_manifest(args.pack)
         prepared = load_pack(args.pack)
     except (ConfigError, PackError) as error:
-        sys.exit(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     compiler = shutil.which("cc") or shutil.which("gcc")  # Triton builds a small C launcher with it
     print(f"pack {manifest['fingerprint']} ({manifest['bytes'] / 2**20:.1f} MiB): {len(prepared.train):,} train, "
           f"{len(prepared.dev):,} dev questions; device {environment(device)['device']}, torch {torch.__version__}, "

@@ -135,9 +135,9 @@ def _read_json(path: str, what: str):
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read the {what} ({error.__class__.__name__}: {error})") from None
+        raise InputError(f"{path}: cannot read the {what} file ({error.__class__.__name__}: {error})") from None
     except json.JSONDecodeError as error:
-        raise InputError(f"{path}: the {what} is not valid JSON ({error})") from None
+        raise InputError(f"{path}: the {what} file is not valid JSON ({error})") from None
 
 
 def read_inputs(dataset_path: str, predictions_path: str) -> tuple[dict, dict[str, str]]:
@@ -158,7 +158,9 @@ def read_inputs(dataset_path: str, predictions_path: str) -> tuple[dict, dict[st
         ids = {qa["id"] for qa in _questions(dataset["data"])}
     except (KeyError, TypeError) as error:
         raise InputError(f"{dataset_path}: not a SQuAD file ({error!r} missing or malformed)") from None
-    if predictions and not ids & predictions.keys():
+    if not ids:
+        raise InputError(f"{dataset_path}: the dataset has no questions")
+    if not ids & predictions.keys():
         raise InputError(f"{predictions_path}: no prediction is for a question of {dataset_path} (another file's?)")
     extra = len(predictions.keys() - ids)
     if extra:

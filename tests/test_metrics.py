@@ -95,8 +95,9 @@ def _tiny_dataset(tmp_path):
     ('"text"', "expected a JSON object mapping question id to answer text, not a str"),
     ('{"q1": 3}', "question 'q1': the answer must be a string, not 3"),
     ('{"other": "x"}', "no prediction is for a question of"),
-    ("", "the predictions is not valid JSON"),
-    ("{", "the predictions is not valid JSON"),
+    ("", "the predictions file is not valid JSON"),
+    ("{", "the predictions file is not valid JSON"),
+    ("{}", "no prediction is for a question of"),
 ])
 def test_predictions_that_would_give_a_wrong_number_are_refused_in_one_line(tmp_path, predictions, message):
     path = tmp_path / "predictions.json"
@@ -111,7 +112,7 @@ def test_missing_paths_are_refused_and_extra_ids_counted(tmp_path):
     dataset = _tiny_dataset(tmp_path)
     for missing in (tmp_path / "absent.json", tmp_path):  # a missing path, a directory
         result = run_python("-m", "qanet.metrics", str(dataset), str(missing), check=False)
-        assert result.returncode == 2 and "cannot read the predictions" in result.stderr
+        assert result.returncode == 2 and "cannot read the predictions file" in result.stderr
     path = tmp_path / "predictions.json"
     path.write_text('{"q1": "France", "elsewhere": "x"}')
     result = run_python("-m", "qanet.metrics", str(dataset), str(path))
