@@ -85,6 +85,8 @@ def test_word_vectors_are_identified_by_their_bytes_and_read_once(tmp_path, monk
     assert prepare(config(there), tmp_path / "cache-b").fingerprint == first and len(read) == 3  # each file once
     there.write_text(text.replace(" 0.5", " 0.25"))
     assert prepare(config(there), tmp_path / "cache-b").fingerprint != first
+    (tmp_path / "cache-b" / "digests.json").write_text("[]")  # damaged: computed again
+    assert prepare(config(here), tmp_path / "cache-b").fingerprint == first
 
 
 def test_dev_is_never_filtered_by_length(tmp_path):

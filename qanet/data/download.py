@@ -71,7 +71,9 @@ def content_digest(path: Path, cache_dir: Path) -> str:
     try:
         known = json.loads(store.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        known = {}  # missing or damaged: the digests are computed again
+        known = None
+    if not isinstance(known, dict):  # missing or damaged: the digests are computed again
+        known = {}
     if key not in known:
         known[key] = file_digest(path, "sha256")
         store.parent.mkdir(parents=True, exist_ok=True)
