@@ -159,15 +159,17 @@ def execute(spec: RunSpec, device: str | None = None, threads: int | None = None
 def _train_and_record(spec: RunSpec, config: RunConfig, threads: int | None, hooks: list[Hooks]) -> dict:
     started = time.perf_counter()
     result, status, error = None, "ok", None
+    log = JsonLinesLog(spec.log_path)
     try:
         prepared = prepare(config.data)
-        trainer = Trainer(config, prepared, spec.checkpoint_dir, [JsonLinesLog(spec.log_path), *hooks])
+        trainer = Trainer(config, prepared, spec.checkpoint_dir, [log, *hooks])
         result = trainer.run()
         status, error = result.status, result.error
     except Exception as caught:  # noqa: BLE001 - every failure becomes a recorded outcome
         status, error = _outcome(caught, config)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # hand an out-of-memory run's cached blocks to the next run
+        log.on_end(TrainResult(status, 0, {}, error=error))  # a watcher sees that it ended
     record = _record(spec, config, status, error, result or TrainResult(status, 0, {}),
                      time.perf_counter() - started)
     record["execution"] = execution_context(config, threads)

@@ -473,10 +473,13 @@ class Trainer:
             if not self._scored_whole_dev_at_this_step():  # the run's result: always the whole dev set
                 self._record_evaluation(None)
         except Diverged as error:
-            result.status, result.error = "diverged", str(error)
-            self.step = error.step - 1  # the steps whose loss was finite; the checkpoint keeps the last good state
+            self._diverged(error)
         except StopTraining as stop:
             result.status, result.error = stop.status, str(stop)
+            try:
+                self.losses.check()  # its checkpoint must not hold weights a non-finite loss has updated
+            except Diverged as error:
+                self._diverged(error)
         self._stop_clock()
         result.steps = self.step
         result.peak_memory_mb = peak_memory_mb(self.device)
@@ -484,6 +487,12 @@ class Trainer:
             self.save_checkpoint()
         self._notify("on_end", result)
         return result
+
+    def _diverged(self, error: Diverged) -> None:
+        """Record the divergence; the step count keeps the steps whose loss was finite, and no checkpoint
+        is saved, so the last one holds the last good state."""
+        self.result.status, self.result.error = "diverged", str(error)
+        self.step = error.step - 1
 
     def _notify(self, event: str, *args) -> None:
         for hook in self.hooks:

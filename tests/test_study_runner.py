@@ -146,6 +146,8 @@ def test_a_run_that_fails_with_an_exception_makes_bench_run_exit_non_zero(tmp_pa
     assert last == "1 of 4 runs failed with an exception (ok 3, failed 1): see the records' error"
     failed = [r for r in read_records(tmp_path / "runs" / "tiny") if r["status"] == "failed"]
     assert len(failed) == 1 and "RuntimeError: a bug" in failed[0]["error"]
+    ended = json.loads((tmp_path / "runs" / "tiny" / f"{failed[0]['id']}.log.jsonl").read_text().splitlines()[-1])
+    assert ended["event"] == "end" and ended["status"] == "failed" and "a bug" in ended["error"]
 
 
 def test_each_run_logs_its_events_as_json_lines_and_a_resume_appends(tmp_path):
