@@ -126,12 +126,12 @@ def run_study(args: argparse.Namespace) -> None:
 
 
 def _done_elsewhere(spec, context: dict) -> str:
-    """Why a run whose record says ok runs again: it was made in another execution context."""
+    """Why a finished run runs again: its record was made in another execution context."""
     record = spec.record()
     if not record or record.get("status") not in FINISHED or record.get("execution") == context:
         return ""
-    return (f"its record says ok but was made with {record.get('execution')}; here {context}: it runs again "
-            f"and its record is replaced")
+    return (f"its record says {record['status']} but was made with {record.get('execution')}; here {context}: "
+            f"it runs again and its record is replaced")
 
 
 def _connect(args: argparse.Namespace):

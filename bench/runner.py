@@ -91,10 +91,7 @@ def run_threads(jobs: int, gpus: list[int] | None, backend: str) -> int | None:
 def execution_context(config: RunConfig, threads: int | None, device: str | None = None) -> dict:
     """What, beyond the id, changes a run's numbers: the device kind, CPU threads and the dtype."""
     name = device or config.train.device
-    try:
-        kind = resolve_device(name).type
-    except ConfigError:  # unavailable here: the run fails, and its record still says where it was meant to run
-        kind = torch.device(name).type
+    kind = (_available(name) or torch.device(name)).type  # unavailable: where the run was meant to run
     return {"device": kind, "threads": (config.train.threads or threads or torch.get_num_threads()) if kind == "cpu"
             else None, "dtype": "bf16" if kind == "cuda" and config.train.bf16 else "fp32"}
 
@@ -177,11 +174,12 @@ def _train_and_record(spec: RunSpec, config: RunConfig, threads: int | None, hoo
     return record
 
 
-def _device_or_cpu(name: str) -> torch.device:
+def _available(name: str) -> torch.device | None:
+    """The device `name` resolves to here, or None where this machine lacks it (the run then fails)."""
     try:
         return resolve_device(name)
-    except ConfigError:  # the run failed for it; describe the machine it failed on
-        return torch.device("cpu")
+    except ConfigError:
+        return None
 
 
 def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, result: TrainResult,
@@ -209,7 +207,7 @@ def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, re
         "compile_seconds": round(result.compile_seconds, 2),
         "train_examples_per_s": round(result.train_examples_per_s, 2),
         "peak_memory_mb": round(result.peak_memory_mb, 1),
-        "environment": environment(_device_or_cpu(config.train.device)),
+        "environment": environment(_available(config.train.device) or torch.device("cpu")),
         "checkpoint": str(spec.checkpoint_dir / "checkpoint.pt"),
     }
 

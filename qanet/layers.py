@@ -174,7 +174,7 @@ class EncoderBlock(nn.Module):
     x + drop_out(f(norm(drop_in(x)))), and each skipped whole with probability 1 - survival
     during training (stochastic depth, not rescaled at test time).
 
-    A skipped sublayer is still computed and multiplied by a 0/1 gate drawn on the device for the
+    A skipped sublayer is still computed and then left out by a 0/1 gate drawn on the device for the
     whole batch: no Python branch on a random number, so the graph is the same every step
     (torch.compile, CUDA graphs) and no step waits for the GPU. Its weights then get zero
     gradients, as with NLPLearn's `tf.cond`, so Adam still decays their moments and steps.
