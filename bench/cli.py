@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import data_commands, run_command, train_command
+from bench import data_commands, report_command, run_command, train_command
+from bench.records import RecordError
 from bench.study import StudyError
 from qanet.config import ConfigError
 from qanet.data.download import DownloadError
@@ -13,7 +14,7 @@ from qanet.data.pack import PackError
 from qanet.data.squad import SquadFormatError
 
 # Errors a user can fix: one line on stderr and exit status 2, no traceback.
-USER_ERRORS = (ConfigError, StudyError, SquadFormatError, DownloadError, PackError, FileNotFoundError)
+USER_ERRORS = (ConfigError, StudyError, RecordError, SquadFormatError, DownloadError, PackError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands.register(commands)
     train_command.register(commands)
     run_command.register(commands)
+    report_command.register(commands)
     return parser
 
 

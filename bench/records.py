@@ -40,13 +40,18 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def device_name(device: torch.device) -> str:
+    """The hardware model behind a device: the GPU's name, or the CPU's."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
+
+
 def environment(device: torch.device) -> dict:
     cuda = device.type == "cuda"
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda if cuda else None,
-        "device": torch.cuda.get_device_name(device) if cuda else _cpu_model(),
+        "device": device_name(device),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
@@ -69,9 +74,9 @@ def write_json_atomically(path: Path, data: dict) -> None:
 RUNS = ROOT / "results" / "runs"
 # Measurements, placement and resume history vary between two executions of the same run; nothing else may.
 MEASURED = ("wall_seconds", "train_seconds", "eval_seconds", "compile_seconds", "train_examples_per_s",
-            "peak_memory_mb", "environment", "checkpoint", "resumed_from", "execution")
+            "peak_memory_mb", "environment", "checkpoint", "resumed_from", "execution", "time_bounded")
 COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
-           "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters", "device",
+           "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters", "time_bounded", "device",
            "threads", "git_sha", "git_dirty", "id", "error"]
 
 
@@ -84,8 +89,44 @@ def comparable(record: dict) -> dict:
     return kept
 
 
+class RecordError(ValueError):
+    """Records that cannot be compared as asked."""
+
+
+# the keys every reader relies on, and their JSON types
+_RECORD_KEYS = {"id": str, "variant": str, "seed": int, "scale": str, "status": str, "config": dict}
+_said_unreadable: set[Path] = set()
+
+
+def read_record(path: Path) -> dict | None:
+    """The record at `path`; None where there is none, or where it is damaged (half-written, edited, not a
+    record): then one line on stderr names it, once per process, and callers go on without it."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return _unreadable(path, f"not valid JSON ({error})")
+    if not isinstance(record, dict):
+        return _unreadable(path, f"a JSON {type(record).__name__}, not an object")
+    for key, kind in _RECORD_KEYS.items():
+        if not isinstance(record.get(key), kind):
+            return _unreadable(path, f"{key} = {record.get(key)!r}, expected a {kind.__name__}")
+    return record
+
+
+def _unreadable(path: Path, why: str) -> None:
+    if path not in _said_unreadable:
+        _said_unreadable.add(path)
+        print(f"warning: {path}: not a readable run record, {why}; left out (`bench run` redoes its run)",
+              file=sys.stderr)
+    return None
+
+
 def read_records(directory: Path) -> list[dict]:
-    return [json.loads(path.read_text(encoding="utf-8")) for path in sorted(Path(directory).glob("*.json"))]
+    """Every readable record of a study's folder (damaged ones named on stderr and left out)."""
+    records = (read_record(path) for path in sorted(Path(directory).glob("*.json")))
+    return [record for record in records if record is not None]
 
 
 def load_study(study: str, root: Path = RUNS):
@@ -100,7 +141,8 @@ def load_study(study: str, root: Path = RUNS):
         row = {key: record.get(key) for key in COLUMNS}
         row.update({key: metrics.get(key) for key in ("exact", "f1", "total")})
         row.update({f"{key}": value for key, value in metrics.items() if key.startswith(("HasAns", "NoAns"))})
-        row.update(device=environment_info.get("device"), threads=environment_info.get("threads"),
+        row.update(time_bounded=bool(record.get("time_bounded")),
+                   device=environment_info.get("device"), threads=environment_info.get("threads"),
                    git_sha=(environment_info.get("git") or {}).get("sha"),
                    git_dirty=(environment_info.get("git") or {}).get("dirty"))
         for section, values in record["config"].items():
@@ -109,6 +151,17 @@ def load_study(study: str, root: Path = RUNS):
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame if rows else pd.DataFrame(columns=COLUMNS)
+
+
+def check_same_hardware(frame, mixed_hardware: bool = False) -> None:
+    """Time-bounded runs (train.minutes) got as far as their hardware's speed allowed: comparing them across
+    hardware models compares the machines as much as the variants. Refused unless `mixed_hardware`."""
+    bounded = frame[frame["time_bounded"].fillna(False).astype(bool)]
+    devices = bounded["device"].fillna("unknown").value_counts()
+    if len(devices) > 1 and not mixed_hardware:
+        made = ", ".join(f"{count} on {device}" for device, count in devices.items())
+        raise RecordError(f"time-bounded runs were made on different hardware ({made}): their step counts "
+                          f"differ with the hardware's speed; compare them anyway with --mixed-hardware")
 
 
 def summary_table(frame, scale: str | None = None, order: list[str] | None = None) -> str:

@@ -126,8 +126,10 @@ def run_study(args: argparse.Namespace) -> None:
 
 
 def _done_elsewhere(spec, context: dict) -> str:
-    """Why a finished run runs again: its record was made in another execution context."""
+    """Why a run that has a record runs again: the record is damaged, or was made in another execution context."""
     record = spec.record()
+    if record is None and spec.record_path.exists():
+        return "its record is damaged: it runs again and its record is replaced"
     if not record or record.get("status") not in FINISHED or record.get("execution") == context:
         return ""
     return (f"its record says {record['status']} but was made with {record.get('execution')}; here {context}: "

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from bench.records import environment, write_json_atomically
+from bench.records import device_name, environment, read_record, write_json_atomically
 from qanet.config import ConfigError, RunConfig
 from qanet.data.prepare import fingerprint, prepare
 from qanet.train import Hooks, JsonLinesLog, Trainer, TrainResult, resolve_device
@@ -68,7 +68,7 @@ class RunSpec:
         return Path(self.out) / "checkpoints" / self.id
 
     def record(self) -> dict | None:
-        return json.loads(self.record_path.read_text(encoding="utf-8")) if self.record_path.exists() else None
+        return read_record(self.record_path)
 
     def done(self, context: dict) -> bool:
         """Finished in the same execution context (on the CPU, results depend on the thread count): ok, or
@@ -89,11 +89,16 @@ def run_threads(jobs: int, gpus: list[int] | None, backend: str) -> int | None:
 
 
 def execution_context(config: RunConfig, threads: int | None, device: str | None = None) -> dict:
-    """What, beyond the id, changes a run's numbers: the device kind, CPU threads and the dtype."""
+    """What, beyond the id, changes a run's numbers: the device kind, CPU threads and the dtype; for a
+    time-bounded run (train.minutes) also the hardware model, whose speed sets how far it gets."""
     name = device or config.train.device
-    kind = (_available(name) or torch.device(name)).type  # unavailable: where the run was meant to run
-    return {"device": kind, "threads": (config.train.threads or threads or torch.get_num_threads()) if kind == "cpu"
-            else None, "dtype": "bf16" if kind == "cuda" and config.train.bf16 else "fp32"}
+    available = _available(name)
+    kind = (available or torch.device(name)).type  # unavailable: where the run was meant to run
+    context = {"device": kind, "threads": (config.train.threads or threads or torch.get_num_threads())
+               if kind == "cpu" else None, "dtype": "bf16" if kind == "cuda" and config.train.bf16 else "fp32"}
+    if config.train.minutes is not None:
+        context["hardware"] = device_name(available) if available else None
+    return context
 
 
 def plan(study: str, variant_configs: list[tuple[str, int, RunConfig]], scale: str, out: Path) -> list[RunSpec]:
@@ -207,9 +212,20 @@ def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, re
         "compile_seconds": round(result.compile_seconds, 2),
         "train_examples_per_s": round(result.train_examples_per_s, 2),
         "peak_memory_mb": round(result.peak_memory_mb, 1),
+        "time_bounded": _time_bound(config, result),
         "environment": environment(_available(config.train.device) or torch.device("cpu")),
         "checkpoint": str(spec.checkpoint_dir / "checkpoint.pt"),
     }
+
+
+def _time_bound(config: RunConfig, result: TrainResult) -> dict | None:
+    """For a run with a time budget: the budget, the hardware that spent it, and whether the time (not the
+    step budget) ended it. Such runs compare only on the same hardware (`bench report --mixed-hardware`)."""
+    if config.train.minutes is None:
+        return None
+    device = _available(config.train.device)
+    return {"minutes": config.train.minutes, "hardware": device_name(device) if device else None,
+            "ended_by_time": result.status == "ok" and result.steps < config.train.steps}
 
 
 def _execute_all(specs: list[RunSpec], device: str | None, threads: int | None, force: bool) -> list[dict]:

@@ -405,10 +405,61 @@ def test_finished_means_ok_pruned_or_stopped_in_the_same_context(tmp_path):
     spec = RunSpec("tiny", "base", 0, "smoke", RunConfig().to_dict(), "f", str(tmp_path))
     context = {"device": "cpu", "threads": 2, "dtype": "fp32"}
     for status, done in (("ok", True), ("pruned", True), ("stopped", True), ("diverged", False), ("failed", False)):
-        spec.record_path.write_text(json.dumps({"status": status, "execution": context}))
+        spec.record_path.write_text(json.dumps({"id": spec.id, "variant": "base", "seed": 0, "scale": "smoke",
+                                                "config": spec.config, "status": status, "execution": context}))
         assert spec.done(context) is done and not spec.done({**context, "threads": 1})
     if not torch.cuda.is_available():  # a device that fails where the run executes is a recorded failure
         spec.record_path.unlink()
         record = execute(spec, device="cuda:0")
         assert record["status"] == "failed" and "this machine has no cuda device" in record["error"]
         assert json.loads(spec.record_path.read_text())["execution"]["device"] == "cuda"
+
+
+def test_shipped_studies_budget_steps_so_one_id_is_one_amount_of_training():
+    for name in available():
+        for run in load_study_file(name).runs():
+            assert run.config.train.minutes is None and run.config.train.steps in (25000, 150000), name
+
+
+def test_a_time_bounded_record_names_its_hardware_and_report_refuses_to_mix_hardware(tmp_path, capsys):
+    study = _study(tmp_path, TWO_BY_TWO)
+    _run(study, tmp_path / "runs", "--seeds", "0", "--set", "train.minutes=5")
+    records = read_records(tmp_path / "runs" / "tiny")
+    cpu = records[0]["environment"]["device"]
+    for record in records:
+        assert record["time_bounded"] == {"minutes": 5.0, "hardware": cpu, "ended_by_time": False}
+        assert record["execution"]["hardware"] == cpu
+    bench_main(["report", study, "--out", str(tmp_path / "runs")])
+    assert "model.char_encoder=depthwise1d" in capsys.readouterr().out
+    path = tmp_path / "runs" / "tiny" / f"{records[1]['id']}.json"
+    path.write_text(json.dumps({**records[1], "environment": {**records[1]["environment"], "device": "GPU X"}}))
+    with pytest.raises(SystemExit) as exit_status:
+        bench_main(["report", study, "--out", str(tmp_path / "runs")])
+    said = capsys.readouterr()
+    assert exit_status.value.code == 2 and f"(1 on {cpu}, 1 on GPU X)" in said.err and not said.out
+    bench_main(["report", study, "--out", str(tmp_path / "runs"), "--mixed-hardware"])
+    assert "model.char_encoder=depthwise1d" in capsys.readouterr().out
+
+
+def test_a_step_bounded_record_is_not_time_bounded_and_its_context_leaves_hardware_out(tmp_path):
+    study = _study(tmp_path, TWO_BY_TWO)
+    _run(study, tmp_path / "runs", "--seeds", "0")
+    for record in read_records(tmp_path / "runs" / "tiny"):
+        assert record["time_bounded"] is None and "hardware" not in record["execution"]
+
+
+@pytest.mark.parametrize("damage", ['{"id": "abc", "status": "ok", "conf', "[1, 2]", '{"id": 5}', "\xff\xfe"])
+def test_a_damaged_record_is_named_left_out_by_readers_and_its_run_redone(tmp_path, capsys, damage):
+    study = _study(tmp_path, TWO_BY_TWO)
+    _run(study, tmp_path / "runs", "--seeds", "0")
+    [damaged, intact] = sorted((tmp_path / "runs" / "tiny").glob("*.json"))
+    damaged.write_bytes(damage.encode("latin-1"))
+    capsys.readouterr()
+    bench_main(["report", study, "--out", str(tmp_path / "runs")])
+    said = capsys.readouterr()
+    assert f"warning: {damaged}: not a readable run record" in said.err and " 1 " in said.out
+    _run(study, tmp_path / "runs", "--seeds", "0", "--dry-run")
+    said = capsys.readouterr()
+    assert "1 done, 1 to run" in said.out and "(its record is damaged: it runs again" in said.out
+    _run(study, tmp_path / "runs", "--seeds", "0")
+    assert json.loads(damaged.read_text())["status"] == "ok" and "1 done, 1 to run" in capsys.readouterr().out
