@@ -12,9 +12,12 @@ from qanet.config import ConfigError
 from qanet.data.download import DownloadError
 from qanet.data.pack import PackError
 from qanet.data.squad import SquadFormatError
+from qanet.train import CheckpointError
 
 # Errors a user can fix: one line on stderr and exit status 2, no traceback.
-USER_ERRORS = (ConfigError, StudyError, RecordError, SquadFormatError, DownloadError, PackError, FileNotFoundError)
+# OSError: a missing path, a full disk, a folder that cannot be written.
+USER_ERRORS = (ConfigError, StudyError, RecordError, SquadFormatError, DownloadError, PackError, CheckpointError,
+               OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from qanet.files import replace_atomically
+
 ROOT = Path(__file__).resolve().parents[1]
 # Real SQuAD files beside the checkout, read in place (never copied in); QANET_BENCH_SHARED points elsewhere.
 SHARED_DATA = Path(os.environ.get("QANET_BENCH_SHARED", ROOT.parent / "shared")) / "data"
@@ -64,27 +66,41 @@ def environment(device: torch.device) -> dict:
 
 
 def write_json_atomically(path: Path, data: dict) -> None:
-    """Write to a temporary sibling and rename: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    staging.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    staging.replace(path)
+    """Readers see the old file or the new one, never half; a failed write leaves no temporary file."""
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    replace_atomically(path, lambda staging: staging.write_text(text, encoding="utf-8"))
 
 
-RUNS = ROOT / "results" / "runs"
+def ensure_writable(folder: Path) -> None:
+    """Refuse a folder that cannot take records and checkpoints, before anything is trained."""
+    probe = Path(folder) / f".write-test.{os.getpid()}"
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            probe.write_bytes(bytes(65536))
+        finally:
+            probe.unlink(missing_ok=True)
+    except OSError as error:
+        raise RecordError(f"{folder}: cannot write there ({error.strerror or error})") from None
+
+
+RUNS = Path("results") / "runs"  # under the working directory, like every output of a command
+# Placement and logging are recorded, not hashed: the same run on another GPU or thread count, or with a
+# TensorBoard log, has the same id.
+NOT_IN_ID = ("device", "threads", "tensorboard")
 # Measurements, placement and resume history vary between two executions of the same run; nothing else may.
 MEASURED = ("wall_seconds", "train_seconds", "eval_seconds", "compile_seconds", "train_examples_per_s",
             "peak_memory_mb", "environment", "checkpoint", "resumed_from", "execution", "time_bounded")
 COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
-           "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters", "time_bounded", "device",
-           "threads", "git_sha", "git_dirty", "id", "error"]
+           "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters", "time_bounded",
+           "device", "threads", "git_sha", "git_dirty", "id", "error"]
 
 
 def comparable(record: dict) -> dict:
     """A record without its measurements: equal for two executions of the same run."""
     kept = {key: value for key, value in record.items() if key not in MEASURED}
     kept["curve"] = [{k: v for k, v in entry.items() if k != "train_seconds"} for entry in record.get("curve", [])]
-    for key in ("device", "threads"):
+    for key in NOT_IN_ID:
         kept["config"]["train"].pop(key, None)
     return kept
 

@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from bench.records import RUNS, load_study, summary_table
+from bench.records import RUNS, ensure_writable, load_study, summary_table
 from bench.runner import FINISHED, LOCKED, execution_context, plan, run_parallel, run_threads
 from bench.study import SCALES, available, distinct_runs
 from bench.study import load_study as load_study_file
@@ -16,7 +16,8 @@ from qanet.train import STATUSES, Hooks, resolve_device
 
 
 def register(commands) -> None:
-    listing = commands.add_parser("list", help="the studies in studies/, with their axes and progress")
+    listing = commands.add_parser("list", help="the studies in ./studies and the shipped ones, with their axes and "
+                                              "progress")
     listing.add_argument("--out", type=Path, default=RUNS, help="records root (default: results/runs)")
     listing.set_defaults(handler=run_list)
 
@@ -31,17 +32,43 @@ def register(commands) -> None:
                      help="full: the study as written, for a GPU (default); smoke: synthetic data, a CPU-sized "
                           "model, about a minute a run; cpu: real SQuAD v1.1 + GloVe 6B 50d, a reduced model, "
                           "about 9 minutes a run on 2 cores")
-    run.add_argument("--seeds", help="comma-separated seeds instead of the study's, e.g. 0,1")
+    run.add_argument("--seeds", type=index_list, help="comma-separated seeds instead of the study's, e.g. 0,1")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="a setting applied to every run after the study's own (repeatable)")
-    run.add_argument("--jobs", type=int, default=1, help="parallel runs on this machine (default: 1)")
-    run.add_argument("--gpus", help="comma-separated GPU indices: one process per GPU, e.g. 0,1,2,3")
-    run.add_argument("--backend", default="loky", help="joblib backend: loky (default), threading, dask")
+    run.add_argument("--jobs", type=positive_int, default=1, help="parallel runs on this machine (default: 1)")
+    run.add_argument("--gpus", type=index_list,
+                     help="comma-separated GPU indices, e.g. 0,1,2,3: one worker per GPU, each run taken by whichever "
+                          "GPU is free")
+    run.add_argument("--backend", default="loky", choices=("loky", "multiprocessing", "threading", "dask"),
+                     help="joblib backend (default: loky)")
     run.add_argument("--scheduler", help="with --backend dask: the scheduler address, e.g. tcp://10.0.0.5:8786")
-    run.add_argument("--out", type=Path, default=RUNS, help="records root; a study writes to OUT/STUDY/")
+    run.add_argument("--out", type=Path, default=RUNS,
+                     help="records root, a study writes to OUT/STUDY/ (default: results/runs under the working "
+                          "directory)")
     run.add_argument("--force", action="store_true", help="rerun runs whose record already says ok")
     run.add_argument("--dry-run", action="store_true", help="list the runs and what would happen to each")
     run.set_defaults(handler=run_study)
+
+
+def index_list(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]: distinct integers >= 0 (seeds, GPU indices)."""
+    try:
+        values = [int(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 0,1") from None
+    if min(values) < 0 or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected distinct integers >= 0")
+    return values
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1")
+    return value
 
 
 def run_list(args: argparse.Namespace) -> None:
@@ -68,14 +95,16 @@ def run_study(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     study = load_study_file(args.study)
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    seeds = args.seeds
     runs = _with_overrides(study.runs(args.scale, seeds), args.overrides)
     runs = distinct_runs(study.name, runs)
-    gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
+    gpus = args.gpus
     if args.backend != "dask":  # a cluster's workers may have devices this machine lacks
         for device in {r.config.train.device for r in runs} | {f"cuda:{gpu}" for gpu in gpus or []}:
             resolve_device(device)  # an unavailable device is refused here, before any data is prepared
     out = args.out / study.name
+    if not args.dry_run:
+        ensure_writable(out)
     specs = plan(study.name, [(r.variant, r.seed, r.config) for r in runs], args.scale, out)
     threads = run_threads(args.jobs, gpus, args.backend)
     contexts = {spec.id: execution_context(RunConfig.from_dict(spec.config), threads,

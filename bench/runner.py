@@ -4,7 +4,8 @@ Each run's id hashes its resolved configuration (seed included) and the fingerpr
 data, so a rerun skips what is done, resumes what was interrupted from its checkpoint,
 and starts the rest. Where a run executes (device, threads) is recorded but is not part
 of its id. Runs go through joblib: in this process for one job, worker processes for
-several, one process per GPU with --gpus, or a Dask cluster with backend "dask".
+several, one worker per GPU with --gpus (each run takes whichever GPU is free), or a Dask
+cluster with backend "dask".
 """
 
 from __future__ import annotations
@@ -13,23 +14,21 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import multiprocessing
 import os
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from bench.records import device_name, environment, read_record, write_json_atomically
+from bench.records import NOT_IN_ID, RecordError, device_name, environment, read_record, write_json_atomically
 from qanet.config import ConfigError, RunConfig
 from qanet.data.prepare import fingerprint, prepare
-from qanet.train import Hooks, JsonLinesLog, Trainer, TrainResult, resolve_device
-
-# Placement is recorded, not hashed: the same run on another GPU or thread count has the same id.
-PLACEMENT = ("device", "threads")
+from qanet.train import Hooks, JsonLinesLog, TensorBoardLog, Trainer, TrainResult, resolve_device
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class RunSpec:
     @property
     def id(self) -> str:
         config = json.loads(json.dumps(self.config))
-        for key in PLACEMENT:
+        for key in NOT_IN_ID:
             config["train"].pop(key, None)
         text = json.dumps({"config": config, "data": self.fingerprint}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -62,6 +61,11 @@ class RunSpec:
     def log_path(self) -> Path:
         """The run's events as they happen (JSON lines), appended to across resumes."""
         return Path(self.out) / f"{self.id}.log.jsonl"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """`tensorboard --logdir OUT/tensorboard` shows every run of the study, one per id."""
+        return Path(self.out) / "tensorboard" / self.id
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -105,12 +109,12 @@ def plan(study: str, variant_configs: list[tuple[str, int, RunConfig]], scale: s
     """Specs for every run, each with its data's fingerprint (computed from digests and settings: nothing
     is prepared here, the runs prepare their data)."""
     fingerprints: dict[str, str] = {}
-    specs = []
+    specs, out = [], str(Path(out).resolve())  # records name their checkpoint by an absolute path
     for variant, seed, config in variant_configs:
         data_key = json.dumps(dataclasses.asdict(config.data), sort_keys=True)
         if data_key not in fingerprints:
             fingerprints[data_key] = fingerprint(config.data)
-        specs.append(RunSpec(study, variant, seed, scale, config.to_dict(), fingerprints[data_key], str(out)))
+        specs.append(RunSpec(study, variant, seed, scale, config.to_dict(), fingerprints[data_key], out))
     return specs
 
 
@@ -164,6 +168,8 @@ def _train_and_record(spec: RunSpec, config: RunConfig, threads: int | None, hoo
     log = JsonLinesLog(spec.log_path)
     try:
         prepared = prepare(config.data)
+        if config.train.tensorboard:
+            hooks = [*hooks, TensorBoardLog(spec.tensorboard_dir)]
         trainer = Trainer(config, prepared, spec.checkpoint_dir, [log, *hooks])
         result = trainer.run()
         status, error = result.status, result.error
@@ -175,7 +181,12 @@ def _train_and_record(spec: RunSpec, config: RunConfig, threads: int | None, hoo
     record = _record(spec, config, status, error, result or TrainResult(status, 0, {}),
                      time.perf_counter() - started)
     record["execution"] = execution_context(config, threads)
-    write_json_atomically(spec.record_path, record)
+    try:
+        write_json_atomically(spec.record_path, record)
+    except OSError as error:
+        raise RecordError(f"{spec.record_path}: the run ended {status} but its record could not be written "
+                          f"({error.strerror or error}); its checkpoint and log are kept: run it again once the "
+                          f"folder takes files") from None
     return record
 
 
@@ -228,8 +239,19 @@ def _time_bound(config: RunConfig, result: TrainResult) -> dict | None:
             "ended_by_time": result.status == "ok" and result.steps < config.train.steps}
 
 
-def _execute_all(specs: list[RunSpec], device: str | None, threads: int | None, force: bool) -> list[dict]:
-    return [execute(spec, device, threads, force=force) for spec in specs]
+def _execute_one(spec: RunSpec, threads: int | None, force: bool) -> list[dict]:
+    return [execute(spec, None, threads, force=force)]
+
+
+def _execute_on_a_free_gpu(spec: RunSpec, free_gpus, force: bool) -> list[dict]:
+    """Take whichever GPU is free, run `spec` on it, give it back (with its cached memory)."""
+    gpu = free_gpus.get()
+    try:
+        return [execute(spec, f"cuda:{gpu}", None, force=force)]
+    finally:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        free_gpus.put(gpu)
 
 
 def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = None, backend: str = "loky",
@@ -237,9 +259,10 @@ def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = N
     """Execute specs and yield each record as it completes.
 
     One job runs here, in order, with `hooks` (a progress display). Several jobs run in joblib workers,
-    each with cores / jobs threads. With `gpus`, each GPU gets one worker that runs its share
-    of the runs one after another. With backend "dask", joblib sends runs to the Dask client
-    that the caller has connected (a cluster with a single thread in all runs them here: joblib's rule).
+    each with cores / jobs threads. With `gpus`, one worker per GPU, and each run goes to whichever GPU is
+    free when its turn comes (a queue, so a slow run does not hold back the runs behind it). With backend
+    "dask", joblib sends runs to the Dask client that the caller has connected (a cluster with a single
+    thread in all runs them here: joblib's rule).
     """
     from joblib import Parallel, delayed, parallel_config
 
@@ -247,12 +270,16 @@ def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = N
         for spec in specs:
             yield execute(spec, hooks=hooks, force=force)
         return
-    if gpus:
-        shares = [(specs[i::len(gpus)], f"cuda:{gpu}") for i, gpu in enumerate(gpus)]
-        tasks = [delayed(_execute_all)(share, device, None, force) for share, device in shares if share]
-    else:
-        tasks = [delayed(_execute_all)([spec], None, run_threads(jobs, gpus, backend), force) for spec in specs]
-    with parallel_config(backend=backend):  # "dask" is registered by parallel_config, not by Parallel
-        n_jobs = len(tasks) if gpus else -1 if backend == "dask" else jobs  # dask: every worker of the cluster
+    with ExitStack() as stack:
+        stack.enter_context(parallel_config(backend=backend))  # "dask" is registered here, not by Parallel
+        if gpus:
+            free_gpus = stack.enter_context(multiprocessing.Manager()).Queue()
+            for gpu in gpus:
+                free_gpus.put(gpu)
+            tasks = [delayed(_execute_on_a_free_gpu)(spec, free_gpus, force) for spec in specs]
+        else:
+            threads = run_threads(jobs, gpus, backend)
+            tasks = [delayed(_execute_one)(spec, threads, force) for spec in specs]
+        n_jobs = len(gpus) if gpus else -1 if backend == "dask" else jobs  # dask: every worker of the cluster
         for records in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
             yield from records

@@ -42,7 +42,9 @@ from qanet.config import PRESETS, SMALL_MODEL, ConfigError, RunConfig, build_con
 from qanet.data.prepare import downloaded_path
 from qanet.data.vectors import KUMO
 
-STUDIES = Path(__file__).resolve().parents[1] / "studies"
+# The shipped studies: studies/ in a checkout; in an installed package, its bundled copy (bench.studies).
+BUNDLED_STUDIES = next((path for path in (Path(__file__).resolve().parent / "studies",
+                                          Path(__file__).resolve().parents[1] / "studies") if path.is_dir()), None)
 # the top-level keys of a study file and the TOML type of each
 _KEYS = {"description": str, "preset": str, "design": str, "seeds": list, "budget": dict, "set": dict,
          "axes": dict, "with": dict, "variants": dict}
@@ -155,10 +157,12 @@ class Study:
             raise StudyError(f"{self.path}: {error}") from None
 
 
-# Keys a study may not vary: the seed comes from `seeds`, and where a run executes is not part of its id.
+# Keys a study may not vary: the seed comes from `seeds`; where a run executes and what it logs are not part
+# of its id.
 NOT_A_SETTING = {"train.seed": "a study's seeds come from its 'seeds' list (or --seeds)",
                  "train.threads": "where a run executes, not what it is (the id leaves it out)",
-                 "train.device": "where a run executes, not what it is (the id leaves it out)"}
+                 "train.device": "where a run executes, not what it is (the id leaves it out)",
+                 "train.tensorboard": "what a run logs, not what it is (the id leaves it out)"}
 
 
 def distinct_runs(study: str, runs: list[Run], log=print) -> list[Run]:
@@ -198,13 +202,23 @@ def _name(settings: dict[str, Any]) -> str:
     return ",".join(f"{key}={_text(value)}" for key, value in settings.items())
 
 
+def study_folders() -> list[Path]:
+    """Where a study name is looked up: ./studies (the user's own, first), then the shipped studies."""
+    return [folder for folder in (Path.cwd() / "studies", BUNDLED_STUDIES) if folder and folder.is_dir()]
+
+
 def study_path(name: str) -> Path:
+    """A .toml path as given; a name from the first study folder that has it (the working directory's
+    studies/ before the shipped ones)."""
     path = Path(name)
-    return path if path.suffix == ".toml" else STUDIES / f"{name}.toml"
+    if path.suffix == ".toml":
+        return path
+    found = [folder / f"{name}.toml" for folder in study_folders() if (folder / f"{name}.toml").is_file()]
+    return found[0] if found else Path("studies") / f"{name}.toml"
 
 
 def available() -> list[str]:
-    return sorted(path.stem for path in STUDIES.glob("*.toml"))
+    return sorted({path.stem for folder in study_folders() for path in folder.glob("*.toml")})
 
 
 def load_study(name: str) -> Study:

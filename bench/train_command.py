@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.records import ROOT
+from bench.records import ensure_writable
 from bench.runner import LOCKED, execute, plan
 from bench.study import StudyError
 from qanet.config import PRESETS, RunConfig, build_config
@@ -26,7 +26,7 @@ def register(commands) -> None:
                             "on the synthetic data (default: %(default)s)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a setting, e.g. --set model.hidden=100 --set train.steps=500 (repeatable)")
-    train.add_argument("--out", type=Path, default=ROOT / "results" / "train",
+    train.add_argument("--out", type=Path, default=Path("results") / "train",
                        help="where the record and checkpoint go (default: results/train)")
     train.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start again")
     train.set_defaults(handler=run_train)
@@ -49,6 +49,7 @@ def train_one(config: RunConfig, out: Path, fresh: bool = False) -> dict:
 
     from bench.run_command import StepBar
 
+    ensure_writable(out)
     prepare(config.data, log=print)  # say what happens while the data is built the first time
     [spec] = plan("train", [("train", config.train.seed, config)], "custom", out)
     if fresh:

@@ -7,6 +7,7 @@ Every check raises `ConfigError` with a one-line message naming key and value.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import re
 import types
@@ -253,6 +254,7 @@ class TrainConfig:
     # storing its activations (0: off, 1: all blocks, 2: every second); less memory, more compute.
     recompute_every: int = 0
     bf16: bool = True  # bf16 autocast on CUDA (pointer, loss and decoding stay fp32); CPU always runs fp32
+    tensorboard: bool = False  # also log the curve for TensorBoard (needs the tensorboard package)
 
     @property
     def learning_rate(self) -> float:
@@ -277,6 +279,8 @@ class TrainConfig:
         _check(self.threads is None or self.threads >= 1, "train.threads", self.threads, "must be >= 1")
         _check(self.eval_questions is None or self.eval_questions >= 1, "train.eval_questions",
                self.eval_questions, "must be >= 1")
+        _check(not self.tensorboard or importlib.util.find_spec("tensorboard") is not None, "train.tensorboard",
+               self.tensorboard, "the tensorboard package is not installed: pip install 'qanet-bench[tensorboard]'")
         _check(re.fullmatch(r"auto|cpu|(cuda|mps|xpu)(:\d+)?", self.device) is not None, "train.device", self.device,
                "expected auto, cpu, cuda, cuda:N, mps or xpu")
 

@@ -13,10 +13,11 @@ from qanet.data.tokenize import Tokenizer
 from qanet.data.vocab import Vocabulary
 from qanet.decode import best_spans
 from qanet.model import QANet
+from qanet.train import read_checkpoint
 
 
 def load_model(checkpoint: Path) -> tuple[QANet, RunConfig, Vocabulary, Vocabulary]:
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = read_checkpoint(checkpoint)
     config = RunConfig.from_dict(state["config"])
     words, chars = Vocabulary(state["vocabulary"]["words"]), Vocabulary(state["vocabulary"]["chars"])
     model = QANet(config.model, state["model"]["embedding.word_vectors"], len(chars.items))

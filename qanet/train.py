@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
+import pickle
+import re
 import resource
 import time
 from dataclasses import dataclass, field
@@ -25,10 +26,45 @@ from qanet.data.batching import BatchSource, epoch_batches, evaluation_batches, 
 from qanet.data.features import Split
 from qanet.data.prepare import Prepared
 from qanet.decode import best_spans
+from qanet.files import replace_atomically
 from qanet.metrics import evaluate_v1, evaluate_v2
 from qanet.model import QANet, parameter_count
 
 CHECKPOINT = "checkpoint.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: missing, damaged, or not one that qanet-bench wrote."""
+
+
+# what every checkpoint holds (see Trainer.save_checkpoint)
+_CHECKPOINT_KEYS = ("step", "config", "model", "vocabulary", "fingerprint")
+
+
+def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """A checkpoint's state, loaded with `weights_only` (tensors and plain values: a file that would run
+    code when unpickled is refused), or a CheckpointError in one line naming the file."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except pickle.UnpicklingError as error:
+        called = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if called:
+            raise CheckpointError(f"{path}: refused: loading it would call {called.group(1)}, and a checkpoint holds "
+                                  f"only tensors and plain values (torch.load weights_only)") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint, damaged or not a torch file") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable checkpoint, damaged or truncated ({_first_line(error)}); "
+                              f"delete it to start its run again") from None
+    missing = [key for key in _CHECKPOINT_KEYS if key not in state] if isinstance(state, dict) else _CHECKPOINT_KEYS
+    if missing:
+        raise CheckpointError(f"{path}: not a qanet-bench checkpoint (no {', '.join(missing)})")
+    return state
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 class Diverged(RuntimeError):
@@ -98,6 +134,29 @@ class JsonLinesLog(Hooks):
 
     def on_end(self, result: TrainResult) -> None:
         self._write("end", step=result.steps, status=result.status, error=result.error, metrics=result.metrics)
+
+
+class TensorBoardLog(Hooks):
+    """The curve as TensorBoard scalars (train.tensorboard): the loss, learning rate and examples/s as the
+    host reads them, and dev EM/F1 at each evaluation. Needs the tensorboard package."""
+
+    def __init__(self, directory: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(directory))
+
+    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None) -> None:
+        if loss is not None:
+            for name, value in (("loss", loss), ("learning_rate", learning_rate), ("examples_per_s", examples_per_s)):
+                self.writer.add_scalar(f"train/{name}", value, step)
+
+    def on_evaluation(self, step: int, entry: dict) -> None:
+        for name in ("exact", "f1"):
+            self.writer.add_scalar(f"dev/{name}", entry[name], step)
+        self.writer.flush()
+
+    def on_end(self, result: TrainResult) -> None:
+        self.writer.close()
 
 
 @dataclass
@@ -562,13 +621,11 @@ class Trainer:
             "fingerprint": self.prepared.fingerprint,
         }
         path = self.checkpoint_dir / CHECKPOINT
-        staging = path.with_name(f".{CHECKPOINT}.{os.getpid()}.tmp")
-        torch.save(state, staging)
-        staging.replace(path)
+        replace_atomically(path, lambda staging: torch.save(state, staging))  # a full disk keeps the last one
         return path
 
     def _load_checkpoint(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        state = read_checkpoint(path, self.device)
         if state["fingerprint"] != self.prepared.fingerprint:
             raise ValueError(f"{path}: made from data {state['fingerprint']}, not {self.prepared.fingerprint}")
         if "loss" not in state:

@@ -58,6 +58,13 @@ def test_shipped_studies_load_and_expand():
     ('[axes]\n"model.hidden" = [128]\n[with."model.hidden=7"]\n"model.heads" = 7\n',
      "with.model.hidden=7 = {'model.heads': 7}: names no axis value"),
     ('preset = "paper\n', "not valid TOML"),
+    ('seeds = [0, 1.5]\n', "seeds = [0, 1.5]: expected a non-empty list of integers"),
+    ('[budget]\nsteps = -5\n', "train.steps = -5: must be an integer >= 1"),
+    ('[budget]\nminutes = -1\n', "train.minutes = -1.0: must be > 0"),
+    ('[budget]\nsteps = "many"\n', "train.steps = 'many': expected an integer"),
+    ('[axes]\n"model.hidden" = []\n', "axes.model.hidden = []: expected a non-empty list of values"),
+    ('[axes]\n"train.lr" = [0.001, 1e-3]\n', "a value is repeated"),
+    ('[axes]\n"train.seed" = [1, 2]\n', "axes.train.seed = [1, 2]: a study's seeds come from its 'seeds' list"),
 ])
 def test_bad_study_files_fail_before_running_with_file_key_and_value(tmp_path, text, message):
     path = _study(tmp_path, text)
@@ -463,3 +470,54 @@ def test_a_damaged_record_is_named_left_out_by_readers_and_its_run_redone(tmp_pa
     assert "1 done, 1 to run" in said.out and "(its record is damaged: it runs again" in said.out
     _run(study, tmp_path / "runs", "--seeds", "0")
     assert json.loads(damaged.read_text())["status"] == "ok" and "1 done, 1 to run" in capsys.readouterr().out
+
+
+def test_tensorboard_logs_the_curve_without_changing_the_run_id(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard package is part of the [all] extra")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    study = _study(tmp_path, TWO_BY_TWO)
+    _run(study, tmp_path / "plain", "--seeds", "0", "--set", "train.loss_check_every=2")
+    _run(study, tmp_path / "logged", "--seeds", "0", "--set", "train.loss_check_every=2",
+         "--set", "train.tensorboard=true")
+    plain, logged = ({r["id"] for r in read_records(tmp_path / folder / "tiny")} for folder in ("plain", "logged"))
+    assert plain == logged
+    for run_id in logged:
+        events = EventAccumulator(str(tmp_path / "logged" / "tiny" / "tensorboard" / run_id))
+        events.Reload()
+        assert [e.step for e in events.Scalars("train/loss")] == [2, 4, 6]
+        assert [e.step for e in events.Scalars("dev/f1")] == [3, 6]
+
+
+def test_tensorboard_without_the_package_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
+    with pytest.raises(SystemExit) as exit_status:
+        _run(_study(tmp_path, TWO_BY_TWO), tmp_path / "runs", "--set", "train.tensorboard=true")
+    said = capsys.readouterr().err
+    assert exit_status.value.code == 2 and "train.tensorboard = True: the tensorboard package is not installed" in said
+    assert not (tmp_path / "runs").exists()
+
+
+def test_gpus_are_a_queue_a_slow_run_does_not_hold_back_the_runs_behind_it(tmp_path, monkeypatch):
+    """Four runs on two GPUs, the first slow: the other three all go to the GPU that is free (round-robin
+    would queue the third behind the slow one). Threads stand in for the GPU workers."""
+    import threading
+
+    from bench import runner
+
+    specs = [runner.RunSpec("tiny", f"v{i}", 0, "smoke", RunConfig().to_dict(), "f", str(tmp_path)) for i in range(4)]
+    placed, first_started = {}, threading.Event()
+
+    def fake_execute(spec, device=None, threads=None, hooks=(), force=False):
+        placed[spec.variant] = device
+        if spec.variant == "v0":
+            first_started.set()
+            time.sleep(1.0)
+        else:
+            first_started.wait()
+        return {"variant": spec.variant}
+
+    monkeypatch.setattr(runner, "execute", fake_execute)
+    done = [record["variant"] for record in runner.run_parallel(specs, gpus=[0, 1], backend="threading")]
+    assert sorted(done) == ["v0", "v1", "v2", "v3"] and done[-1] == "v0"
+    assert {placed["v1"], placed["v2"], placed["v3"]} == {"cuda:1" if placed["v0"] == "cuda:0" else "cuda:0"}

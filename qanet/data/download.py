@@ -6,15 +6,17 @@ Range request; only a file whose checksum matches is renamed to its final name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
+
+from qanet.files import replace_atomically
 
 Progress = Callable[[int, int | None], None]  # bytes so far, total if known
 
@@ -76,10 +78,9 @@ def content_digest(path: Path, cache_dir: Path) -> str:
         known = {}
     if key not in known:
         known[key] = file_digest(path, "sha256")
-        store.parent.mkdir(parents=True, exist_ok=True)
-        staging = store.with_name(f".{DIGESTS}.{os.getpid()}.tmp")
-        staging.write_text(json.dumps(known, indent=1), encoding="utf-8")
-        staging.replace(store)
+        text = json.dumps(known, indent=1)
+        with contextlib.suppress(OSError):  # a cache that cannot be written only costs reading the file again
+            replace_atomically(store, lambda staging: staging.write_text(text, encoding="utf-8"))
     return known[key]
 
 

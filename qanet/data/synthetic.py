@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import string
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from qanet.config import SyntheticConfig
+from qanet.files import replace_atomically
 
 _ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "st", "th", "vr"]
 _VOWELS = ["a", "e", "i", "o", "u", "ai", "ou", "ei"]
@@ -154,7 +154,6 @@ def write_synthetic(config: SyntheticConfig, cache_dir: Path) -> dict[str, Path]
     sizes = {"train": config.train_paragraphs, "dev": config.dev_paragraphs}
     for offset, (name, path) in enumerate(paths.items()):
         dataset = generate(sizes[name], config.seed + offset, prefix=name)
-        staging = path.with_suffix(f".tmp{os.getpid()}")
-        staging.write_text(json.dumps(dataset, ensure_ascii=False), encoding="utf-8")
-        staging.replace(path)
+        text = json.dumps(dataset, ensure_ascii=False)
+        replace_atomically(path, lambda staging, text=text: staging.write_text(text, encoding="utf-8"))
     return paths

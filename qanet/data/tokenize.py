@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qanet.config import ConfigError
+
 _QUOTES = {"``": '"', "''": '"'}
 
 
@@ -27,8 +29,8 @@ class Tokenizer:
         try:
             import spacy  # lazily: only preprocessing needs it
         except ImportError:
-            raise ImportError("tokenising SQuAD needs spaCy (pip install spacy); a machine without it can "
-                              "train from a prepared directory: qanet.data.prepare.load_prepared(path)") from None
+            raise ConfigError("tokenising SQuAD needs spaCy: pip install 'qanet-bench[data]'; a machine without it "
+                              "can train from a pack (python -m bench data pack)") from None
 
         self._spacy = spacy.blank("en").tokenizer
         self.name = f"spacy-{spacy.__version__}-blank-en"

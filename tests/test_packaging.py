@@ -1,0 +1,54 @@
+"""An installed copy (not the checkout) finds its studies and writes results where the user works."""
+
+import os
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """The package built as a wheel and installed into a folder of its own (its dependencies are this
+    interpreter's)."""
+    wheels, target = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("installed")
+    def pip(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "pip", *args], check=True, capture_output=True, timeout=600)
+
+    pip("wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT))
+    [wheel] = wheels.glob("*.whl")
+    pip("install", "--no-deps", "-q", "--target", str(target), str(wheel))
+    return target
+
+
+def _bench(installed, cwd, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(installed)}, timeout=600)
+
+
+def test_an_installed_copy_finds_the_shipped_and_the_users_studies_and_writes_under_the_working_directory(
+        installed, tmp_path):
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "mine.toml").write_text('seeds = [0]\n[axes]\n"train.ema" = [true, false]\n')
+    listing = _bench(installed, tmp_path, "list")
+    assert listing.returncode == 0 and "ablation_char_cnn" in listing.stdout and "mine" in listing.stdout
+    run = _bench(installed, tmp_path, "run", "mine", "--scale", "smoke", "--set", "train.steps=2",
+                 "--set", "train.eval_every=1", "--set", "data.synthetic.train_paragraphs=10",
+                 "--set", "data.synthetic.dev_paragraphs=3")
+    assert run.returncode == 0, run.stderr
+    assert len(list((tmp_path / "results" / "runs" / "mine").glob("*.json"))) == 2
+    assert not (installed / "results").exists()
+    where = subprocess.run([sys.executable, "-c", "import bench; print(bench.__file__)"], cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(installed)}, capture_output=True, text=True)
+    assert where.stdout.startswith(str(installed))  # the installed copy ran, not the checkout
+
+
+def test_the_model_library_installs_with_torch_and_numpy_only():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert sorted(requirement.split(">")[0] for requirement in project["dependencies"]) == ["numpy", "torch"]
+    extras = project["optional-dependencies"]
+    assert set(extras["all"][0].split("[")[1].rstrip("]").split(",")) == set(extras) - {"all", "dev"}
+    assert "joblib>=1.4" in extras["bench"]  # Parallel(return_as="generator_unordered")
