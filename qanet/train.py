@@ -123,7 +123,19 @@ class JsonLinesLog(Hooks):
             handle.write(json.dumps({"event": event, "time": round(time.time(), 3), **values}) + "\n")
 
     def on_begin(self, trainer: Trainer) -> None:
-        self._write("begin", step=trainer.step, steps=trainer.config.train.steps)
+        dropped = self._drop_events_after(trainer.step) if trainer.step else 0
+        self._write("begin", step=trainer.step, steps=trainer.config.train.steps, dropped_events=dropped)
+
+    def _drop_events_after(self, step: int) -> int:
+        """A resumed run redoes the steps after its checkpoint: their events from before the crash go, so the
+        log reads as one run with increasing steps (the new begin event says how many went)."""
+        if not self.path.exists():
+            return 0
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if _event_step(line) <= step]
+        if len(kept) < len(lines):
+            replace_atomically(self.path, lambda staging: staging.write_text("".join(kept), encoding="utf-8"))
+        return len(lines) - len(kept)
 
     def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None) -> None:
         if loss is not None:
@@ -157,6 +169,14 @@ class TensorBoardLog(Hooks):
 
     def on_end(self, result: TrainResult) -> None:
         self.writer.close()
+
+
+def _event_step(line: str) -> float:
+    """The step of one log line; a damaged line (a crash mid-write) counts as past every step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 @dataclass

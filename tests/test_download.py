@@ -122,3 +122,21 @@ def test_fetch_command_verifies_the_official_checksums(server, tmp_path):
         "3527663986b8295af4f7fcdff1ba1ff3f72d07d61a20f487cb238a6ef92fd955; the download was deleted")
     assert f"{tmp_path / 'dev-v1.1.json'} (4,854,279 bytes, sha256 verified)" in result.stdout
     assert not (tmp_path / "train-v1.1.json").exists()
+
+
+def test_content_digest_is_cached_per_path_and_recomputed_when_the_file_changes(tmp_path):
+    import json
+    import os
+
+    from qanet.data.download import DIGESTS, content_digest
+
+    path, cache = tmp_path / "vectors.txt", tmp_path / "cache"
+    path.write_text("a 1 2\n")
+    first = content_digest(path, cache)
+    assert first == hashlib.sha256(b"a 1 2\n").hexdigest()
+    os.utime(path, ns=(1, 1))
+    stored = json.loads((cache / DIGESTS).read_text())
+    (cache / DIGESTS).write_text(json.dumps({key: "stale" for key in stored}))  # only the key may say "same file"
+    path.write_text("b 3 4\n")  # same size, new content, new mtime
+    assert content_digest(path, cache) == hashlib.sha256(b"b 3 4\n").hexdigest()
+    assert len(json.loads((cache / DIGESTS).read_text())) == 1  # the old entry for this path is gone

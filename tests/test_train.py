@@ -55,7 +55,7 @@ def _untimed(curve: list[dict]) -> list[dict]:
 
 
 def test_resume_after_a_crash_equals_an_uninterrupted_run(thirty_two, tmp_path):
-    overrides = {"train.steps": 12, "train.eval_every": 6, "train.checkpoint_every": 4}
+    overrides = {"train.steps": 12, "train.eval_every": 6, "train.checkpoint_every": 4, "train.loss_check_every": 1}
     config = _config(thirty_two, **overrides)
     prepared = prepare(config.data, tmp_path / "cache")
     whole = Trainer(config, prepared, tmp_path / "whole")
@@ -80,6 +80,9 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(thirty_two, tmp_path):
     events = [json.loads(line) for line in log.path.read_text().splitlines()]
     assert [(e["event"], e["step"]) for e in events if e["event"] in ("begin", "end")] == [
         ("begin", 0), ("begin", 8), ("end", 12)]  # the killed run logged no end; the resume says where it began
+    steps = [e["step"] for e in events]
+    assert steps == sorted(steps) and events[-1]["event"] == "end"  # the lost steps 9 and 10 logged once
+    assert [e["dropped_events"] for e in events if e["event"] == "begin"] == [0, 2]
 
 
 @pytest.mark.parametrize("check_every", [1, 5])

@@ -64,11 +64,11 @@ DIGESTS = "digests.json"
 
 
 def content_digest(path: Path, cache_dir: Path) -> str:
-    """The sha256 of a file's bytes, remembered in `cache_dir` by path, size and modification time, so
+    """The sha256 of a file's bytes, remembered in `cache_dir` by path, inode, size and modification time, so
     that a 5 GB vectors file is read once, and the same file on two machines has the same identity."""
     path = Path(path).resolve()
     stat = path.stat()
-    key = f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+    key = f"{path}\t{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
     store = Path(cache_dir) / DIGESTS
     try:
         known = json.loads(store.read_text(encoding="utf-8"))
@@ -77,6 +77,7 @@ def content_digest(path: Path, cache_dir: Path) -> str:
     if not isinstance(known, dict):  # missing or damaged: the digests are computed again
         known = {}
     if key not in known:
+        known = {old: digest for old, digest in known.items() if not old.startswith(f"{path}\t")}  # one per path
         known[key] = file_digest(path, "sha256")
         text = json.dumps(known, indent=1)
         with contextlib.suppress(OSError):  # a cache that cannot be written only costs reading the file again
