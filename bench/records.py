@@ -8,6 +8,7 @@ import platform
 import statistics
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -22,6 +23,15 @@ SHARED_SQUAD_V11 = {"train": SHARED_DATA / "squad" / "v1.1" / "train-v1.1.recons
 
 
 def git_version() -> dict:
+    """The commit the code came from. An installed copy is no checkout (git there would describe whatever
+    repository surrounds site-packages, or none): it records its package version instead."""
+    if not (ROOT / ".git").exists():
+        try:
+            version = metadata.version("qanet-bench")
+        except metadata.PackageNotFoundError:
+            version = None
+        return {"sha": None, "dirty": None, "package": version}
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
 
@@ -90,10 +100,10 @@ RUNS = Path("results") / "runs"  # under the working directory, like every outpu
 NOT_IN_ID = ("device", "threads", "tensorboard")
 # Measurements, placement and resume history vary between two executions of the same run; nothing else may.
 MEASURED = ("wall_seconds", "train_seconds", "eval_seconds", "compile_seconds", "train_examples_per_s",
-            "peak_memory_mb", "environment", "checkpoint", "resumed_from", "execution", "time_bounded")
+            "peak_memory_mb", "environment", "checkpoint", "resumed_from", "execution", "time_bounded", "restarted")
 COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
            "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters", "time_bounded",
-           "device", "threads", "git_sha", "git_dirty", "id", "error"]
+           "time_bounded_on", "device", "threads", "git_sha", "git_dirty", "id", "error"]
 
 
 def comparable(record: dict) -> dict:
@@ -106,7 +116,7 @@ def comparable(record: dict) -> dict:
 
 
 class RecordError(ValueError):
-    """Records that cannot be compared as asked."""
+    """Records that cannot be written where asked, or compared as asked."""
 
 
 # the keys every reader relies on, and their JSON types
@@ -157,7 +167,7 @@ def load_study(study: str, root: Path = RUNS):
         row = {key: record.get(key) for key in COLUMNS}
         row.update({key: metrics.get(key) for key in ("exact", "f1", "total")})
         row.update({f"{key}": value for key, value in metrics.items() if key.startswith(("HasAns", "NoAns"))})
-        row.update(time_bounded=bool(record.get("time_bounded")),
+        row.update(time_bounded=bool(record.get("time_bounded")), time_bounded_on=_time_bounded_on(record),
                    device=environment_info.get("device"), threads=environment_info.get("threads"),
                    git_sha=(environment_info.get("git") or {}).get("sha"),
                    git_dirty=(environment_info.get("git") or {}).get("dirty"))
@@ -169,15 +179,30 @@ def load_study(study: str, root: Path = RUNS):
     return frame if rows else pd.DataFrame(columns=COLUMNS)
 
 
-def check_same_hardware(frame, mixed_hardware: bool = False) -> None:
-    """Time-bounded runs (train.minutes) got as far as their hardware's speed allowed: comparing them across
-    hardware models compares the machines as much as the variants. Refused unless `mixed_hardware`."""
-    bounded = frame[frame["time_bounded"].fillna(False).astype(bool)]
-    devices = bounded["device"].fillna("unknown").value_counts()
-    if len(devices) > 1 and not mixed_hardware:
-        made = ", ".join(f"{count} on {device}" for device, count in devices.items())
-        raise RecordError(f"time-bounded runs were made on different hardware ({made}): their step counts "
-                          f"differ with the hardware's speed; compare them anyway with --mixed-hardware")
+def _time_bounded_on(record: dict) -> str | None:
+    """The hardware a time-bounded run spent its minutes on (with the thread count on a CPU); None if the run
+    was bounded by steps."""
+    bound, execution = record.get("time_bounded"), record.get("execution") or {}
+    if not bound:
+        return None
+    threads = f", {execution['threads']} threads" if execution.get("device") == "cpu" else ""
+    return f"{bound.get('hardware')}{threads}"
+
+
+def mixed_hardware(frame) -> str:
+    """Time-bounded runs (train.minutes) got as far as their hardware's speed allowed, so comparing them across
+    hardware models (or CPU thread counts) compares the machines as much as the variants: what each scale's
+    finished time-bounded runs were made on, where that is more than one thing; '' otherwise."""
+    problems = []
+    bounded = frame[frame["time_bounded_on"].notna() & frame["status"].isin(("ok", "pruned", "stopped"))]
+    for scale, group in bounded.groupby("scale"):
+        made_on = group["time_bounded_on"].value_counts()
+        if len(made_on) > 1:
+            problems.append(f"{scale}: " + ", ".join(f"{count} on {where}" for where, count in made_on.items()))
+    if not problems:
+        return ""
+    return (f"time-bounded runs were made on different hardware ({'; '.join(problems)}): their step counts differ "
+            f"with the hardware's speed")
 
 
 def summary_table(frame, scale: str | None = None, order: list[str] | None = None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.records import RUNS, check_same_hardware, load_study, summary_table
+from bench.records import RUNS, RecordError, load_study, mixed_hardware, summary_table
 from bench.study import SCALES
 from bench.study import load_study as load_study_file
 
@@ -29,7 +29,9 @@ def run_report(args: argparse.Namespace) -> None:
     frame = load_study(study.name, args.out)
     if args.scale:
         frame = frame[frame["scale"] == args.scale]
-    check_same_hardware(frame, args.mixed_hardware)
+    mixed = mixed_hardware(frame)
+    if mixed and not args.mixed_hardware:
+        raise RecordError(f"{args.out / study.name}: {mixed}; compare them anyway with --mixed-hardware")
     for scale in sorted(set(frame["scale"])):
         print(f"{study.name} ({scale})")
         print(summary_table(frame, scale, list(study.variants())))

@@ -7,12 +7,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from bench.records import RUNS, ensure_writable, load_study, summary_table
-from bench.runner import FINISHED, LOCKED, execution_context, plan, run_parallel, run_threads
+from bench.records import RUNS, ensure_writable, load_study, mixed_hardware, summary_table
+from bench.runner import LOCKED, execution_context, plan, run_parallel, run_threads
 from bench.study import SCALES, available, distinct_runs
 from bench.study import load_study as load_study_file
 from qanet.config import ConfigError, RunConfig, apply_overrides, parse_overrides
-from qanet.train import STATUSES, Hooks, resolve_device
+from qanet.train import CHECKPOINT, STATUSES, Hooks, resolve_device
 
 
 def register(commands) -> None:
@@ -37,8 +37,8 @@ def register(commands) -> None:
                      help="a setting applied to every run after the study's own (repeatable)")
     run.add_argument("--jobs", type=positive_int, default=1, help="parallel runs on this machine (default: 1)")
     run.add_argument("--gpus", type=index_list,
-                     help="comma-separated GPU indices, e.g. 0,1,2,3: one worker per GPU, each run taken by whichever "
-                          "GPU is free")
+                     help="comma-separated GPU indices, e.g. 0,1,2,3: one worker per GPU (instead of --jobs), "
+                          "each run taken by whichever GPU is free")
     run.add_argument("--backend", default="loky", choices=("loky", "multiprocessing", "threading", "dask"),
                      help="joblib backend (default: loky)")
     run.add_argument("--scheduler", help="with --backend dask: the scheduler address, e.g. tcp://10.0.0.5:8786")
@@ -95,17 +95,17 @@ def run_study(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     study = load_study_file(args.study)
-    seeds = args.seeds
-    runs = _with_overrides(study.runs(args.scale, seeds), args.overrides)
-    runs = distinct_runs(study.name, runs)
+    runs = distinct_runs(study.name, _with_overrides(study.runs(args.scale, args.seeds), args.overrides))
     gpus = args.gpus
+    if gpus and args.backend == "dask":
+        raise ConfigError("--gpus places runs on this machine's GPUs; with --backend dask the cluster's workers "
+                          "run on their own devices (leave --gpus out)")
     if args.backend != "dask":  # a cluster's workers may have devices this machine lacks
         for device in {r.config.train.device for r in runs} | {f"cuda:{gpu}" for gpu in gpus or []}:
             resolve_device(device)  # an unavailable device is refused here, before any data is prepared
     out = args.out / study.name
-    if not args.dry_run:
-        ensure_writable(out)
     specs = plan(study.name, [(r.variant, r.seed, r.config) for r in runs], args.scale, out)
+    # where the runs will execute, as far as this process can tell; each run checks its own where it executes
     threads = run_threads(args.jobs, gpus, args.backend)
     contexts = {spec.id: execution_context(RunConfig.from_dict(spec.config), threads,
                                            f"cuda:{gpus[0]}" if gpus else None) for spec in specs}
@@ -115,18 +115,12 @@ def run_study(args: argparse.Namespace) -> None:
     if args.dry_run:
         for spec in specs:
             state = "to run" if spec in pending else "done"
-            if state == "to run" and spec.checkpoint_dir.joinpath("checkpoint.pt").exists():
+            note = spec.restart_reason(contexts[spec.id], args.force) if state == "to run" else ""
+            if state == "to run" and not note and (spec.checkpoint_dir / CHECKPOINT).exists():
                 state = "to resume"
-            note = _done_elsewhere(spec, contexts[spec.id])
             print(f"  {spec.id}  {spec.variant:45} seed {spec.seed}  {state}" + (f"  ({note})" if note else ""))
         return
-    for spec in pending:
-        elsewhere = _done_elsewhere(spec, contexts[spec.id])
-        if elsewhere:
-            print(f"  {spec.id}: {elsewhere}")
-        if args.force or elsewhere:  # from scratch: no checkpoint to resume, a fresh event log
-            (spec.checkpoint_dir / "checkpoint.pt").unlink(missing_ok=True)
-            spec.log_path.unlink(missing_ok=True)
+    ensure_writable(out)
     client = _connect(args)
     # disable=None: bars only on a terminal; the per-run lines are printed either way
     runs_bar = tqdm(total=len(specs), initial=len(specs) - len(pending), desc="runs", unit="run", position=0,
@@ -137,6 +131,8 @@ def run_study(args: argparse.Namespace) -> None:
     try:
         for record in run_parallel(pending, args.jobs, gpus, args.backend, [StepBar(steps_bar)], args.force):
             finished.append(record)
+            if record.get("restarted"):
+                tqdm.write(f"  {record['id']}: {record['restarted']}")
             metrics = record["metrics"] or {}
             tqdm.write(f"{record['variant']} seed {record['seed']}: {record['status']}"
                            + (f", EM {metrics['exact']:.2f} F1 {metrics['f1']:.2f}" if "exact" in metrics else "")
@@ -147,22 +143,15 @@ def run_study(args: argparse.Namespace) -> None:
         runs_bar.close()
         if client is not None:
             client.close()
-    print(summary_table(load_study(study.name, args.out), args.scale, list(study.variants())))
+    records = load_study(study.name, args.out)
+    print(summary_table(records, args.scale, list(study.variants())))
+    mixed = mixed_hardware(records[records["scale"] == args.scale])
+    if mixed:
+        print(f"note: {mixed}")
     outcome = outcome_line(finished)
     print(outcome)
     if any(record["status"] == "failed" for record in finished):
         sys.exit(1)
-
-
-def _done_elsewhere(spec, context: dict) -> str:
-    """Why a run that has a record runs again: the record is damaged, or was made in another execution context."""
-    record = spec.record()
-    if record is None and spec.record_path.exists():
-        return "its record is damaged: it runs again and its record is replaced"
-    if not record or record.get("status") not in FINISHED or record.get("execution") == context:
-        return ""
-    return (f"its record says {record['status']} but was made with {record.get('execution')}; here {context}: "
-            f"it runs again and its record is replaced")
 
 
 def _connect(args: argparse.Namespace):

@@ -10,12 +10,14 @@ cluster with backend "dask".
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import time
 import traceback
 from collections.abc import Iterator
@@ -28,7 +30,17 @@ import torch
 from bench.records import NOT_IN_ID, RecordError, device_name, environment, read_record, write_json_atomically
 from qanet.config import ConfigError, RunConfig
 from qanet.data.prepare import fingerprint, prepare
-from qanet.train import Hooks, JsonLinesLog, TensorBoardLog, Trainer, TrainResult, resolve_device
+from qanet.train import (
+    CHECKPOINT,
+    CheckpointError,
+    Hooks,
+    JsonLinesLog,
+    TensorBoardLog,
+    Trainer,
+    TrainResult,
+    read_checkpoint,
+    resolve_device,
+)
 
 
 @dataclass(frozen=True)
@@ -71,8 +83,48 @@ class RunSpec:
     def checkpoint_dir(self) -> Path:
         return Path(self.out) / "checkpoints" / self.id
 
+    @property
+    def context_path(self) -> Path:
+        """The execution context the run's checkpoint was made in: a resume must match it."""
+        return self.checkpoint_dir / "context.json"
+
     def record(self) -> dict | None:
         return read_record(self.record_path)
+
+    def restart_reason(self, context: dict, force: bool) -> str:
+        """Why the run's progress (checkpoint, log, TensorBoard events) must go before it trains, or ''."""
+        checkpoint = self.checkpoint_dir / CHECKPOINT
+        record, made_in = self.record(), _read_json(self.context_path)
+        if force:
+            return "asked to start again (--force, --fresh): trained from step 0"
+        if record is None and self.record_path.exists():
+            return "its record is damaged: trained again from step 0, the record replaced"
+        if record and record.get("status") in FINISHED and record.get("execution") != context:
+            return (f"its record says {record['status']} but was made with {record.get('execution')}; here "
+                    f"{context}: trained again from step 0, the record replaced")
+        if checkpoint.exists() and made_in is not None and made_in != context:
+            return f"its checkpoint was made with {made_in}; here {context}: trained again from step 0"
+        return ""
+
+    def discard_progress(self) -> None:
+        """Start the run afresh: its checkpoint, event log and TensorBoard events go."""
+        (self.checkpoint_dir / CHECKPOINT).unlink(missing_ok=True)
+        self.context_path.unlink(missing_ok=True)
+        self.log_path.unlink(missing_ok=True)
+        shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
+
+    def set_aside_damaged_checkpoint(self) -> str:
+        """A checkpoint that cannot be read is renamed (kept for inspection) and the run starts again; '' if
+        it reads, or there is none."""
+        checkpoint = self.checkpoint_dir / CHECKPOINT
+        if not checkpoint.exists():
+            return ""
+        try:
+            read_checkpoint(checkpoint)
+        except CheckpointError as error:
+            checkpoint.replace(checkpoint.with_name(f"{CHECKPOINT}.damaged"))
+            return f"{error}; renamed {CHECKPOINT}.damaged, trained again from step 0"
+        return ""
 
     def done(self, context: dict) -> bool:
         """Finished in the same execution context (on the CPU, results depend on the thread count): ok, or
@@ -157,30 +209,42 @@ def execute(spec: RunSpec, device: str | None = None, threads: int | None = None
             config.train.device = device
         if threads and not config.train.threads:
             config.train.threads = threads
-        if not force and spec.done(execution_context(config, threads)):
+        context = execution_context(config, threads)
+        if not force and spec.done(context):
             return spec.record()
-        return _train_and_record(spec, config, threads, hooks)
+        # decided here, under the lock, where the run executes: another process may be training it, and only
+        # here is the context exact (a Dask worker's GPU, say)
+        restarted = spec.restart_reason(context, force)
+        if restarted:
+            spec.discard_progress()
+        restarted = restarted or spec.set_aside_damaged_checkpoint()
+        return _train_and_record(spec, config, context, hooks, restarted)
 
 
-def _train_and_record(spec: RunSpec, config: RunConfig, threads: int | None, hooks: list[Hooks]) -> dict:
+def _train_and_record(spec: RunSpec, config: RunConfig, context: dict, hooks: list[Hooks], restarted: str) -> dict:
     started = time.perf_counter()
-    result, status, error = None, "ok", None
-    log = JsonLinesLog(spec.log_path)
+    result, status, error, trainer = None, "ok", None, None
+    hooks = [JsonLinesLog(spec.log_path), *hooks]
+    if config.train.tensorboard:
+        hooks.append(TensorBoardLog(spec.tensorboard_dir))
     try:
         prepared = prepare(config.data)
-        if config.train.tensorboard:
-            hooks = [*hooks, TensorBoardLog(spec.tensorboard_dir)]
-        trainer = Trainer(config, prepared, spec.checkpoint_dir, [log, *hooks])
+        write_json_atomically(spec.context_path, context)
+        trainer = Trainer(config, prepared, spec.checkpoint_dir, hooks)
         result = trainer.run()
         status, error = result.status, result.error
     except Exception as caught:  # noqa: BLE001 - every failure becomes a recorded outcome
         status, error = _outcome(caught, config)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # hand an out-of-memory run's cached blocks to the next run
-        log.on_end(TrainResult(status, 0, {}, error=error))  # a watcher sees that it ended
-    record = _record(spec, config, status, error, result or TrainResult(status, 0, {}),
-                     time.perf_counter() - started)
-    record["execution"] = execution_context(config, threads)
+        result = TrainResult(status, trainer.step if trainer else 0, {}, error=error)
+        for hook in hooks:  # a watcher sees that it ended; files are closed
+            with contextlib.suppress(Exception):
+                hook.on_end(result)
+    record = _record(spec, config, status, error, result, time.perf_counter() - started)
+    record["execution"] = context
+    record["time_bounded"] = _time_bound(config, result, context)
+    record["restarted"] = restarted or None
     try:
         write_json_atomically(spec.record_path, record)
     except OSError as error:
@@ -188,6 +252,13 @@ def _train_and_record(spec: RunSpec, config: RunConfig, threads: int | None, hoo
                           f"({error.strerror or error}); its checkpoint and log are kept: run it again once the "
                           f"folder takes files") from None
     return record
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _available(name: str) -> torch.device | None:
@@ -223,19 +294,17 @@ def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, re
         "compile_seconds": round(result.compile_seconds, 2),
         "train_examples_per_s": round(result.train_examples_per_s, 2),
         "peak_memory_mb": round(result.peak_memory_mb, 1),
-        "time_bounded": _time_bound(config, result),
         "environment": environment(_available(config.train.device) or torch.device("cpu")),
         "checkpoint": str(spec.checkpoint_dir / "checkpoint.pt"),
     }
 
 
-def _time_bound(config: RunConfig, result: TrainResult) -> dict | None:
+def _time_bound(config: RunConfig, result: TrainResult, context: dict) -> dict | None:
     """For a run with a time budget: the budget, the hardware that spent it, and whether the time (not the
     step budget) ended it. Such runs compare only on the same hardware (`bench report --mixed-hardware`)."""
     if config.train.minutes is None:
         return None
-    device = _available(config.train.device)
-    return {"minutes": config.train.minutes, "hardware": device_name(device) if device else None,
+    return {"minutes": config.train.minutes, "hardware": context["hardware"],
             "ended_by_time": result.status == "ok" and result.steps < config.train.steps}
 
 
@@ -278,7 +347,7 @@ def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = N
                 free_gpus.put(gpu)
             tasks = [delayed(_execute_on_a_free_gpu)(spec, free_gpus, force) for spec in specs]
         else:
-            threads = run_threads(jobs, gpus, backend)
+            threads = run_threads(jobs, None, backend)
             tasks = [delayed(_execute_one)(spec, threads, force) for spec in specs]
         n_jobs = len(gpus) if gpus else -1 if backend == "dask" else jobs  # dask: every worker of the cluster
         for records in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):

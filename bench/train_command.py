@@ -49,18 +49,17 @@ def train_one(config: RunConfig, out: Path, fresh: bool = False) -> dict:
 
     from bench.run_command import StepBar
 
-    ensure_writable(out)
     prepare(config.data, log=print)  # say what happens while the data is built the first time
     [spec] = plan("train", [("train", config.train.seed, config)], "custom", out)
-    if fresh:
-        (spec.checkpoint_dir / "checkpoint.pt").unlink(missing_ok=True)
-        spec.log_path.unlink(missing_ok=True)
+    ensure_writable(out)
     bar = tqdm(total=config.train.steps, desc=f"train {spec.id}", unit="step", disable=None)
 
     record = execute(spec, hooks=[StepBar(bar), EvaluationLines()], force=fresh)
     bar.close()
     if record["status"] == LOCKED:
         raise StudyError(f"run {spec.id}: {record['error']}")
+    if record.get("restarted"):
+        print(f"run {spec.id}: {record['restarted']}")
     return record
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,9 +14,12 @@ def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
     `path` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # a name of its own per call: two threads of one process may write the same file (a shared cache)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         write(staging)
+        with open(staging, "rb") as written:  # on disk before the rename, so a power cut cannot keep a rename
+            os.fsync(written.fileno())        # that points at data still in the page cache
         staging.replace(path)
     except BaseException:
         staging.unlink(missing_ok=True)

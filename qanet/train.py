@@ -54,7 +54,7 @@ def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
             raise CheckpointError(f"{path}: refused: loading it would call {called.group(1)}, and a checkpoint holds "
                                   f"only tensors and plain values (torch.load weights_only)") from None
         raise CheckpointError(f"{path}: not a readable checkpoint, damaged or not a torch file") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - arbitrary bytes make the unpickler fail in arbitrary ways
         raise CheckpointError(f"{path}: not a readable checkpoint, damaged or truncated ({_first_line(error)}); "
                               f"delete it to start its run again") from None
     missing = [key for key in _CHECKPOINT_KEYS if key not in state] if isinstance(state, dict) else _CHECKPOINT_KEYS
@@ -110,6 +110,14 @@ class Hooks:
         pass
 
 
+def _event_step(line: str) -> float:
+    """The step of one log line; a damaged line (a crash mid-write) counts as past every step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
 class JsonLinesLog(Hooks):
     """The run as it happens, one JSON object a line (begin, the loss as read, each evaluation, end),
     appended and flushed at once, so a long run can be watched and plotted while it trains."""
@@ -123,12 +131,12 @@ class JsonLinesLog(Hooks):
             handle.write(json.dumps({"event": event, "time": round(time.time(), 3), **values}) + "\n")
 
     def on_begin(self, trainer: Trainer) -> None:
-        dropped = self._drop_events_after(trainer.step) if trainer.step else 0
+        dropped = self._drop_events_after(trainer.step)
         self._write("begin", step=trainer.step, steps=trainer.config.train.steps, dropped_events=dropped)
 
     def _drop_events_after(self, step: int) -> int:
-        """A resumed run redoes the steps after its checkpoint: their events from before the crash go, so the
-        log reads as one run with increasing steps (the new begin event says how many went)."""
+        """A resumed (or restarted) run redoes the steps after its checkpoint: their events from before the
+        crash go, so the log reads as one run with increasing steps (the new begin event says how many went)."""
         if not self.path.exists():
             return 0
         lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -153,9 +161,14 @@ class TensorBoardLog(Hooks):
     host reads them, and dev EM/F1 at each evaluation. Needs the tensorboard package."""
 
     def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.writer = None
+
+    def on_begin(self, trainer: Trainer) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(directory))
+        # a resumed run hides the events of the steps it redoes, as the JSON-lines log drops them
+        self.writer = SummaryWriter(str(self.directory), purge_step=trainer.step + 1 if trainer.step else None)
 
     def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None) -> None:
         if loss is not None:
@@ -168,15 +181,9 @@ class TensorBoardLog(Hooks):
         self.writer.flush()
 
     def on_end(self, result: TrainResult) -> None:
-        self.writer.close()
-
-
-def _event_step(line: str) -> float:
-    """The step of one log line; a damaged line (a crash mid-write) counts as past every step."""
-    try:
-        return json.loads(line)["step"]
-    except (ValueError, KeyError, TypeError):
-        return math.inf
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 @dataclass

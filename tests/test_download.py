@@ -131,12 +131,23 @@ def test_content_digest_is_cached_per_path_and_recomputed_when_the_file_changes(
     from qanet.data.download import DIGESTS, content_digest
 
     path, cache = tmp_path / "vectors.txt", tmp_path / "cache"
+
+    def store_says_stale() -> None:  # from now on only a key that still matches can give the old answer
+        stored = json.loads((cache / DIGESTS).read_text())
+        (cache / DIGESTS).write_text(json.dumps({key: "stale" for key in stored}))
+
     path.write_text("a 1 2\n")
-    first = content_digest(path, cache)
-    assert first == hashlib.sha256(b"a 1 2\n").hexdigest()
     os.utime(path, ns=(1, 1))
-    stored = json.loads((cache / DIGESTS).read_text())
-    (cache / DIGESTS).write_text(json.dumps({key: "stale" for key in stored}))  # only the key may say "same file"
-    path.write_text("b 3 4\n")  # same size, new content, new mtime
+    assert content_digest(path, cache) == hashlib.sha256(b"a 1 2\n").hexdigest()
+    store_says_stale()
+    assert content_digest(path, cache) == "stale"  # the cache is used while nothing changed
+    path.write_text("b 3 4\n")  # same size, new content, new modification time
     assert content_digest(path, cache) == hashlib.sha256(b"b 3 4\n").hexdigest()
-    assert len(json.loads((cache / DIGESTS).read_text())) == 1  # the old entry for this path is gone
+    store_says_stale()
+    replacement = tmp_path / "new.txt"
+    replacement.write_text("c 5 6\n")
+    stat = path.stat()
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(replacement, path)  # same path, size and modification time: only the inode tells
+    assert content_digest(path, cache) == hashlib.sha256(b"c 5 6\n").hexdigest()
+    assert len(json.loads((cache / DIGESTS).read_text())) == 1  # one entry per path

@@ -1,6 +1,8 @@
 """An installed copy (not the checkout) finds its studies and writes results where the user works."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -15,10 +17,17 @@ def installed(tmp_path_factory):
     """The package built as a wheel and installed into a folder of its own (its dependencies are this
     interpreter's)."""
     wheels, target = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("installed")
+    source = tmp_path_factory.mktemp("source") / "qanet-bench"  # a build leaves build/ and egg-info behind
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+
     def pip(*args: str) -> None:
         subprocess.run([sys.executable, "-m", "pip", *args], check=True, capture_output=True, timeout=600)
 
-    pip("wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT))
+    pip("wheel", "--no-deps", "-q", "-w", str(wheels), str(source))
     [wheel] = wheels.glob("*.whl")
     pip("install", "--no-deps", "-q", "--target", str(target), str(wheel))
     return target
@@ -44,6 +53,10 @@ def test_an_installed_copy_finds_the_shipped_and_the_users_studies_and_writes_un
     where = subprocess.run([sys.executable, "-c", "import bench; print(bench.__file__)"], cwd=tmp_path,
                            env={**os.environ, "PYTHONPATH": str(installed)}, capture_output=True, text=True)
     assert where.stdout.startswith(str(installed))  # the installed copy ran, not the checkout
+    record = json.loads(next((tmp_path / "results" / "runs" / "mine").glob("*.json")).read_text())
+    assert record["environment"]["git"]["sha"] is None  # no checkout: not the sha of whatever surrounds it
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert record["environment"]["git"]["package"] == version
 
 
 def test_the_model_library_installs_with_torch_and_numpy_only():

@@ -324,7 +324,6 @@ def test_planning_a_study_prepares_nothing(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("text,extra,message", [
     (TWO_BY_TWO, ["--set", "train.seed=5"], "train.seed = 5 set by --set; a study's seeds come from"),
-    (TWO_BY_TWO, ["--seeds", "1,1"], "seed 1 is repeated; every run must differ"),
     (TWO_BY_TWO.replace("seeds = [0, 1]", "seeds = [0, 0]"), [], "seed 0 is repeated"),
     (TWO_BY_TWO.replace('"model.char_encoder" = ["conv2d", "depthwise1d"]', '"train.seed" = [3, 4]'), [],
      "axes.train.seed = [3, 4]: a study's seeds come from its 'seeds' list"),
@@ -355,8 +354,9 @@ def test_a_record_counts_as_done_only_in_the_execution_context_that_made_it(tmp_
     assert "2 done, 0 to run" in capsys.readouterr().out
     _run(study, tmp_path / "runs", "--set", "train.threads=2", "--dry-run")
     listed = capsys.readouterr().out
-    assert "0 done, 2 to run" in listed and listed.count("'threads': 1") == 2 and "it runs again" in listed
+    assert "0 done, 2 to run" in listed and listed.count("'threads': 1") == 2 and "trained again from" in listed
     _run(study, tmp_path / "runs", "--set", "train.threads=2")
+    assert capsys.readouterr().out.count("but was made with {'device': 'cpu', 'threads': 1") == 2
     second = {r["id"]: r for r in read_records(tmp_path / "runs" / "tiny")}
     assert second.keys() == first.keys() and {r["execution"]["threads"] for r in second.values()} == {2}
     for record in second.values():  # trained again from step 0, not relabelled from the old final checkpoint
@@ -438,14 +438,33 @@ def test_a_time_bounded_record_names_its_hardware_and_report_refuses_to_mix_hard
         assert record["execution"]["hardware"] == cpu
     bench_main(["report", study, "--out", str(tmp_path / "runs")])
     assert "model.char_encoder=depthwise1d" in capsys.readouterr().out
-    path = tmp_path / "runs" / "tiny" / f"{records[1]['id']}.json"
-    path.write_text(json.dumps({**records[1], "environment": {**records[1]["environment"], "device": "GPU X"}}))
-    with pytest.raises(SystemExit) as exit_status:
-        bench_main(["report", study, "--out", str(tmp_path / "runs")])
-    said = capsys.readouterr()
-    assert exit_status.value.code == 2 and f"(1 on {cpu}, 1 on GPU X)" in said.err and not said.out
+    folder = tmp_path / "runs" / "tiny"
+
+    def made_on(record: dict, hardware: str, threads: int, scale: str = "smoke") -> None:
+        changed = {**record, "scale": scale, "time_bounded": {**record["time_bounded"], "hardware": hardware},
+                   "execution": {**record["execution"], "hardware": hardware, "threads": threads}}
+        (folder / f"{record['id']}.json").write_text(json.dumps(changed))
+
+    made_on(records[1], "GPU X", 1, scale="full")  # another scale: never in one table with the smoke runs
+    bench_main(["report", study, "--out", str(tmp_path / "runs")])
+    assert "model.char_encoder=depthwise1d" in capsys.readouterr().out
+    threads = records[0]["execution"]["threads"]
+    for hardware, other_threads, told in ((cpu, threads + 1, f"1 on {cpu}, {threads + 1} threads"),
+                                          ("GPU X", threads, f"1 on GPU X, {threads} threads")):
+        made_on(records[1], hardware, other_threads)
+        with pytest.raises(SystemExit) as exit_status:
+            bench_main(["report", study, "--out", str(tmp_path / "runs")])
+        said = capsys.readouterr()
+        assert exit_status.value.code == 2 and told in said.err and "--mixed-hardware" in said.err and not said.out
     bench_main(["report", study, "--out", str(tmp_path / "runs"), "--mixed-hardware"])
     assert "model.char_encoder=depthwise1d" in capsys.readouterr().out
+
+
+def test_a_run_that_its_minutes_end_says_so(tmp_path):
+    study = _study(tmp_path, TWO_BY_TWO)
+    _run(study, tmp_path / "runs", "--seeds", "0", "--set", "train.minutes=0.00001")
+    for record in read_records(tmp_path / "runs" / "tiny"):
+        assert record["time_bounded"]["ended_by_time"] is True and record["steps"] < 6 and record["status"] == "ok"
 
 
 def test_a_step_bounded_record_is_not_time_bounded_and_its_context_leaves_hardware_out(tmp_path):
@@ -464,12 +483,15 @@ def test_a_damaged_record_is_named_left_out_by_readers_and_its_run_redone(tmp_pa
     capsys.readouterr()
     bench_main(["report", study, "--out", str(tmp_path / "runs")])
     said = capsys.readouterr()
-    assert f"warning: {damaged}: not a readable run record" in said.err and " 1 " in said.out
+    rows = {line.split()[0]: line.split()[1] for line in said.out.splitlines()[2:]}  # variant -> runs
+    assert f"warning: {damaged}: not a readable run record" in said.err and sorted(rows.values()) == ["1"]
     _run(study, tmp_path / "runs", "--seeds", "0", "--dry-run")
     said = capsys.readouterr()
-    assert "1 done, 1 to run" in said.out and "(its record is damaged: it runs again" in said.out
+    assert "1 done, 1 to run" in said.out and "(its record is damaged: trained again from step 0" in said.out
     _run(study, tmp_path / "runs", "--seeds", "0")
-    assert json.loads(damaged.read_text())["status"] == "ok" and "1 done, 1 to run" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert json.loads(damaged.read_text())["status"] == "ok" and "1 done, 1 to run" in said
+    assert "its record is damaged: trained again from step 0" in said
 
 
 def test_tensorboard_logs_the_curve_without_changing_the_run_id(tmp_path):
@@ -521,3 +543,96 @@ def test_gpus_are_a_queue_a_slow_run_does_not_hold_back_the_runs_behind_it(tmp_p
     done = [record["variant"] for record in runner.run_parallel(specs, gpus=[0, 1], backend="threading")]
     assert sorted(done) == ["v0", "v1", "v2", "v3"] and done[-1] == "v0"
     assert {placed["v1"], placed["v2"], placed["v3"]} == {"cuda:1" if placed["v0"] == "cuda:0" else "cuda:0"}
+
+
+def _tiny_spec(tmp_path, study: str = "tiny", variant: str = "base", **settings):
+    from bench.runner import plan
+    from qanet.config import build_config
+
+    overrides = {"train.steps": 6, "train.eval_every": 3, "train.checkpoint_every": 2, "train.threads": 1,
+                 "data.synthetic.train_paragraphs": 20, "data.synthetic.dev_paragraphs": 5, **settings}
+    [spec] = plan(study, [(variant, 0, build_config("smoke", overrides))], "smoke", tmp_path / "runs")
+    return spec
+
+
+def test_a_failed_run_closes_its_tensorboard_log_with_what_it_logged(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard package is part of the [all] extra")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from bench.runner import execute
+    from qanet.train import Hooks
+
+    class FailsAtStep3(Hooks):
+        def on_step(self, step, loss, learning_rate, examples_per_s):
+            if step == 3:
+                raise RuntimeError("a bug")
+
+    spec = _tiny_spec(tmp_path, **{"train.tensorboard": True, "train.loss_check_every": 1})
+    record = execute(spec, hooks=[FailsAtStep3()])
+    assert record["status"] == "failed" and record["steps"] == 3  # its hook failed after step 3
+    events = EventAccumulator(str(spec.tensorboard_dir))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2]  # flushed and closed, nothing lost
+    ended = json.loads(spec.log_path.read_text().splitlines()[-1])
+    assert ended["event"] == "end" and ended["status"] == "failed" and ended["step"] == 3
+
+
+def test_a_checkpoint_made_in_another_context_is_not_resumed(tmp_path):
+    """A run killed with one thread and run again with two trains from step 0 (the numbers of a resumed
+    run would mix two regimes), and its record says why."""
+    from bench.runner import execute
+    from qanet.train import Hooks
+
+    class Killed(Hooks):
+        def on_step(self, step, loss, learning_rate, examples_per_s):
+            if step == 5:
+                raise KeyboardInterrupt
+
+    spec = _tiny_spec(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        execute(spec, hooks=[Killed()])
+    assert (spec.checkpoint_dir / "checkpoint.pt").exists() and spec.context_path.exists()
+    record = execute(_with_threads(spec, 2))
+    assert record["status"] == "ok" and record["resumed_from"] == []
+    assert "its checkpoint was made with {'device': 'cpu', 'threads': 1" in record["restarted"]
+    same = execute(_with_threads(spec, 2), force=False)  # done now, in this context: the record is the answer
+    assert same == record
+
+
+def _with_threads(spec, threads: int):
+    import dataclasses
+
+    config = json.loads(json.dumps(spec.config))
+    config["train"]["threads"] = threads
+    return dataclasses.replace(spec, config=config)
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_its_run_trained_again(tmp_path):
+    from bench.runner import execute
+
+    spec = _tiny_spec(tmp_path)
+    spec.checkpoint_dir.mkdir(parents=True)
+    (spec.checkpoint_dir / "checkpoint.pt").write_bytes(b"half a checkpoint")
+    record = execute(spec)
+    assert record["status"] == "ok" and record["resumed_from"] == [] and record["steps"] == 6
+    assert "not a readable checkpoint" in record["restarted"]
+    assert (spec.checkpoint_dir / "checkpoint.pt.damaged").read_bytes() == b"half a checkpoint"
+
+
+def test_gpus_with_a_dask_cluster_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_status:
+        _run(_study(tmp_path, TWO_BY_TWO), tmp_path / "runs", "--gpus", "0", "--backend", "dask")
+    assert exit_status.value.code == 2 and "with --backend dask the cluster's workers" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA: the runs must fail at once")
+def test_the_gpu_queue_reaches_loky_workers(tmp_path):
+    """The queue of free GPUs travels to joblib's worker processes: every run gets a GPU index (here each
+    fails at once, as this machine has none, and says so in its record)."""
+    from bench.runner import run_parallel
+
+    specs = [_tiny_spec(tmp_path, variant=f"v{i}", **{"train.seed": 0, "train.steps": 6 + i}) for i in range(3)]
+    records = list(run_parallel(specs, gpus=[0, 1]))
+    assert sorted(r["variant"] for r in records) == ["v0", "v1", "v2"]
+    assert all(r["status"] == "failed" and "this machine has no cuda device" in r["error"] for r in records)
+    assert {r["execution"]["device"] for r in records} == {"cuda"}
