@@ -129,7 +129,7 @@ def read_record(path: Path) -> dict | None:
     record): then one line on stderr names it, once per process, and callers go on without it."""
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no record (yet)
         return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         return _unreadable(path, f"not valid JSON ({error})")
@@ -155,7 +155,7 @@ def read_records(directory: Path) -> list[dict]:
     return [record for record in records if record is not None]
 
 
-def load_study(study: str, root: Path = RUNS):
+def records_frame(study: str, root: Path = RUNS):
     """One row per run record of a study, tidy columns (see COLUMNS), then one column per
     configuration field named by its dotted key (model.hidden, train.optimizer, ...)."""
     import pandas as pd

