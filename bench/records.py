@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -82,16 +83,23 @@ def write_json_atomically(path: Path, data: dict) -> None:
 
 
 def ensure_writable(folder: Path) -> None:
-    """Refuse a folder that cannot take records and checkpoints, before anything is trained."""
-    probe = Path(folder) / f".write-test.{os.getpid()}"
+    """Refuse a folder that cannot take records and checkpoints, before anything is trained; the folders
+    made to find out are removed again (nothing is left by a command that stops later)."""
+    folder = Path(folder).absolute()
+    made = [parent for parent in (folder, *folder.parents) if not parent.exists()]
+    probe = folder / f".write-test.{os.getpid()}"
     try:
-        probe.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         try:
             probe.write_bytes(bytes(65536))
         finally:
             probe.unlink(missing_ok=True)
     except OSError as error:
         raise RecordError(f"{folder}: cannot write there ({error.strerror or error})") from None
+    finally:
+        for parent in made:  # innermost first
+            with contextlib.suppress(OSError):
+                parent.rmdir()
 
 
 RUNS = Path("results") / "runs"  # under the working directory, like every output of a command

@@ -102,6 +102,8 @@ def run_study(args: argparse.Namespace) -> None:
         for device in {r.config.train.device for r in runs} | {f"cuda:{gpu}" for gpu in args.gpus or []}:
             resolve_device(device)  # an unavailable device is refused here, before any data is prepared
     out = args.out / study.name
+    if not args.dry_run:
+        ensure_writable(out)
     specs = plan(study.name, [(r.variant, r.seed, r.config) for r in runs], args.scale, out)
     # where the runs will execute, as far as this process can tell; each run checks its own where it executes
     threads = run_threads(args.jobs, args.gpus, args.backend)
@@ -118,7 +120,6 @@ def run_study(args: argparse.Namespace) -> None:
                 state = "to resume"
             print(f"  {spec.id}  {spec.variant:45} seed {spec.seed}  {state}" + (f"  ({note})" if note else ""))
         return
-    ensure_writable(out)
     client = _connect(args)
     # disable=None: bars only on a terminal; the per-run lines are printed either way
     runs_bar = tqdm(total=len(specs), initial=len(specs) - len(pending), desc="runs", unit="run", position=0,

@@ -85,46 +85,51 @@ class RunSpec:
 
     @property
     def context_path(self) -> Path:
-        """The execution context the run's checkpoint was made in: a resume must match it."""
+        """Where the run's checkpoint was made ({"execution": context, "restarted": why or None}): a resume
+        must match it, and carries the reason of an earlier restart into the record."""
         return self.checkpoint_dir / "context.json"
 
     def record(self) -> dict | None:
         return read_record(self.record_path)
 
     def restart_reason(self, context: dict, force: bool) -> str:
-        """Why the run's progress (checkpoint, log, TensorBoard events) must go before it trains, or ''."""
-        checkpoint = self.checkpoint_dir / CHECKPOINT
-        record, made_in = self.record(), _read_json(self.context_path)
+        """Why the run's progress (record, checkpoint, log, TensorBoard events) must go before it trains, or ''."""
+        record, made = self.record(), _read_json(self.context_path) or {}
         if force:
             return "asked to start again (--force, --fresh): trained from step 0"
         if record is None and self.record_path.exists():
-            return "its record is damaged: trained again from step 0, the record replaced"
+            return "its record is damaged: trained again from step 0"
         if record and record.get("status") in FINISHED and record.get("execution") != context:
             return (f"its record says {record['status']} but was made with {record.get('execution')}; here "
-                    f"{context}: trained again from step 0, the record replaced")
-        if checkpoint.exists() and made_in is not None and made_in != context:
-            return f"its checkpoint was made with {made_in}; here {context}: trained again from step 0"
+                    f"{context}: trained again from step 0")
+        if (self.checkpoint_dir / CHECKPOINT).exists() and made.get("execution", context) != context:
+            return f"its checkpoint was made with {made['execution']}; here {context}: trained again from step 0"
+        return self.checkpoint_problem()
+
+    def checkpoint_problem(self) -> str:
+        """Why the run's checkpoint cannot be resumed (it does not read), or ''."""
+        checkpoint = self.checkpoint_dir / CHECKPOINT
+        try:
+            if checkpoint.exists():
+                read_checkpoint(checkpoint)
+        except CheckpointError as error:
+            return f"{error}: set aside as {CHECKPOINT}.damaged, trained again from step 0"
         return ""
 
     def discard_progress(self) -> None:
-        """Start the run afresh: its checkpoint, event log and TensorBoard events go."""
-        (self.checkpoint_dir / CHECKPOINT).unlink(missing_ok=True)
+        """Start the run afresh: its record (kept as ID.json.replaced until it has a new one), checkpoint (a
+        damaged one kept as checkpoint.pt.damaged), context, event log and TensorBoard events go. Moving the
+        record aside matters: an interrupted restart must resume, not find the old record and restart again."""
+        if self.record_path.exists():
+            self.record_path.replace(self.record_path.with_name(f"{self.record_path.name}.replaced"))
+        checkpoint = self.checkpoint_dir / CHECKPOINT
+        if checkpoint.exists():
+            if self.checkpoint_problem():
+                checkpoint.replace(checkpoint.with_name(f"{CHECKPOINT}.damaged"))
+            checkpoint.unlink(missing_ok=True)
         self.context_path.unlink(missing_ok=True)
         self.log_path.unlink(missing_ok=True)
         shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
-
-    def set_aside_damaged_checkpoint(self) -> str:
-        """A checkpoint that cannot be read is renamed (kept for inspection) and the run starts again; '' if
-        it reads, or there is none."""
-        checkpoint = self.checkpoint_dir / CHECKPOINT
-        if not checkpoint.exists():
-            return ""
-        try:
-            read_checkpoint(checkpoint)
-        except CheckpointError as error:
-            checkpoint.replace(checkpoint.with_name(f"{CHECKPOINT}.damaged"))
-            return f"{error}; renamed {CHECKPOINT}.damaged, trained again from step 0"
-        return ""
 
     def done(self, context: dict) -> bool:
         """Finished in the same execution context (on the CPU, results depend on the thread count): ok, or
@@ -211,13 +216,14 @@ def execute(spec: RunSpec, device: str | None = None, threads: int | None = None
             config.train.threads = threads
         context = execution_context(config, threads)
         if not force and spec.done(context):
-            return spec.record()
+            return {**spec.record(), "restarted": None}  # finished elsewhere meanwhile: nothing restarted now
         # decided here, under the lock, where the run executes: another process may be training it, and only
         # here is the context exact (a Dask worker's GPU, say)
         restarted = spec.restart_reason(context, force)
         if restarted:
             spec.discard_progress()
-        restarted = restarted or spec.set_aside_damaged_checkpoint()
+        else:  # resuming: a restart of an earlier attempt is still this record's story
+            restarted = (_read_json(spec.context_path) or {}).get("restarted") or ""
         return _train_and_record(spec, config, context, hooks, restarted)
 
 
@@ -229,7 +235,7 @@ def _train_and_record(spec: RunSpec, config: RunConfig, context: dict, hooks: li
         hooks.append(TensorBoardLog(spec.tensorboard_dir))
     try:
         prepared = prepare(config.data)
-        write_json_atomically(spec.context_path, context)
+        write_json_atomically(spec.context_path, {"execution": context, "restarted": restarted or None})
         trainer = Trainer(config, prepared, spec.checkpoint_dir, hooks)
         result = trainer.run()
         status, error = result.status, result.error
@@ -238,9 +244,10 @@ def _train_and_record(spec: RunSpec, config: RunConfig, context: dict, hooks: li
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # hand an out-of-memory run's cached blocks to the next run
         result = TrainResult(status, trainer.step if trainer else 0, {}, error=error)
-        for hook in hooks:  # a watcher sees that it ended; files are closed
-            with contextlib.suppress(Exception):
-                hook.on_end(result)
+        _end_hooks(trainer, hooks, result)
+    except BaseException:  # an interrupt: no record (the run resumes), but the hooks close their files
+        _end_hooks(trainer, hooks, TrainResult("interrupted", trainer.step if trainer else 0, {}))
+        raise
     record = _record(spec, config, status, error, result, time.perf_counter() - started)
     record["execution"] = context
     record["time_bounded"] = _time_bound(config, result, context)
@@ -252,6 +259,18 @@ def _train_and_record(spec: RunSpec, config: RunConfig, context: dict, hooks: li
                           f"({error.strerror or error}); its checkpoint and log are kept: run it again once the "
                           f"folder takes files") from None
     return record
+
+
+def _end_hooks(trainer: Trainer | None, hooks: list[Hooks], result: TrainResult) -> None:
+    """Tell the hooks that a run ended by an exception, once: a watcher sees that it ended, files are closed.
+    A run that failed before its trainer began logs no step (its next attempt drops that event)."""
+    if trainer is not None and trainer.ended:
+        return
+    if trainer is None or not trainer.began:
+        result = dataclasses.replace(result, steps=None)
+    for hook in hooks:
+        with contextlib.suppress(Exception):
+            hook.on_end(result)
 
 
 def _read_json(path: Path) -> dict | None:

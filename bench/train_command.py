@@ -49,9 +49,9 @@ def train_one(config: RunConfig, out: Path, fresh: bool = False) -> dict:
 
     from bench.run_command import StepBar
 
+    ensure_writable(out)
     prepare(config.data, log=print)  # say what happens while the data is built the first time
     [spec] = plan("train", [("train", config.train.seed, config)], "custom", out)
-    ensure_writable(out)
     bar = tqdm(total=config.train.steps, desc=f"train {spec.id}", unit="step", disable=None)
 
     record = execute(spec, hooks=[StepBar(bar), EvaluationLines()], force=fresh)

@@ -48,6 +48,8 @@ def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
+    except (MemoryError, OSError):  # this machine's trouble, not the file's: never mistaken for damage
+        raise
     except pickle.UnpicklingError as error:
         called = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
         if called:
@@ -168,7 +170,7 @@ class TensorBoardLog(Hooks):
         from torch.utils.tensorboard import SummaryWriter
 
         # a resumed run hides the events of the steps it redoes, as the JSON-lines log drops them
-        self.writer = SummaryWriter(str(self.directory), purge_step=trainer.step + 1 if trainer.step else None)
+        self.writer = SummaryWriter(str(self.directory), purge_step=trainer.step + 1)
 
     def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None) -> None:
         if loss is not None:
@@ -404,6 +406,7 @@ class Trainer:
         self.prepared = prepared
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.hooks = list(hooks)
+        self.began = self.ended = False  # whether the hooks have heard on_begin, on_end
         train = config.train
         if train.threads:
             torch.set_num_threads(train.threads)
@@ -531,6 +534,7 @@ class Trainer:
         batches = self.batches()
         last_read = (result.train_seconds, result.train_examples)
         try:
+            self.began = True
             self._notify("on_begin", self)  # may raise StopTraining too
             if train.compile:
                 self.warm_up()
@@ -571,6 +575,7 @@ class Trainer:
         result.peak_memory_mb = peak_memory_mb(self.device)
         if self.checkpoint_dir and result.status != "diverged":
             self.save_checkpoint()
+        self.ended = True
         self._notify("on_end", result)
         return result
 

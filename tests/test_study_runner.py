@@ -462,7 +462,9 @@ def test_a_time_bounded_record_names_its_hardware_and_report_refuses_to_mix_hard
 def test_a_run_that_its_minutes_end_says_so(tmp_path):
     study = _study(tmp_path, TWO_BY_TWO)
     _run(study, tmp_path / "runs", "--seeds", "0", "--set", "train.minutes=0.00001")
-    for record in read_records(tmp_path / "runs" / "tiny"):
+    records = read_records(tmp_path / "runs" / "tiny")
+    assert len(records) == 2
+    for record in records:
         assert record["time_bounded"]["ended_by_time"] is True and record["steps"] < 6 and record["status"] == "ok"
 
 
@@ -594,8 +596,48 @@ def test_a_checkpoint_made_in_another_context_is_not_resumed(tmp_path):
     record = execute(_with_threads(spec, 2))
     assert record["status"] == "ok" and record["resumed_from"] == []
     assert "its checkpoint was made with {'device': 'cpu', 'threads': 1" in record["restarted"]
-    same = execute(_with_threads(spec, 2), force=False)  # done now, in this context: the record is the answer
-    assert same == record
+    same = execute(_with_threads(spec, 2))  # done now, in this context: the record is the answer
+    assert same == {**record, "restarted": None}
+
+
+def test_an_interrupted_restart_resumes_and_keeps_its_reason(tmp_path):
+    """A run restarted because its record came from another context, then interrupted, resumes from its
+    own checkpoint next time (it does not find the old record and restart again)."""
+    from bench.runner import execute
+    from qanet.train import Hooks
+
+    class Killed(Hooks):
+        def on_step(self, step, loss, learning_rate, examples_per_s):
+            if step == 5:
+                raise KeyboardInterrupt
+
+    spec = _tiny_spec(tmp_path)
+    execute(spec)  # one thread
+    with pytest.raises(KeyboardInterrupt):
+        execute(_with_threads(spec, 2), hooks=[Killed()])
+    assert not spec.record_path.exists() and spec.record_path.with_name(f"{spec.id}.json.replaced").exists()
+    record = execute(_with_threads(spec, 2))
+    assert record["resumed_from"] == [4] and record["steps"] == 6
+    assert "its record says ok but was made with {'device': 'cpu', 'threads': 1" in record["restarted"]
+    events = [json.loads(line) for line in spec.log_path.read_text().splitlines()]
+    assert [(e["event"], e["step"]) for e in events if e["event"] in ("begin", "end")] == [
+        ("begin", 0), ("begin", 4), ("end", 6)]  # the interrupted attempt's end (step 5) is redone: dropped
+    assert [e["dropped_events"] for e in events if e["event"] == "begin"] == [0, 1]
+
+
+def test_hooks_hear_of_the_end_once_even_when_one_of_them_fails_there(tmp_path):
+    from bench.runner import execute
+    from qanet.train import Hooks
+
+    class FailsAtTheEnd(Hooks):
+        def on_end(self, result):
+            raise RuntimeError("cannot close")
+
+    spec = _tiny_spec(tmp_path)
+    record = execute(spec, hooks=[FailsAtTheEnd()])
+    assert record["status"] == "failed" and "cannot close" in record["error"]
+    ends = [line for line in spec.log_path.read_text().splitlines() if '"end"' in line]
+    assert len(ends) == 1
 
 
 def _with_threads(spec, threads: int):
@@ -635,3 +677,28 @@ def test_the_gpu_queue_reaches_loky_workers(tmp_path):
     assert sorted(r["variant"] for r in records) == ["v0", "v1", "v2"]
     assert all(r["status"] == "failed" and "this machine has no cuda device" in r["error"] for r in records)
     assert {r["execution"]["device"] for r in records} == {"cuda"}
+
+
+def test_bench_train_fresh_starts_again_and_says_so(tmp_path, capsys):
+    small = ["--preset", "smoke", "--out", str(tmp_path / "train"), *TINY]
+    bench_main(["train", *small])
+    first = capsys.readouterr().out
+    bench_main(["train", *small])
+    assert "asked to start again" not in capsys.readouterr().out
+    bench_main(["train", *small, "--fresh"])
+    again = capsys.readouterr().out
+    assert "asked to start again (--force, --fresh): trained from step 0" in again
+    assert first.splitlines()[-2].split(";")[0] == again.splitlines()[-2].split(";")[0]  # same run, same result
+    [record] = read_records(tmp_path / "train")
+    assert record["resumed_from"] == [] and record["restarted"].startswith("asked to start again")
+
+
+def test_bench_run_notes_time_bounded_runs_on_mixed_hardware_under_its_table(tmp_path, capsys):
+    study = _study(tmp_path, TWO_BY_TWO)
+    _run(study, tmp_path / "runs", "--seeds", "0", "--set", "train.minutes=5")
+    [record, other] = read_records(tmp_path / "runs" / "tiny")
+    changed = {**other, "time_bounded": {**other["time_bounded"], "hardware": "GPU X"}}
+    (tmp_path / "runs" / "tiny" / f"{other['id']}.json").write_text(json.dumps(changed))
+    capsys.readouterr()
+    _run(study, tmp_path / "runs", "--seeds", "0", "--set", "train.minutes=5")
+    assert capsys.readouterr().out.splitlines()[-2].startswith("note: time-bounded runs were made on different")
