@@ -111,7 +111,7 @@ MEASURED = ("wall_seconds", "train_seconds", "eval_seconds", "compile_seconds", 
             "peak_memory_mb", "environment", "checkpoint", "resumed_from", "execution", "time_bounded", "restarted")
 COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
            "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters", "time_bounded",
-           "time_bounded_on", "device", "threads", "git_sha", "git_dirty", "id", "error"]
+           "time_bounded_on", "device", "threads", "torch", "cuda", "git_sha", "git_dirty", "id", "error"]
 
 
 def comparable(record: dict) -> dict:
@@ -177,6 +177,7 @@ def records_frame(study: str, root: Path = RUNS):
         row.update({f"{key}": value for key, value in metrics.items() if key.startswith(("HasAns", "NoAns"))})
         row.update(time_bounded=bool(record.get("time_bounded")), time_bounded_on=_time_bounded_on(record),
                    device=environment_info.get("device"), threads=environment_info.get("threads"),
+                   torch=environment_info.get("torch"), cuda=environment_info.get("cuda"),
                    git_sha=(environment_info.get("git") or {}).get("sha"),
                    git_dirty=(environment_info.get("git") or {}).get("dirty"))
         for section, values in record["config"].items():
@@ -185,6 +186,22 @@ def records_frame(study: str, root: Path = RUNS):
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame if rows else pd.DataFrame(columns=COLUMNS)
+
+
+CURVE_COLUMNS = ["study", "variant", "seed", "scale", "step", "train_seconds", "metric", "value"]
+
+
+def curves_frame(study: str, root: Path = RUNS):
+    """The records' learning curves in tidy long form, one row per (run, evaluation, metric): for plotting
+    with seaborn, e.g. `sns.lineplot(curves[curves.metric == "f1"], x="step", y="value", hue="variant")`."""
+    import pandas as pd
+
+    rows = [{"study": record["study"], "variant": record["variant"], "seed": record["seed"],
+             "scale": record["scale"], "step": entry["step"], "train_seconds": entry.get("train_seconds"),
+             "metric": metric, "value": entry[metric]}
+            for record in read_records(Path(root) / study) for entry in record.get("curve") or []
+            for metric in ("exact", "f1", "train_loss") if entry.get(metric) is not None]
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
 def _time_bounded_on(record: dict) -> str | None:

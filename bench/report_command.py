@@ -1,38 +1,237 @@
-"""`python -m bench report STUDY`: the comparison table of a study's records."""
+"""`python -m bench report STUDY ...`: a study's records as a table, plots and report.md for a paper."""
 
 from __future__ import annotations
 
 import argparse
+import html
+import json
 from pathlib import Path
 
-from bench.records import RUNS, RecordError, mixed_hardware, records_frame, summary_table
-from bench.study import SCALES, load_study
+from bench import plots
+from bench.records import RUNS, RecordError, curves_frame, mixed_hardware, records_frame
+from bench.report import (
+    default_baseline,
+    png_data_uri,
+    summarise,
+    to_csv,
+    to_latex,
+    to_markdown,
+    variant_labels,
+)
+from bench.study import SCALES, Study, StudyError, available, load_study
+
+REPORTS = Path("results") / "reports"
+FORMATS = ("md", "latex", "csv", "html")
+METHOD = ("EM and F1: mean ± sd over the ok seeds, 95% CI from Student's t; ΔF1: the difference to the baseline, "
+          "paired by seed (t on the per-seed differences) where both have ok runs for the same seeds, Welch's t "
+          "otherwise. Failed, out-of-memory and diverged runs are counted in `seeds`, never averaged.")
 
 
 def register(commands) -> None:
     report = commands.add_parser(
-        "report", help="the comparison table of a study's records",
-        description="One row per variant: runs, EM and F1 (mean ± sd over the ok seeds), wall time, peak memory "
-                    "and the runs that did not end ok. Damaged records are named and left out.",
+        "report", help="a study's records as a table, plots and report.md for a paper",
+        description="Read a study's records and write, under OUT/STUDY/: the table (Markdown, LaTeX with booktabs, "
+                    "CSV, HTML), plots (PNG and PDF: scores, curves, cost, and for one-at-a-time studies a forest "
+                    "plot of every change's effect) and report.md. " + METHOD,
     )
-    report.add_argument("study", help="a name from `python -m bench list`, or the path of a .toml study file")
-    report.add_argument("--scale", choices=SCALES, help="only the records of this scale (default: every scale)")
-    report.add_argument("--out", type=Path, default=RUNS, help="records root (default: results/runs)")
+    report.add_argument("studies", nargs="*", metavar="STUDY",
+                        help="study names or .toml paths; several make one combined table of those that share "
+                             "a baseline configuration")
+    report.add_argument("--all", action="store_true", help="every study that has records")
+    report.add_argument("--scale", choices=SCALES, help="the records of this scale (needed where a study has "
+                                                        "records at several)")
+    report.add_argument("--baseline", help="the variant differences are taken to (default: the base of a "
+                                           "one-at-a-time study, else the first variant)")
+    report.add_argument("--format", type=_formats, default=list(FORMATS),
+                        help=f"comma-separated, from {','.join(FORMATS)} (default: all)")
+    report.add_argument("--records", type=Path, default=RUNS, help="records root (default: results/runs)")
+    report.add_argument("--out", type=Path, default=REPORTS, help="reports root (default: results/reports)")
     report.add_argument("--mixed-hardware", action="store_true",
                         help="compare time-bounded runs (train.minutes) made on different hardware models")
     report.set_defaults(handler=run_report)
 
 
+def _formats(text: str) -> list[str]:
+    chosen = [item.strip() for item in text.split(",")]
+    unknown = [item for item in chosen if item not in FORMATS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(FORMATS)}")
+    return chosen
+
+
 def run_report(args: argparse.Namespace) -> None:
-    study = load_study(args.study)
-    frame = records_frame(study.name, args.out)
-    if args.scale:
-        frame = frame[frame["scale"] == args.scale]
+    names = args.studies or []
+    if args.all:
+        names = [name for name in available() if (args.records / name).is_dir()]
+    if not names:
+        raise StudyError("name a study (or several, or --all)")
+    reports = [write_report(load_study(name), args) for name in names]
+    if len(reports) > 1:
+        write_combined(reports, args)
+
+
+def _scale(study: Study, frame, asked: str | None, records: Path) -> str:
+    scales = sorted(set(frame["scale"]))
+    if asked:
+        if asked not in scales:
+            raise RecordError(f"{records / study.name}: no records at scale {asked!r} (there are: "
+                              f"{', '.join(scales) or 'none'})")
+        return asked
+    if len(scales) != 1:
+        raise RecordError(f"{records / study.name}: " + (f"records at several scales ({', '.join(scales)}): "
+                          "choose one with --scale" if scales else "no records"))
+    return scales[0]
+
+
+def write_report(study: Study, args: argparse.Namespace) -> dict:
+    """Write one study's report; returns what the combined table needs."""
+    frame = records_frame(study.name, args.records)
+    scale = _scale(study, frame, args.scale, args.records)
+    frame = frame[frame["scale"] == scale]
     mixed = mixed_hardware(frame)
     if mixed and not args.mixed_hardware:
-        raise RecordError(f"{args.out / study.name}: {mixed}; compare them anyway with --mixed-hardware")
-    for scale in sorted(set(frame["scale"])):
-        print(f"{study.name} ({scale})")
-        print(summary_table(frame, scale, list(study.variants())))
-    if frame.empty:
-        print(f"{study.name}: no records under {args.out / study.name}")
+        raise RecordError(f"{args.records / study.name}: {mixed}; compare them anyway with --mixed-hardware")
+    labels = variant_labels(study)
+    baseline = _baseline(study, labels, args.baseline)
+    summary = summarise(frame, study, baseline)
+    out = args.out / study.name
+    out.mkdir(parents=True, exist_ok=True)
+    caption = f"{study.name} ({scale}): {study.description}"
+    written = _write_tables(summary, caption, out, args.format)
+    palette = plots.colours(list(summary["label"]))
+    figures = plots.scores(summary, frame, palette, out)
+    curve = curves_frame(study.name, args.records)
+    curve = curve[curve["scale"] == scale]
+    if not curve.empty:
+        figures += plots.curves(curve, labels, palette, out)
+    figures += plots.cost(frame, labels, palette, out)
+    if study.design == "one-at-a-time" and "f1_diff" in summary and summary["f1_diff"].notna().any():
+        figures += plots.forest(summary, labels[baseline], out)
+    warnings = _warnings(frame, summary, mixed)
+    pngs = [path for path in figures if path.suffix == ".png"]
+    (out / "report.md").write_text(_report_markdown(study, scale, summary, warnings, frame, pngs), encoding="utf-8")
+    if "html" in args.format:
+        (out / "report.html").write_text(_report_html(study, scale, summary, warnings, frame, pngs),
+                                         encoding="utf-8")
+        written.append(out / "report.html")
+    print(f"{study.name} ({scale}), baseline {labels[baseline]}:")
+    print(to_markdown(summary))
+    for warning in warnings:
+        print(f"warning: {warning}")
+    print(f"wrote {out}/: report.md, {', '.join(p.name for p in written + figures)}")
+    return {"study": study, "summary": summary, "scale": scale, "baseline": baseline}
+
+
+def _baseline(study: Study, labels: dict[str, str], asked: str | None) -> str:
+    if asked is None:
+        return default_baseline(study)
+    for variant, label in labels.items():
+        if asked in (variant, label):
+            return variant
+    raise StudyError(f"--baseline {asked!r}: no such variant in {study.name} (variants: "
+                     f"{'; '.join(labels.values())})")
+
+
+def _write_tables(summary, caption: str, out: Path, formats: list[str], stem: str = "table") -> list[Path]:
+    texts = {"md": (f"{stem}.md", lambda: to_markdown(summary)), "latex": (f"{stem}.tex",
+                                                                           lambda: to_latex(summary, caption)),
+             "csv": (f"{stem}.csv", lambda: to_csv(summary))}
+    written = []
+    for name in formats:
+        if name in texts:
+            path = out / texts[name][0]
+            path.write_text(texts[name][1](), encoding="utf-8")
+            written.append(path)
+    return written
+
+
+def _warnings(frame, summary, mixed: str) -> list[str]:
+    """One line for each way the records could mislead: mixed code, devices, hardware; too few seeds."""
+    warnings = []
+    shas = sorted({sha for sha in frame["git_sha"].dropna()})
+    if len(shas) > 1:
+        warnings.append(f"the records come from {len(shas)} code versions: {', '.join(sha[:10] for sha in shas)}")
+    if frame["git_dirty"].fillna(False).astype(bool).any():
+        warnings.append("some records were made from code with uncommitted changes (git dirty)")
+    devices = frame["device"].dropna().value_counts()
+    if len(devices) > 1:
+        warnings.append("the records were made on several devices: "
+                        + ", ".join(f"{device} ({count} runs)" for device, count in devices.items()))
+    if mixed:
+        warnings.append(mixed + " (compared anyway: --mixed-hardware)")
+    for _, row in summary.iterrows():
+        if row["ok"] < 2:
+            warnings.append(f"{row['label']}: {row['ok']} ok seed(s), no confidence interval")
+    return warnings
+
+
+def _environment_lines(frame) -> list[str]:
+    def values(column: str) -> str:
+        found = frame[column].dropna().astype(str).value_counts()
+        return ", ".join(f"{value} ({count})" for value, count in found.items()) or "-"
+
+    return [f"- devices: {values('device')}", f"- torch: {values('torch')}", f"- CUDA: {values('cuda')}",
+            f"- git: {values('git_sha')}; uncommitted changes: {values('git_dirty')}"]
+
+
+def _report_markdown(study: Study, scale: str, summary, warnings: list[str], frame, pngs: list[Path]) -> str:
+    lines = [f"# {study.name} ({scale})", "", study.description, ""]
+    lines += [f"> **Warning:** {warning}" for warning in warnings] + ([""] if warnings else [])
+    lines += [to_markdown(summary), METHOD, ""]
+    lines += [f"![{path.stem}]({path.name})" for path in pngs] + [""]
+    lines += ["## Environment", "", *_environment_lines(frame), ""]
+    return "\n".join(lines)
+
+
+_STYLE = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:.9em}
+th,td{padding:.35em .7em;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
+th:first-child,td:first-child{text-align:left}
+thead th{border-bottom:2px solid #333}.warning{background:#fff4e5;border-left:4px solid #f0a020;padding:.5em 1em}
+img{max-width:100%;display:block;margin:1.5em 0}"""
+
+
+def _report_html(study: Study, scale: str, summary, warnings: list[str], frame, pngs: list[Path]) -> str:
+    """One self-contained page: styles inline, plots embedded, no script, font or style from elsewhere."""
+    from bench.report import table
+
+    cells = table(summary).to_html(index=False, border=0, escape=True)
+    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(study.name)}</title>",
+             f"<style>{_STYLE}</style></head><body>", f"<h1>{html.escape(study.name)} ({scale})</h1>",
+             f"<p>{html.escape(study.description)}</p>"]
+    parts += [f'<p class="warning">{html.escape(warning)}</p>' for warning in warnings]
+    parts += [cells, f"<p>{html.escape(METHOD)}</p>"]
+    parts += [f'<img alt="{path.stem}" src="{png_data_uri(path)}">' for path in pngs]
+    parts += ["<h2>Environment</h2><ul>"]
+    parts += [f"<li>{html.escape(line[2:])}</li>" for line in _environment_lines(frame)]
+    parts += ["</ul></body></html>"]
+    return "\n".join(parts) + "\n"
+
+
+def write_combined(reports: list[dict], args: argparse.Namespace) -> None:
+    """One table for the studies whose baselines are the same configuration (the paper's ablation table):
+    their baseline once, then every other variant of each, with its difference to its own study's baseline."""
+    import pandas as pd
+
+    def baseline_config(report: dict) -> str:
+        study, baseline = report["study"], report["baseline"]
+        [run] = [r for r in study.runs(report["scale"], seeds=[0]) if r.variant == baseline]
+        return json.dumps(run.config.to_dict(), sort_keys=True)
+
+    first = baseline_config(reports[0])
+    shared = [report for report in reports if baseline_config(report) == first]
+    for report in reports:
+        if report not in shared:
+            print(f"{report['study'].name}: its baseline is another configuration; left out of the combined table")
+    if len(shared) < 2:
+        return
+    rows = [shared[0]["summary"][shared[0]["summary"]["baseline"]]]
+    rows += [report["summary"][~report["summary"]["baseline"]] for report in shared]
+    combined = pd.concat(rows, ignore_index=True)
+    out = args.out / "combined"
+    out.mkdir(parents=True, exist_ok=True)
+    names = ", ".join(report["study"].name for report in shared)
+    written = _write_tables(combined, f"{names}: each change against the shared baseline", out, args.format)
+    print(f"combined ({names}):")
+    print(to_markdown(combined))
+    print(f"wrote {', '.join(str(path) for path in written)}")

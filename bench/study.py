@@ -146,7 +146,7 @@ class Study:
         overrides = {**self.fixed, **_budget_settings(self.budget), **scale_settings(scale)}
         for key, value in settings.items():
             overrides[key] = value
-            overrides.update(self.coupled.get(f"{key}={_text(value)}", {}))
+            overrides.update(self.coupled.get(f"{key}={value_text(value)}", {}))
         overrides["train.seed"] = seed
         return self._build(overrides)
 
@@ -194,12 +194,12 @@ def _budget_settings(budget: dict[str, Any]) -> dict[str, Any]:
     return {f"train.{key}": value for key, value in budget.items()}
 
 
-def _text(value: Any) -> str:
+def value_text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _name(settings: dict[str, Any]) -> str:
-    return ",".join(f"{key}={_text(value)}" for key, value in settings.items())
+    return ",".join(f"{key}={value_text(value)}" for key, value in settings.items())
 
 
 def study_folders() -> list[Path]:
@@ -269,11 +269,11 @@ def _check(study: Study) -> None:
     for key, values in study.axes.items():
         if not isinstance(values, list) or not values:
             raise study.error(f"axes.{key}", values, "expected a non-empty list of values")
-        if len({_text(v) for v in values}) != len(values):  # two equal values would be one variant, merged silently
+        if len({value_text(v) for v in values}) != len(values):  # equal values would be one variant, merged silently
             raise study.error(f"axes.{key}", values, "a value is repeated (equal once read, e.g. 0.001 and 1e-3)")
     for label in study.coupled:
         key, _, value = label.partition("=")
-        if key not in study.axes or value not in [_text(v) for v in study.axes[key]]:
+        if key not in study.axes or value not in [value_text(v) for v in study.axes[key]]:
             raise study.error(f"with.{label}", study.coupled[label], "names no axis value of this study")
     settings = [("axes", study.axes), *((f"variants.{n}", s) for n, s in study.named.items()),
                 *((f"with.{label}", s) for label, s in study.coupled.items())]  # what makes runs differ

@@ -432,11 +432,12 @@ def test_a_time_bounded_record_names_its_hardware_and_report_refuses_to_mix_hard
     _run(study, tmp_path / "runs", "--seeds", "0", "--set", "train.minutes=5")
     records = read_records(tmp_path / "runs" / "tiny")
     cpu = records[0]["environment"]["device"]
+    report = ["report", study, "--scale", "smoke", "--records", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
     for record in records:
         assert record["time_bounded"] == {"minutes": 5.0, "hardware": cpu, "ended_by_time": False}
         assert record["execution"]["hardware"] == cpu
-    bench_main(["report", study, "--out", str(tmp_path / "runs")])
-    assert "model.char_encoder=depthwise1d" in capsys.readouterr().out
+    bench_main(report)
+    assert "| char_encoder = depthwise1d " in capsys.readouterr().out
     folder = tmp_path / "runs" / "tiny"
 
     def made_on(record: dict, hardware: str, threads: int, scale: str = "smoke") -> None:
@@ -445,18 +446,18 @@ def test_a_time_bounded_record_names_its_hardware_and_report_refuses_to_mix_hard
         (folder / f"{record['id']}.json").write_text(json.dumps(changed))
 
     made_on(records[1], "GPU X", 1, scale="full")  # another scale: never in one table with the smoke runs
-    bench_main(["report", study, "--out", str(tmp_path / "runs")])
-    assert "model.char_encoder=depthwise1d" in capsys.readouterr().out
+    bench_main(report)
+    assert "| char_encoder = depthwise1d " in capsys.readouterr().out
     threads = records[0]["execution"]["threads"]
     for hardware, other_threads, told in ((cpu, threads + 1, f"1 on {cpu}, {threads + 1} threads"),
                                           ("GPU X", threads, f"1 on GPU X, {threads} threads")):
         made_on(records[1], hardware, other_threads)
         with pytest.raises(SystemExit) as exit_status:
-            bench_main(["report", study, "--out", str(tmp_path / "runs")])
+            bench_main(report)
         said = capsys.readouterr()
         assert exit_status.value.code == 2 and told in said.err and "--mixed-hardware" in said.err and not said.out
-    bench_main(["report", study, "--out", str(tmp_path / "runs"), "--mixed-hardware"])
-    assert "model.char_encoder=depthwise1d" in capsys.readouterr().out
+    bench_main([*report, "--mixed-hardware"])
+    assert "| char_encoder = depthwise1d " in capsys.readouterr().out
 
 
 def test_a_run_that_its_minutes_end_says_so(tmp_path):
@@ -482,10 +483,10 @@ def test_a_damaged_record_is_named_left_out_by_readers_and_its_run_redone(tmp_pa
     [damaged, intact] = sorted((tmp_path / "runs" / "tiny").glob("*.json"))
     damaged.write_bytes(damage.encode("latin-1"))
     capsys.readouterr()
-    bench_main(["report", study, "--out", str(tmp_path / "runs")])
+    bench_main(["report", study, "--records", str(tmp_path / "runs"), "--out", str(tmp_path / "reports")])
     said = capsys.readouterr()
-    rows = {line.split()[0]: line.split()[1] for line in said.out.splitlines()[2:]}  # variant -> runs
-    assert f"warning: {damaged}: not a readable run record" in said.err and sorted(rows.values()) == ["1"]
+    table = (tmp_path / "reports" / "tiny" / "table.csv").read_text().splitlines()
+    assert f"warning: {damaged}: not a readable run record" in said.err and len(table) == 2  # header, one variant
     _run(study, tmp_path / "runs", "--seeds", "0", "--dry-run")
     said = capsys.readouterr()
     assert "1 done, 1 to run" in said.out and "(its record is damaged: trained again from step 0" in said.out

@@ -1,0 +1,154 @@
+"""`bench report` on the records of a real smoke study (2 variants x 2 seeds), run once per session."""
+
+import json
+import math
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bench.cli import main as bench_main
+from bench.records import CURVE_COLUMNS, curves_frame, read_records, records_frame
+
+STUDY = """
+description = "two variants, two seeds"
+preset = "paper"
+seeds = [0, 1]
+[axes]
+"model.char_encoder" = ["conv2d", "depthwise1d"]
+"""
+SHORT = ["--set", "train.steps=8", "--set", "train.eval_every=4", "--set", "train.checkpoint_every=4",
+         "--set", "data.synthetic.train_paragraphs=20", "--set", "data.synthetic.dev_paragraphs=5",
+         "--set", "train.threads=1"]
+PLOTS = ("scores", "curves", "cost", "forest")
+
+
+@pytest.fixture(scope="session")
+def smoke_records(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    (folder / "chars.toml").write_text(STUDY)
+    (folder / "ema.toml").write_text(STUDY.replace('"model.char_encoder" = ["conv2d", "depthwise1d"]',
+                                                   '"train.ema" = [true, false]'))
+    for name in ("chars", "ema"):
+        bench_main(["run", str(folder / f"{name}.toml"), "--scale", "smoke", "--out", str(folder / "runs"), *SHORT])
+    return folder
+
+
+def _report(folder, tmp_path, *extra: str, study: str = "chars"):
+    bench_main(["report", str(folder / f"{study}.toml"), "--records", str(folder / "runs"), "--out", str(tmp_path),
+                *extra])
+    return tmp_path / study
+
+
+def _copy_records(folder, tmp_path):
+    """A copy of the session's records that a test may change."""
+    shutil.copytree(folder / "runs", tmp_path / "runs")
+    for name in ("chars", "ema"):
+        shutil.copy(folder / f"{name}.toml", tmp_path / f"{name}.toml")
+    return tmp_path
+
+
+def test_the_table_holds_what_pandas_computes_from_the_records(smoke_records, tmp_path):
+    out = _report(smoke_records, tmp_path)
+    table = pd.read_csv(out / "table.csv").set_index("variant")
+    runs = records_frame("chars", smoke_records / "runs")
+    for variant, group in runs.groupby("variant"):
+        f1 = group["f1"]
+        half = stats.t.ppf(0.975, len(f1) - 1) * f1.std(ddof=1) / math.sqrt(len(f1))
+        assert table.loc[variant, "f1_mean"] == pytest.approx(f1.mean(), abs=1e-4)
+        assert table.loc[variant, "f1_low"] == pytest.approx(f1.mean() - half, abs=1e-4)
+        assert table.loc[variant, "ok"] == 2 and table.loc[variant, "steps"] == 8
+    by_seed = runs.pivot(index="seed", columns="variant", values="f1")
+    differences = by_seed["model.char_encoder=depthwise1d"] - by_seed["base"]  # paired: the seeds match
+    half = stats.t.ppf(0.975, 1) * differences.std(ddof=1) / math.sqrt(2)
+    row = table.loc["model.char_encoder=depthwise1d"]
+    assert row["f1_diff"] == pytest.approx(differences.mean(), abs=1e-4)
+    assert row["f1_diff_high"] == pytest.approx(differences.mean() + half, abs=1e-4)
+    assert row["diff_method"] == "paired t"
+    markdown = (out / "table.md").read_text()
+    assert "| char_encoder = conv2d (base) |" in markdown and "| char_encoder = depthwise1d " in markdown
+    assert "baseline" in markdown and "base |" not in markdown.replace("(base) |", "")
+
+
+def test_latex_has_booktabs_rules_escapes_names_and_compiles_where_tex_is_installed(smoke_records, tmp_path):
+    latex = (_report(smoke_records, tmp_path, "--format", "latex") / "table.tex").read_text()
+    assert all(rule in latex for rule in (r"\toprule", r"\midrule", r"\bottomrule"))
+    assert r"char\_encoder = depthwise1d" in latex and "char_encoder" not in latex.replace(r"char\_encoder", "")
+    assert r"$\pm$" in latex and latex.count(r"\textbf{") >= 2
+    engine = shutil.which("pdflatex") or shutil.which("lualatex")
+    if engine is None:
+        pytest.skip("no TeX engine installed (pdflatex, lualatex): the LaTeX was checked, not compiled")
+    document = tmp_path / "doc.tex"
+    document.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + latex
+                        + "\\end{document}\n")
+    subprocess.run([engine, "-interaction=nonstopmode", document.name], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=120)
+
+
+def test_every_plot_and_the_reports_are_written_and_the_html_stands_alone(smoke_records, tmp_path):
+    out = _report(smoke_records, tmp_path)
+    for name in PLOTS:
+        for extension in ("png", "pdf"):
+            assert (out / f"{name}.{extension}").stat().st_size > 1000, name
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(PLOTS)
+    assert "<script" not in page and "http" not in page.replace("http-equiv", "")  # nothing fetched from elsewhere
+    report = (out / "report.md").read_text()
+    assert all(f"![{name}]({name}.png)" in report for name in PLOTS) and "## Environment" in report
+
+
+def test_a_report_is_a_pure_function_of_the_records(smoke_records, tmp_path):
+    first, second = _report(smoke_records, tmp_path / "a"), _report(smoke_records, tmp_path / "b")
+    names = sorted(path.name for path in first.iterdir())
+    assert len(names) == 13
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_failed_runs_are_counted_not_averaged_and_warnings_name_what_is_mixed(smoke_records, tmp_path):
+    folder = _copy_records(smoke_records, tmp_path)
+    records = {(r["variant"], r["seed"]): r for r in read_records(folder / "runs" / "chars")}
+    changed = {("base", 1): {"status": "oom", "metrics": {}},
+               ("model.char_encoder=depthwise1d", 0): {"environment": {
+                   **records[("model.char_encoder=depthwise1d", 0)]["environment"],
+                   "git": {"sha": "0123456789abcdef", "dirty": False}, "device": "NVIDIA H100"}}}
+    for key, change in changed.items():
+        (folder / "runs" / "chars" / f"{records[key]['id']}.json").write_text(json.dumps({**records[key], **change}))
+    out = _report(folder, tmp_path / "reports")
+    table = pd.read_csv(out / "table.csv").set_index("variant")
+    assert table.loc["base", "ok"] == 1 and table.loc["base", "oom"] == 1
+    assert table.loc["base", "f1_mean"] == pytest.approx(records[("base", 0)]["metrics"]["f1"], abs=1e-4)
+    assert table.loc["model.char_encoder=depthwise1d", "diff_method"] == "Welch t"  # the seeds no longer match
+    report = (out / "report.md").read_text()
+    assert "> **Warning:** the records come from 2 code versions" in report
+    assert "> **Warning:** the records were made on several devices" in report
+    assert "> **Warning:** char_encoder = conv2d (base): 1 ok seed(s), no confidence interval" in report
+    assert "| 1 ok, 1 oom |" in (out / "table.md").read_text().replace("  ", " ").replace("  ", " ")
+
+
+def test_studies_sharing_a_baseline_make_one_combined_table(smoke_records, tmp_path, capsys):
+    bench_main(["report", str(smoke_records / "chars.toml"), str(smoke_records / "ema.toml"), "--records",
+                str(smoke_records / "runs"), "--out", str(tmp_path)])
+    combined = (tmp_path / "combined" / "table.md").read_text()
+    assert combined.count("baseline") == 1 and "char_encoder = depthwise1d" in combined
+    assert "ema = false" in combined and (tmp_path / "combined" / "table.tex").exists()
+
+
+def test_the_curve_table_is_tidy(smoke_records):
+    curve = curves_frame("chars", smoke_records / "runs")
+    assert list(curve.columns) == CURVE_COLUMNS and set(curve["metric"]) == {"exact", "f1", "train_loss"}
+    assert sorted(set(curve["step"])) == [4, 8] and len(curve[curve["metric"] == "f1"]) == 8  # 4 runs x 2
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--baseline", "nope"], "--baseline 'nope': no such variant in chars"),
+    (["--format", "md,pdf"], "argument --format: 'md,pdf': choose from md,latex,csv,html"),
+    (["--scale", "cpu"], "no records at scale 'cpu' (there are: smoke)"),
+])
+def test_bad_report_requests_are_one_line(smoke_records, tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_status:
+        _report(smoke_records, tmp_path, *extra)
+    said = capsys.readouterr().err.strip().splitlines()
+    assert exit_status.value.code == 2 and message in said[-1] and not (tmp_path / "chars").exists()
