@@ -212,7 +212,9 @@ def _latex_escape(text: str) -> str:
 
 
 def to_markdown(summary: pd.DataFrame) -> str:
-    return table(summary).to_markdown(index=False, disable_numparse=True) + "\n"
+    cells = table(summary)
+    align = ("left", "left") + ("right",) * (len(cells.columns) - 2)  # names and outcomes left, numbers right
+    return cells.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n"
 
 
 def to_latex(summary: pd.DataFrame, caption: str) -> str:
