@@ -230,23 +230,6 @@ def mixed_hardware(frame) -> str:
             f"with the hardware's speed")
 
 
-def summary_table(frame, scale: str | None = None, order: list[str] | None = None) -> str:
-    """Variant, runs, EM and F1 mean +- std over seeds, wall time, memory, and failures."""
-    if scale is not None:
-        frame = frame[frame["scale"] == scale]
-    if frame.empty:
-        return "no records"
-    variants = [v for v in order or [] if v in set(frame["variant"])] or sorted(set(frame["variant"]))
-    lines = [f"{'variant':40} {'runs':>4} {'EM':>13} {'F1':>13} {'wall s':>8} {'memory MB':>9}  not ok"]
-    for variant in variants:
-        group = frame[frame["variant"] == variant]
-        ok = group[group["status"] == "ok"]
-        failures = ", ".join(f"{s} {n}" for s, n in group[group["status"] != "ok"]["status"].value_counts().items())
-        lines.append(f"{variant[:40]:40} {len(group):4} {mean_std(ok['exact']):>13} {mean_std(ok['f1']):>13} "
-                     f"{ok['wall_seconds'].mean():8.1f} {ok['peak_memory_mb'].mean():9.0f}  {failures or '-'}")
-    return "\n".join(lines)
-
-
 def mean_std(values, sign: str = "") -> str:
     """'mean ± sd' over runs (sd with ddof 1), the value alone for one run, '-' for none; sign='+' signs the mean."""
     values = [float(value) for value in values if value is not None and value == value]  # NaN != NaN

@@ -7,7 +7,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from bench.records import RUNS, ensure_writable, mixed_hardware, records_frame, summary_table
+from bench.records import RUNS, ensure_writable, mixed_hardware, records_frame
+from bench.report import default_baseline, summarise, to_markdown
 from bench.runner import LOCKED, execution_context, plan, run_parallel, run_threads
 from bench.study import SCALES, available, distinct_runs, load_study
 from qanet.config import ConfigError, RunConfig, apply_overrides, parse_overrides
@@ -143,8 +144,9 @@ def run_study(args: argparse.Namespace) -> None:
         if client is not None:
             client.close()
     records = records_frame(study.name, args.out)
-    print(summary_table(records, args.scale, list(study.variants())))
-    mixed = mixed_hardware(records[records["scale"] == args.scale])
+    records = records[records["scale"] == args.scale]
+    print(to_markdown(summarise(records, study, default_baseline(study))) if not records.empty else "no records")
+    mixed = mixed_hardware(records)
     if mixed:
         print(f"note: {mixed}")
     outcome = outcome_line(finished)
