@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 # no creation date or software version in the files: the same records give the same bytes
 _METADATA = {"png": {"Software": None}, "pdf": {"Creator": None, "Producer": None, "CreationDate": None}}
@@ -27,7 +28,8 @@ def _pyplot():
 def colours(labels: list[str]) -> dict[str, tuple]:
     """The same colour for a variant in every plot of a report."""
     _, sns = _pyplot()
-    return dict(zip(labels, sns.color_palette("colorblind", max(len(labels), 3)), strict=False))
+    palette = sns.color_palette("colorblind" if len(labels) <= 10 else "husl", max(len(labels), 3))
+    return dict(zip(labels, palette, strict=False))
 
 
 def _save(figure, folder: Path, name: str) -> list[Path]:
@@ -77,6 +79,7 @@ def scores(summary: pd.DataFrame, runs: pd.DataFrame, palette: dict, folder: Pat
             ax.errorbar(i, mean, yerr=error, fmt="o", color=colour, capsize=5, markersize=7, zorder=3)
         _label_axis(ax, labels)
         ax.set_xlim(-0.6, len(labels) - 0.4)
+        ax.set_ylim(bottom=max(ax.get_ylim()[0], 0))  # a score is never negative, whatever a wide CI says
         ax.set_ylabel(f"dev {name} (%)")
         ax.set_title(f"{name}: mean, 95% CI, seeds")
     figure.tight_layout()
@@ -100,6 +103,7 @@ def curves(curve: pd.DataFrame, labels: dict[str, str], palette: dict, folder: P
             ax.plot(x, by_step["mean"], color=colour, label=labels[variant], linewidth=1.6)
             ax.fill_between(x, by_step["mean"] - by_step["sd"], by_step["mean"] + by_step["sd"], color=colour,
                             alpha=0.2, linewidth=0)
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_xlabel("training step")
     axes[1].set_xlabel("training time (minutes, evaluation excluded)")
     axes[0].set_ylabel("dev F1 (%)")
@@ -127,7 +131,7 @@ def cost(runs: pd.DataFrame, labels: dict[str, str], palette: dict, folder: Path
     return _save(figure, folder, "cost")
 
 
-def forest(summary: pd.DataFrame, baseline_label: str, folder: Path) -> list[Path]:
+def forest(summary: pd.DataFrame, baseline_label: str, palette: dict, folder: Path) -> list[Path]:
     """Every axis's effect on F1 (the difference to the base with its 95% CI), largest first."""
     plt, _ = _pyplot()
     effects = summary[~summary["baseline"] & summary["f1_diff"].notna()].copy()
@@ -136,7 +140,7 @@ def forest(summary: pd.DataFrame, baseline_label: str, folder: Path) -> list[Pat
     for i, row in effects.iterrows():
         low, high = row["f1_diff_low"], row["f1_diff_high"]
         error = None if low != low else [[row["f1_diff"] - low], [high - row["f1_diff"]]]
-        ax.errorbar(row["f1_diff"], i, xerr=error, fmt="o", color="black", capsize=4)
+        ax.errorbar(row["f1_diff"], i, xerr=error, fmt="o", color=palette[row["label"]], capsize=4)
     ax.axvline(0, color="grey", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(effects)))
     ax.set_yticklabels(effects["label"])

@@ -11,14 +11,14 @@ same seeds, and Welch's t otherwise. Failed, out-of-memory and diverged runs are
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bench.records import RecordError
 from bench.study import Study, value_text
 from qanet.config import get_value
 
@@ -35,10 +35,6 @@ class Interval:
     high: float
     n: int
     method: str = "t"
-
-    @property
-    def half_width(self) -> float:
-        return (self.high - self.low) / 2
 
 
 def _t(df: float) -> float:
@@ -59,23 +55,21 @@ def mean_interval(values) -> Interval:
 
 
 def difference_interval(variant: pd.Series, baseline: pd.Series) -> Interval:
-    """variant - baseline, each a Series of one metric indexed by seed (ok runs only)."""
-    if len(variant) >= 2 and set(variant.index) == set(baseline.index):
-        differences = variant - baseline.loc[variant.index]
-        return _with_method(mean_interval(differences), "paired t")
-    mean = float(variant.mean() - baseline.mean())
+    """variant - baseline, each a Series of one metric indexed by seed (ok runs only): paired on the seeds
+    both have where there are at least two, Welch's t over all their runs otherwise."""
+    variant, baseline = variant.dropna(), baseline.dropna()
+    shared = sorted(set(variant.index) & set(baseline.index))
+    if len(shared) >= 2:
+        return dataclasses.replace(mean_interval(variant.loc[shared] - baseline.loc[shared]), method="paired t")
+    mean, n = float(variant.mean() - baseline.mean()), min(len(variant), len(baseline))
     if len(variant) < 2 or len(baseline) < 2:
-        return Interval(mean, math.nan, math.nan, min(len(variant), len(baseline)), "Welch t")
+        return Interval(mean, math.nan, math.nan, n, "Welch t")
     a, b = variant.var(ddof=1) / len(variant), baseline.var(ddof=1) / len(baseline)
     if a + b == 0:
-        return Interval(mean, mean, mean, min(len(variant), len(baseline)), "Welch t")
+        return Interval(mean, mean, mean, n, "Welch t")
     df = (a + b) ** 2 / (a ** 2 / (len(variant) - 1) + b ** 2 / (len(baseline) - 1))
     half = _t(df) * math.sqrt(a + b)
-    return Interval(mean, mean - half, mean + half, min(len(variant), len(baseline)), "Welch t")
-
-
-def _with_method(interval: Interval, method: str) -> Interval:
-    return Interval(interval.mean, interval.low, interval.high, interval.n, method)
+    return Interval(mean, mean - half, mean + half, n, "Welch t")
 
 
 def short_key(key: str) -> str:
@@ -83,18 +77,22 @@ def short_key(key: str) -> str:
     return key.rsplit(".", 1)[-1]
 
 
-def variant_labels(study: Study) -> dict[str, str]:
-    """Variant name -> what it is, for tables and legends: `char_encoder = depthwise1d`, and the base of a
-    one-at-a-time study as its own axis values with "(base)"."""
+def base_settings(study: Study, scale: str) -> str:
+    """The base of a one-at-a-time study as its axes' values: `char_encoder = conv2d, optimizer = adam, ...`."""
+    base = next(run.config for run in study.runs(scale, seeds=study.seeds[:1]) if run.variant == "base")
+    return ", ".join(f"{short_key(key)} = {value_text(get_value(base, key))}" for key in study.axes)
+
+
+def variant_labels(study: Study, scale: str = "full") -> dict[str, str]:
+    """Variant name -> what it is, for tables and legends: `char_encoder = depthwise1d`; the base of a
+    one-at-a-time study with one axis as its value with "(base)", with several as "base configuration"
+    (report.md spells it out: `base_settings`)."""
     labels = {}
     for name, settings in study.variants().items():
         if name in study.named:
             labels[name] = name
         elif name == "base" and study.design == "one-at-a-time":
-            base = study.runs("full", seeds=[0])[0].config if len(study.axes) == 1 else None
-            key = next(iter(study.axes), None)
-            labels[name] = (f"{short_key(key)} = {value_text(get_value(base, key))} (base)" if base is not None
-                            else "base configuration")
+            labels[name] = f"{base_settings(study, scale)} (base)" if len(study.axes) == 1 else "base configuration"
         else:
             labels[name] = ", ".join(f"{short_key(key)} = {value_text(value)}" for key, value in settings.items())
     return labels
@@ -108,6 +106,12 @@ def summarise(frame: pd.DataFrame, study: Study, baseline: str) -> pd.DataFrame:
     """One row per variant (in the study's order) with numbers only: outcome counts, EM/F1 mean, sd and
     95% CI, the difference to `baseline` with its CI and method, and the costs of the ok runs."""
     labels = variant_labels(study)
+    repeated = frame[frame.duplicated(["variant", "seed"], keep=False)]
+    if not repeated.empty:  # two records of one (variant, seed): the study's settings changed between runs
+        first = repeated.iloc[0]
+        raise RecordError(f"{study.name}: {len(repeated)} records for {first['variant']} seed {first['seed']} "
+                          f"(ids {', '.join(repeated[repeated['variant'] == first['variant']]['id'])}): the study "
+                          f"changed between runs; move the old records out of its folder")
     ok = frame[frame["status"] == "ok"]
     base_scores = ok[ok["variant"] == baseline].set_index("seed")
     rows = []
@@ -138,6 +142,7 @@ _COLUMNS = {
     "exact_ci": ("EM 95% CI", r"EM 95\% CI", None),
     "f1": ("F1", "F1", "max"),
     "f1_ci": ("F1 95% CI", r"F1 95\% CI", None),
+    "exact_diff": ("ΔEM [95% CI]", r"$\Delta$EM [95\% CI]", None),
     "f1_diff": ("ΔF1 [95% CI]", r"$\Delta$F1 [95\% CI]", None),
     "train_examples_per_s": ("train ex/s", "train ex/s", "max"),
     "wall_minutes": ("wall min", "wall min", "min"),
@@ -149,53 +154,69 @@ _COLUMNS = {
 
 def table(summary: pd.DataFrame, latex: bool = False) -> pd.DataFrame:
     """The summary as text cells for a paper: `mean ± sd`, `[low, high]`, the baseline marked; with `latex`
-    every cell is escaped and the best value of EM, F1, throughput, time and memory is bold."""
-    pm, escape = (r" $\pm$ ", _latex_escape) if latex else (" ± ", str)
+    every cell is escaped and the best value of EM, F1, throughput, time and memory is bold (none where the
+    best shown value is shared)."""
+    pm = r" $\pm$ " if latex else " ± "
 
     def number(value, digits: int = 2) -> str:
         return "–" if value != value else _minus(f"{value:,.{digits}f}", latex)
 
-    def interval(low, high) -> str:
-        return "–" if low != low else _minus(f"[{low:.2f}, {high:.2f}]", latex)
+    def interval(low, high, signed: bool = False) -> str:
+        form = "+.2f" if signed else ".2f"
+        return "" if low != low else _minus(f"[{low:{form}}, {high:{form}}]", latex)
 
+    def score(metric: str) -> list[str]:
+        return [number(row[f"{metric}_mean"]) + ("" if row[f"{metric}_sd"] != row[f"{metric}_sd"]
+                                                 else pm + number(row[f"{metric}_sd"])) for _, row in rows]
+
+    def difference(metric: str) -> list[str]:
+        texts = []
+        for _, row in rows:
+            mean = row.get(f"{metric}_diff", math.nan)
+            if row["baseline"] or mean != mean:
+                texts.append("baseline" if row["baseline"] else "–")
+            else:
+                texts.append(_minus(f"{mean:+.2f}", latex) + " "
+                             + interval(row[f"{metric}_diff_low"], row[f"{metric}_diff_high"], signed=True))
+        return texts
+
+    rows = list(summary.iterrows())
     cells = pd.DataFrame({
-        "label": [escape(label) for label in summary["label"]],
-        "runs": [_runs_text(row) for _, row in summary.iterrows()],
-        "exact": [number(m) + ("" if s != s else pm + number(s)) for m, s in zip(summary["exact_mean"],
-                                                                                  summary["exact_sd"], strict=True)],
-        "exact_ci": [interval(lo, hi) for lo, hi in zip(summary["exact_low"], summary["exact_high"], strict=True)],
-        "f1": [number(m) + ("" if s != s else pm + number(s)) for m, s in zip(summary["f1_mean"], summary["f1_sd"],
-                                                                               strict=True)],
-        "f1_ci": [interval(lo, hi) for lo, hi in zip(summary["f1_low"], summary["f1_high"], strict=True)],
-        "f1_diff": [_difference_text(row, latex) for _, row in summary.iterrows()],
+        "label": [_latex_escape(label) if latex else label for label in summary["label"]],
+        "runs": [_runs_text(row) for _, row in rows],
+        "exact": score("exact"),
+        "exact_ci": [interval(row["exact_low"], row["exact_high"]) or "–" for _, row in rows],
+        "f1": score("f1"),
+        "f1_ci": [interval(row["f1_low"], row["f1_high"]) or "–" for _, row in rows],
+        "exact_diff": difference("exact"),
+        "f1_diff": difference("f1"),
         "train_examples_per_s": [number(v, 1) for v in summary["train_examples_per_s"]],
         "wall_minutes": [number(v, 1) for v in summary["wall_minutes"]],
         "peak_memory_mb": [number(v, 0) for v in summary["peak_memory_mb"]],
         "parameters": [number(v, 0) for v in summary["parameters"]],
         "steps": [number(v, 0) for v in summary["steps"]],
-    })
+    }).map(str.strip)
     if latex:
-        for column, (_, _, best) in _COLUMNS.items():
-            values = summary[{"exact": "exact_mean", "f1": "f1_mean"}.get(column, column)] if best else None
-            if best and values.notna().sum() > 1 and values.nunique() > 1:
-                winner = values.idxmax() if best == "max" else values.idxmin()
-                cells.loc[winner, column] = rf"\textbf{{{cells.loc[winner, column]}}}"
+        _bold_the_best(cells, summary)
     headers = {column: names[1] if latex else names[0] for column, names in _COLUMNS.items()}
     return cells.rename(columns=headers)
 
 
+def _bold_the_best(cells: pd.DataFrame, summary: pd.DataFrame) -> None:
+    for column, (_, _, best) in _COLUMNS.items():
+        if best is None:
+            continue
+        values = summary[{"exact": "exact_mean", "f1": "f1_mean"}.get(column, column)]
+        shown = cells[column].str.split(" ").str[0]  # the value as printed: a tie when printed alike
+        if values.notna().sum() < 2:
+            continue
+        winner = values.idxmax() if best == "max" else values.idxmin()
+        if (shown == shown[winner]).sum() == 1:
+            cells.loc[winner, column] = rf"\textbf{{{cells.loc[winner, column]}}}"
+
+
 def _runs_text(row) -> str:
     return ", ".join(f"{row[status]} {status}" for status in OUTCOMES if row[status]) or "0"
-
-
-def _difference_text(row, latex: bool) -> str:
-    if row["baseline"]:
-        return "baseline"
-    mean, low, high = row.get("f1_diff", math.nan), row.get("f1_diff_low", math.nan), row.get("f1_diff_high",
-                                                                                              math.nan)
-    if mean != mean:
-        return "–"
-    return _minus(f"{mean:+.2f}" + ("" if low != low else f" [{low:+.2f}, {high:+.2f}]"), latex)
 
 
 def _minus(text: str, latex: bool) -> str:
@@ -217,17 +238,16 @@ def to_markdown(summary: pd.DataFrame) -> str:
     return cells.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n"
 
 
-def to_latex(summary: pd.DataFrame, caption: str) -> str:
+def to_latex(summary: pd.DataFrame, caption: str, label: str) -> str:
+    """A booktabs table across the page (`table*`), scaled to the text width: it needs the booktabs and
+    graphicx packages."""
     cells = table(summary, latex=True)
-    styler = cells.style.hide(axis="index")
-    return styler.to_latex(hrules=True, column_format="l" + "r" * (len(cells.columns) - 1),
-                           caption=_latex_escape(caption), position="t")
+    columns = "ll" + "r" * (len(cells.columns) - 2)
+    tabular = cells.style.hide(axis="index").to_latex(hrules=True, column_format=columns)
+    return (f"\\begin{{table*}}[t]\n\\centering\n\\caption{{{_latex_escape(caption)}}}\n\\label{{{label}}}\n"
+            f"\\resizebox{{\\textwidth}}{{!}}{{%\n{tabular}}}\n\\end{{table*}}\n")
 
 
 def to_csv(summary: pd.DataFrame) -> str:
     """Every number, unrounded, for anyone who wants to compute on: one row per variant."""
     return summary.to_csv(index=False, float_format="%.6g", lineterminator="\n")
-
-
-def png_data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")

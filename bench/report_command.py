@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import html
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from bench import plots
 from bench.records import RUNS, RecordError, curves_frame, mixed_hardware, records_frame
 from bench.report import (
+    base_settings,
     default_baseline,
-    png_data_uri,
     summarise,
+    table,
     to_csv,
     to_latex,
     to_markdown,
@@ -22,9 +26,10 @@ from bench.study import SCALES, Study, StudyError, available, load_study
 
 REPORTS = Path("results") / "reports"
 FORMATS = ("md", "latex", "csv", "html")
-METHOD = ("EM and F1: mean ± sd over the ok seeds, 95% CI from Student's t; ΔF1: the difference to the baseline, "
-          "paired by seed (t on the per-seed differences) where both have ok runs for the same seeds, Welch's t "
-          "otherwise. Failed, out-of-memory and diverged runs are counted in `seeds`, never averaged.")
+METHOD = ("EM and F1: mean ± sd over the ok seeds, 95% CI from Student's t. ΔEM, ΔF1: the difference to the "
+          "baseline, paired by seed (t on the per-seed differences) over the seeds both have ok runs for, where "
+          "there are at least two, Welch's t otherwise. Failed, out-of-memory and diverged runs are counted in the "
+          "seeds column, never averaged.")
 
 
 def register(commands) -> None:
@@ -91,13 +96,13 @@ def write_report(study: Study, args: argparse.Namespace) -> dict:
     mixed = mixed_hardware(frame)
     if mixed and not args.mixed_hardware:
         raise RecordError(f"{args.records / study.name}: {mixed}; compare them anyway with --mixed-hardware")
-    labels = variant_labels(study)
+    labels = variant_labels(study, scale)
     baseline = _baseline(study, labels, args.baseline)
     summary = summarise(frame, study, baseline)
     out = args.out / study.name
     out.mkdir(parents=True, exist_ok=True)
     caption = f"{study.name} ({scale}): {study.description}"
-    written = _write_tables(summary, caption, out, args.format)
+    written = _write_tables(summary, caption, f"tab:{study.name}", out, args.format)
     palette = plots.colours(list(summary["label"]))
     figures = plots.scores(summary, frame, palette, out)
     curve = curves_frame(study.name, args.records)
@@ -106,12 +111,16 @@ def write_report(study: Study, args: argparse.Namespace) -> dict:
         figures += plots.curves(curve, labels, palette, out)
     figures += plots.cost(frame, labels, palette, out)
     if study.design == "one-at-a-time" and "f1_diff" in summary and summary["f1_diff"].notna().any():
-        figures += plots.forest(summary, labels[baseline], out)
+        figures += plots.forest(summary, labels[baseline], palette, out)
     warnings = _warnings(frame, summary, mixed)
     pngs = [path for path in figures if path.suffix == ".png"]
-    (out / "report.md").write_text(_report_markdown(study, scale, summary, warnings, frame, pngs), encoding="utf-8")
+    about = study.description
+    if study.design == "one-at-a-time" and len(study.axes) > 1:
+        about = f"{about.rstrip('.')}. Base configuration: {base_settings(study, scale)}."
+    (out / "report.md").write_text(_report_markdown(study.name, scale, about, summary, warnings, frame, pngs),
+                                   encoding="utf-8")
     if "html" in args.format:
-        (out / "report.html").write_text(_report_html(study, scale, summary, warnings, frame, pngs),
+        (out / "report.html").write_text(_report_html(study.name, scale, about, summary, warnings, frame, pngs),
                                          encoding="utf-8")
         written.append(out / "report.html")
     print(f"{study.name} ({scale}), baseline {labels[baseline]}:")
@@ -132,10 +141,10 @@ def _baseline(study: Study, labels: dict[str, str], asked: str | None) -> str:
                      f"{'; '.join(labels.values())})")
 
 
-def _write_tables(summary, caption: str, out: Path, formats: list[str], stem: str = "table") -> list[Path]:
-    texts = {"md": (f"{stem}.md", lambda: to_markdown(summary)), "latex": (f"{stem}.tex",
-                                                                           lambda: to_latex(summary, caption)),
-             "csv": (f"{stem}.csv", lambda: to_csv(summary))}
+def _write_tables(summary, caption: str, label: str, out: Path, formats: list[str]) -> list[Path]:
+    texts = {"md": ("table.md", lambda: to_markdown(summary)),
+             "latex": ("table.tex", lambda: to_latex(summary, caption, label)),
+             "csv": ("table.csv", lambda: to_csv(summary))}
     written = []
     for name in formats:
         if name in texts:
@@ -174,8 +183,9 @@ def _environment_lines(frame) -> list[str]:
             f"- git: {values('git_sha')}; uncommitted changes: {values('git_dirty')}"]
 
 
-def _report_markdown(study: Study, scale: str, summary, warnings: list[str], frame, pngs: list[Path]) -> str:
-    lines = [f"# {study.name} ({scale})", "", study.description, ""]
+def _report_markdown(name: str, scale: str, about: str, summary, warnings: list[str], frame,
+                     pngs: list[Path]) -> str:
+    lines = [f"# {name} ({scale})", "", about, ""]
     lines += [f"> **Warning:** {warning}" for warning in warnings] + ([""] if warnings else [])
     lines += [to_markdown(summary), METHOD, ""]
     lines += [f"![{path.stem}]({path.name})" for path in pngs] + [""]
@@ -188,17 +198,15 @@ padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:
 th,td{padding:.35em .7em;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
 thead th{border-bottom:2px solid #333}.warning{background:#fff4e5;border-left:4px solid #f0a020;padding:.5em 1em}
-img{max-width:100%;display:block;margin:1.5em 0}"""
+img{max-width:100%;display:block;margin:1.5em 0}.wide{overflow-x:auto}"""
 
 
-def _report_html(study: Study, scale: str, summary, warnings: list[str], frame, pngs: list[Path]) -> str:
+def _report_html(name: str, scale: str, about: str, summary, warnings: list[str], frame, pngs: list[Path]) -> str:
     """One self-contained page: styles inline, plots embedded, no script, font or style from elsewhere."""
-    from bench.report import table
-
-    cells = table(summary).to_html(index=False, border=0, escape=True)
-    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(study.name)}</title>",
-             f"<style>{_STYLE}</style></head><body>", f"<h1>{html.escape(study.name)} ({scale})</h1>",
-             f"<p>{html.escape(study.description)}</p>"]
+    cells = '<div class="wide">' + table(summary).to_html(index=False, border=0, escape=True) + "</div>"
+    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(name)}</title>",
+             f"<style>{_STYLE}</style></head><body>", f"<h1>{html.escape(name)} ({scale})</h1>",
+             f"<p>{html.escape(about)}</p>"]
     parts += [f'<p class="warning">{html.escape(warning)}</p>' for warning in warnings]
     parts += [cells, f"<p>{html.escape(METHOD)}</p>"]
     parts += [f'<img alt="{path.stem}" src="{png_data_uri(path)}">' for path in pngs]
@@ -208,11 +216,13 @@ def _report_html(study: Study, scale: str, summary, warnings: list[str], frame, 
     return "\n".join(parts) + "\n"
 
 
+def png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
 def write_combined(reports: list[dict], args: argparse.Namespace) -> None:
     """One table for the studies whose baselines are the same configuration (the paper's ablation table):
     their baseline once, then every other variant of each, with its difference to its own study's baseline."""
-    import pandas as pd
-
     def baseline_config(report: dict) -> str:
         study, baseline = report["study"], report["baseline"]
         [run] = [r for r in study.runs(report["scale"], seeds=[0]) if r.variant == baseline]
@@ -231,7 +241,8 @@ def write_combined(reports: list[dict], args: argparse.Namespace) -> None:
     out = args.out / "combined"
     out.mkdir(parents=True, exist_ok=True)
     names = ", ".join(report["study"].name for report in shared)
-    written = _write_tables(combined, f"{names}: each change against the shared baseline", out, args.format)
+    written = _write_tables(combined, f"{names}: each change against the shared baseline", "tab:combined", out,
+                            args.format)
     print(f"combined ({names}):")
     print(to_markdown(combined))
     print(f"wrote {', '.join(str(path) for path in written)}")

@@ -19,6 +19,7 @@ seeds = [0, 1]
 [axes]
 "model.char_encoder" = ["conv2d", "depthwise1d"]
 """
+SPECIAL = '[variants."50% & #1: $x_{1}$ ~ ^ \\\\ wider"]\n"model.hidden" = 48\n'  # every LaTeX special (TOML: one \\)
 SHORT = ["--set", "train.steps=8", "--set", "train.eval_every=4", "--set", "train.checkpoint_every=4",
          "--set", "data.synthetic.train_paragraphs=20", "--set", "data.synthetic.dev_paragraphs=5",
          "--set", "train.threads=1"]
@@ -31,6 +32,7 @@ def smoke_records(tmp_path_factory):
     (folder / "chars.toml").write_text(STUDY)
     (folder / "ema.toml").write_text(STUDY.replace('"model.char_encoder" = ["conv2d", "depthwise1d"]',
                                                    '"train.ema" = [true, false]'))
+    (folder / "special.toml").write_text(STUDY + SPECIAL)
     for name in ("chars", "ema"):
         bench_main(["run", str(folder / f"{name}.toml"), "--scale", "smoke", "--out", str(folder / "runs"), *SHORT])
     return folder
@@ -73,17 +75,38 @@ def test_the_table_holds_what_pandas_computes_from_the_records(smoke_records, tm
 
 
 def test_latex_has_booktabs_rules_escapes_names_and_compiles_where_tex_is_installed(smoke_records, tmp_path):
-    latex = (_report(smoke_records, tmp_path, "--format", "latex") / "table.tex").read_text()
+    latex = (_report(smoke_records, tmp_path, "--format", "latex,csv") / "table.tex").read_text()
     assert all(rule in latex for rule in (r"\toprule", r"\midrule", r"\bottomrule"))
     assert r"char\_encoder = depthwise1d" in latex and "char_encoder" not in latex.replace(r"char\_encoder", "")
-    assert r"$\pm$" in latex and latex.count(r"\textbf{") >= 2
+    assert r"$\pm$" in latex and r"\label{tab:chars}" in latex
+    table = pd.read_csv(tmp_path / "chars" / "table.csv")
+    best_f1 = table.loc[table["f1_mean"].idxmax()]
+    best_row = next(line for line in latex.splitlines() if line.startswith(best_f1["label"].replace("_", r"\_")))
+    assert rf"\textbf{{{best_f1['f1_mean']:.2f}" in best_row  # the higher F1 is the bold one
     engine = shutil.which("pdflatex") or shutil.which("lualatex")
     if engine is None:
         pytest.skip("no TeX engine installed (pdflatex, lualatex): the LaTeX was checked, not compiled")
     document = tmp_path / "doc.tex"
-    document.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + latex
+    document.write_text("\\documentclass{article}\\usepackage{booktabs,graphicx}\\begin{document}\n" + latex
                         + "\\end{document}\n")
     subprocess.run([engine, "-interaction=nonstopmode", document.name], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=120)
+
+
+def test_every_latex_special_character_in_a_name_is_escaped(smoke_records, tmp_path):
+    """A named variant called `50% & #1: $x_{1}$ ~ ^ \\ wider` (one seed each) is escaped, and compiles."""
+    bench_main(["run", str(smoke_records / "special.toml"), "--scale", "smoke", "--seeds", "0", "--out",
+                str(tmp_path / "runs"), *SHORT])
+    bench_main(["report", str(smoke_records / "special.toml"), "--records", str(tmp_path / "runs"), "--out",
+                str(tmp_path), "--format", "latex"])
+    latex = (tmp_path / "special" / "table.tex").read_text()
+    assert r"50\% \& \#1: \$x\_\{1\}\$ \textasciitilde{} \textasciicircum{} \textbackslash{} wider" in latex
+    engine = shutil.which("pdflatex") or shutil.which("lualatex")
+    if engine is None:
+        pytest.skip("no TeX engine installed (pdflatex, lualatex): the escaping was checked, not compiled")
+    (tmp_path / "doc.tex").write_text("\\documentclass{article}\\usepackage{booktabs,graphicx}\\begin{document}\n"
+                                      + latex + "\\end{document}\n")
+    subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path, check=True,
                    capture_output=True, timeout=120)
 
 
@@ -120,7 +143,7 @@ def test_failed_runs_are_counted_not_averaged_and_warnings_name_what_is_mixed(sm
     table = pd.read_csv(out / "table.csv").set_index("variant")
     assert table.loc["base", "ok"] == 1 and table.loc["base", "oom"] == 1
     assert table.loc["base", "f1_mean"] == pytest.approx(records[("base", 0)]["metrics"]["f1"], abs=1e-4)
-    assert table.loc["model.char_encoder=depthwise1d", "diff_method"] == "Welch t"  # the seeds no longer match
+    assert table.loc["model.char_encoder=depthwise1d", "diff_method"] == "Welch t"  # one shared ok seed
     report = (out / "report.md").read_text()
     assert "> **Warning:** the records come from 2 code versions" in report
     assert "> **Warning:** the records were made on several devices" in report
@@ -132,7 +155,8 @@ def test_studies_sharing_a_baseline_make_one_combined_table(smoke_records, tmp_p
     bench_main(["report", str(smoke_records / "chars.toml"), str(smoke_records / "ema.toml"), "--records",
                 str(smoke_records / "runs"), "--out", str(tmp_path)])
     combined = (tmp_path / "combined" / "table.md").read_text()
-    assert combined.count("baseline") == 1 and "char_encoder = depthwise1d" in combined
+    assert sum("baseline" in line for line in combined.splitlines()) == 1  # one baseline row
+    assert "char_encoder = depthwise1d" in combined
     assert "ema = false" in combined and (tmp_path / "combined" / "table.tex").exists()
 
 
@@ -152,3 +176,18 @@ def test_bad_report_requests_are_one_line(smoke_records, tmp_path, capsys, extra
         _report(smoke_records, tmp_path, *extra)
     said = capsys.readouterr().err.strip().splitlines()
     assert exit_status.value.code == 2 and message in said[-1] and not (tmp_path / "chars").exists()
+
+
+def test_differences_are_scipys_paired_and_welch_intervals():
+    from bench.report import difference_interval
+
+    variant = pd.Series([70.1, 71.3, 69.8], index=[0, 1, 2])
+    baseline = pd.Series([68.0, 70.2, 69.1, 67.5], index=[0, 1, 2, 3])
+    paired = difference_interval(variant, baseline)  # seeds 0-2 are shared: paired over them
+    expected = stats.ttest_rel(variant, baseline.loc[[0, 1, 2]]).confidence_interval()
+    assert paired.method == "paired t" and (paired.low, paired.high) == pytest.approx((expected.low, expected.high))
+    elsewhere = variant.set_axis([5, 6, 7])  # no seed shared: Welch
+    welch = difference_interval(elsewhere, baseline)
+    expected = stats.ttest_ind(elsewhere, baseline, equal_var=False).confidence_interval()
+    assert welch.method == "Welch t" and (welch.low, welch.high) == pytest.approx((expected.low, expected.high))
+    assert welch.mean == pytest.approx(elsewhere.mean() - baseline.mean())
