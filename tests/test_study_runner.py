@@ -87,11 +87,10 @@ def test_study_runs_skips_finished_runs_and_loads_into_pandas(tmp_path, capsys):
     _run(study, tmp_path / "runs")
     first = capsys.readouterr().out
     assert "4 runs, 0 done, 4 to run" in first
-    *_, header, base, other, outcome = first.splitlines()  # the table in the study's order, then the outcome
-    table = [header, base, other]
+    *_, header, _, base, other, _, outcome = first.splitlines()  # the report's table, then the outcome
     assert outcome == "all 4 runs reached a recorded outcome (ok 4)"
-    assert table[0].startswith("variant") and table[1].startswith("base ")
-    assert table[2].startswith("model.char_encoder=depthwise1d ") and table[2].split()[1] == "2"
+    assert header.startswith("| variant ") and base.startswith("| char_encoder = conv2d (base) | 2 ok ")
+    assert other.startswith("| char_encoder = depthwise1d ") and "| 2 ok " in other
     records = read_records(tmp_path / "runs" / "tiny")
     assert len(records) == 4 and {r["status"] for r in records} == {"ok"}
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "tiny").glob("*.json")}
@@ -130,8 +129,8 @@ def test_injected_oom_and_nan_are_recorded_and_the_study_goes_on(tmp_path, monke
     assert diverged["status"] == "diverged" and diverged["error"] == "loss became nan at step 3"
     assert diverged["steps"] == 2
     assert by_run[("base", 0)]["status"] == by_run[("base", 1)]["status"] == "ok"
-    *_, summary, outcome = capsys.readouterr().out.splitlines()
-    assert "diverged 1" in summary and "oom 1" in summary
+    *_, other, _, outcome = capsys.readouterr().out.splitlines()
+    assert other.startswith("| char_encoder = depthwise1d ") and "| 1 oom, 1 diverged " in other
     assert outcome == "all 4 runs reached a recorded outcome (ok 2, diverged 1, oom 1)"
 
 
