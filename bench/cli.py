@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import data_commands, report_command, run_command, train_command
+from bench import data_commands, report_command, run_command, search_command, train_command
 from bench.records import RecordError
 from bench.study import StudyError
 from qanet.config import ConfigError
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_command.register(commands)
     run_command.register(commands)
     report_command.register(commands)
+    search_command.register(commands)
     return parser
 
 

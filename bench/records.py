@@ -108,7 +108,8 @@ RUNS = Path("results") / "runs"  # under the working directory, like every outpu
 NOT_IN_ID = ("device", "threads", "tensorboard")
 # Measurements, placement and resume history vary between two executions of the same run; nothing else may.
 MEASURED = ("wall_seconds", "train_seconds", "eval_seconds", "compile_seconds", "train_examples_per_s",
-            "peak_memory_mb", "environment", "checkpoint", "resumed_from", "execution", "time_bounded", "restarted")
+            "peak_memory_mb", "environment", "checkpoint", "resumed_from", "execution", "time_bounded", "restarted",
+            "optuna")
 COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
            "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters", "time_bounded",
            "time_bounded_on", "device", "threads", "torch", "cuda", "git_sha", "git_dirty", "id", "error"]

@@ -10,7 +10,7 @@ from pathlib import Path
 from bench.records import RUNS, ensure_writable, mixed_hardware, records_frame
 from bench.report import default_baseline, summarise, to_markdown
 from bench.runner import LOCKED, execution_context, plan, run_parallel, run_threads
-from bench.study import SCALES, available, distinct_runs, load_study
+from bench.study import SCALES, available, distinct_runs, is_search, load_study
 from qanet.config import ConfigError, RunConfig, apply_overrides, parse_overrides
 from qanet.train import CHECKPOINT, STATUSES, Hooks, resolve_device
 
@@ -74,6 +74,10 @@ def positive_int(text: str) -> int:
 def run_list(args: argparse.Namespace) -> None:
     print(f"{'study':20} {'variants':>8} {'runs':>5} {'done':>5} {'smoke':>5} {'cpu':>5}  axes")
     for name in available():
+        if is_search(name):
+            print(f"{name:20} {'-':>8} {'-':>5} {'-':>5} {'-':>5} {'-':>5}  an Optuna search: python -m bench study "
+                  f"{name}")
+            continue
         study = load_study(name)
         frame = records_frame(name, args.out)
         ok = frame[frame["status"] == "ok"]

@@ -52,6 +52,7 @@ class RunSpec:
     config: dict  # RunConfig.to_dict()
     fingerprint: str
     out: str  # the study's records directory
+    tags: dict | None = None  # extra record fields that are not part of the run (an Optuna trial's link)
 
     @property
     def id(self) -> str:
@@ -315,6 +316,7 @@ def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, re
         "peak_memory_mb": round(result.peak_memory_mb, 1),
         "environment": environment(_available(config.train.device) or torch.device("cpu")),
         "checkpoint": str(spec.checkpoint_dir / "checkpoint.pt"),
+        **(spec.tags or {}),
     }
 
 

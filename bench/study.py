@@ -217,6 +217,14 @@ def study_path(name: str) -> Path:
     return found[0] if found else Path("studies") / f"{name}.toml"
 
 
+def is_search(name: str) -> bool:
+    """Whether a study file is an Optuna search (kind = "optuna") rather than variants x seeds."""
+    try:
+        return tomllib.loads(study_path(name).read_text(encoding="utf-8")).get("kind") == "optuna"
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+
+
 def available() -> list[str]:
     return sorted({path.stem for folder in study_folders() for path in folder.glob("*.toml")})
 
@@ -230,6 +238,8 @@ def load_study(name: str) -> Study:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise StudyError(f"{path}: not valid TOML: {error}") from None
+    if raw.get("kind") == "optuna":
+        raise StudyError(f"{path}: an Optuna search (kind = \"optuna\"): run it with python -m bench study {path.stem}")
     _check_shape(path, raw)
     study = Study(
         name=path.stem, path=path, description=raw.get("description", ""), preset=raw.get("preset", "paper"),

@@ -1,0 +1,189 @@
+"""Optuna searches: `bench study`, pruning through the trainer's hooks, records linked to trials, resume,
+export, PostgreSQL with two workers, and a worker killed mid-trial."""
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from bench.cli import main as bench_main
+from bench.records import read_records
+from bench.search import load_search, objective_function
+from bench.study import StudyError
+from bench.study import load_study as load_ablation
+from tests.conftest import ROOT
+
+SEARCH = """
+kind = "optuna"
+preset = "paper"
+trials = 4
+[set]
+"train.optimizer" = "adam"
+[params."train.lr"]
+type = "float"
+low = 1e-5
+high = 1.0
+log = true
+[scale.smoke.set]
+"train.steps" = {steps}
+"train.eval_every" = 4
+"train.checkpoint_every" = 4
+"train.warmup_steps" = 0
+"data.synthetic.train_paragraphs" = 20
+"data.synthetic.dev_paragraphs" = 5
+"train.threads" = 1
+"""
+
+
+def _search(tmp_path, steps: int = 12, name: str = "tiny_search") -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(SEARCH.format(steps=steps))
+    return path
+
+
+def _trials(storage: str, name: str):
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def test_a_search_runs_its_trials_links_records_resumes_and_exports_the_best(tmp_path, capsys):
+    study, storage = _search(tmp_path), f"sqlite:///{tmp_path / 'optuna.db'}"
+    common = ["study", str(study), "--scale", "smoke", "--storage", storage, "--out", str(tmp_path / "runs")]
+    bench_main([*common, "--trials", "2"])
+    bench_main(common)  # resumed: up to the file's 4 trials
+    trials = _trials(storage, "tiny_search-smoke")
+    assert [t.number for t in trials] == [0, 1, 2, 3] and all(t.state.is_finished() for t in trials)
+    records = {r["id"]: r for r in read_records(tmp_path / "runs" / "tiny_search")}
+    for trial in trials:
+        record = records[trial.user_attrs["record_id"]]
+        assert record["optuna"]["trial"] == trial.number and record["optuna"]["study"] == "tiny_search"
+        assert record["config"]["train"]["lr"] == pytest.approx(trial.params["train.lr"])
+        assert record["status"] == {"COMPLETE": "ok", "PRUNED": "pruned", "FAIL": record["status"]}[trial.state.name]
+    said = capsys.readouterr().out
+    best = max((t for t in trials if t.value is not None and t.state.name == "COMPLETE"), key=lambda t: t.value)
+    assert f"best: trial {best.number}, dev f1 {best.value:.2f}" in said
+    exported = tmp_path / "best.toml"
+    bench_main([*common, "--export-best", str(exported)])
+    [run] = load_ablation(str(exported)).runs("full", seeds=[0])
+    assert run.config.train.lr == pytest.approx(best.params["train.lr"]) and run.config.train.optimizer == "adam"
+
+
+class _AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+def test_a_pruned_trial_is_a_pruned_record_with_its_step(tmp_path):
+    search = load_search(str(_search(tmp_path)))
+    study = optuna.create_study(direction="maximize", pruner=_AlwaysPrune())
+    study.optimize(objective_function(search, "smoke", tmp_path / "runs", "memory", 1), n_trials=1)
+    [trial] = study.trials
+    [record] = read_records(tmp_path / "runs" / "tiny_search")
+    assert trial.state.name == "PRUNED" and record["status"] == "pruned" and record["steps"] == 4
+    assert record["error"].startswith("pruned at step 4") and trial.intermediate_values.keys() == {4}
+
+
+@pytest.mark.parametrize("text,message", [
+    ('kind = "optuna"\nbogus = 1\n', "bogus = 1: unknown key"),
+    ('kind = "optuna"\n[params."train.lr"]\ntype = "float"\nlow = 0.1\nhigh = 0.01\n', "low < high"),
+    ('kind = "optuna"\n[params."train.lr"]\ntype = "float"\nlow = 0\nhigh = 1\nlog = true\n', "low > 0 on a log"),
+    ('kind = "optuna"\n[params."train.lr"]\ntype = "normal"\n', "expected float, int or categorical"),
+    ('kind = "optuna"\npruner = "asha"\n[params."train.lr"]\ntype = "float"\nlow = 0.1\nhigh = 1\n',
+     "pruner = 'asha': expected one of median, hyperband, none"),
+    ('kind = "optuna"\n[params."model.widht"]\ntype = "int"\nlow = 1\nhigh = 2\n', "model.widht: unknown key"),
+    ('kind = "optuna"\ntrials = 0\n[params."train.lr"]\ntype = "float"\nlow = 0.1\nhigh = 1\n', "trials = 0"),
+])
+def test_bad_search_files_are_one_line(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as exit_status:
+        bench_main(["study", str(path), "--scale", "smoke", "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
+    said = capsys.readouterr().err.strip().splitlines()
+    assert exit_status.value.code == 2 and len(said) == 1 and said[0].startswith(f"error: {path}")
+    assert message in said[0]
+
+
+def test_bench_run_points_an_optuna_study_to_bench_study(tmp_path):
+    with pytest.raises(StudyError, match="an Optuna search .* python -m bench study tiny_search"):
+        load_ablation(str(_search(tmp_path)))
+
+
+def test_the_shipped_searches_load_at_every_scale():
+    for name in ("lr_adam", "lr_adadelta"):
+        search = load_search(name)
+        assert search.trials_at("smoke") <= 8 and search.config({"train.lr": 1e-3}, "smoke").train.steps == 300
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL server of its own on 127.0.0.1 (initdb + pg_ctl in a temporary folder), stopped after."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb")]
+    if not found[-1]:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs it with apt-get)")
+    bin_dir = Path(found[-1]).parent
+    folder = Path(tempfile.mkdtemp(prefix="qanet-bench-pg-"))
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # initdb refuses root
+    if as_user:
+        shutil.chown(folder, "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def pg(*args: str) -> None:
+        subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
+
+    pg(str(bin_dir / "initdb"), "-D", str(folder / "data"), "-U", "bench", "--auth=trust")
+    pg(str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-w", "-l", str(folder / "log"), "-o",
+       f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
+    try:
+        pg(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "bench", "optuna")
+        yield f"postgresql+psycopg://bench@127.0.0.1:{port}/optuna"
+    finally:
+        pg(str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "fast", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_workers_share_one_search_through_postgresql(postgres, tmp_path, capsys):
+    study = _search(tmp_path, name="shared")
+    bench_main(["study", str(study), "--scale", "smoke", "--storage", postgres, "--out", str(tmp_path / "runs"),
+                "--jobs", "2", "--trials", "10"])
+    trials = _trials(postgres, "shared-smoke")
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers)) and 10 <= len(trials) <= 11  # a worker may start one as the other ends
+    assert all(t.state.is_finished() for t in trials) and any(t.state.name == "PRUNED" for t in trials)
+    records = {r["id"]: r for r in read_records(tmp_path / "runs" / "shared")}
+    assert {t.user_attrs["record_id"] for t in trials} == set(records)
+    assert {r["optuna"]["trial"] for r in records.values()} <= set(numbers)
+    assert "storage postgresql+psycopg://bench@127.0.0.1" in capsys.readouterr().out
+
+
+def test_a_worker_killed_mid_trial_is_failed_by_heartbeat_and_its_trial_retried(tmp_path):
+    study, storage = _search(tmp_path, steps=400, name="killed"), f"sqlite:///{tmp_path / 'optuna.db'}"
+    command = [sys.executable, "-m", "bench", "study", str(study), "--scale", "smoke", "--storage", storage,
+               "--out", str(tmp_path / "runs"), "--trials", "2", "--heartbeat", "1"]
+    worker = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "runs" / "killed" / "checkpoints").glob("*/checkpoint.pt")):
+        time.sleep(0.5)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    time.sleep(4)  # past the grace period of 3 heartbeats
+    subprocess.run([*command[:-2], "--heartbeat", "1"], cwd=ROOT, check=True, capture_output=True, timeout=600)
+    trials = _trials(storage, "killed-smoke")
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert len(failed) == 1 and failed[0].number == 0
+    from optuna.storages import RetryFailedTrialCallback
+
+    [retry] = [t for t in trials if RetryFailedTrialCallback.retried_trial_number(t) == 0]
+    assert retry.state.name in ("COMPLETE", "PRUNED") and retry.params == failed[0].params
+    resumed = json.loads(next((tmp_path / "runs" / "killed").glob("*.json")).read_text())
+    assert resumed["resumed_from"] and resumed["resumed_from"][0] >= 4  # the retry continued the dead trial's run
