@@ -32,7 +32,7 @@ def colours(labels: list[str]) -> dict[str, tuple]:
     return dict(zip(labels, palette, strict=False))
 
 
-def _save(figure, folder: Path, name: str) -> list[Path]:
+def save(figure, folder: Path, name: str) -> list[Path]:
     paths = []
     for extension in ("png", "pdf"):
         path = Path(folder) / f"{name}.{extension}"
@@ -83,7 +83,7 @@ def scores(summary: pd.DataFrame, runs: pd.DataFrame, palette: dict, folder: Pat
         ax.set_ylabel(f"dev {name} (%)")
         ax.set_title(f"{name}: mean, 95% CI, seeds")
     figure.tight_layout()
-    return _save(figure, folder, "scores")
+    return save(figure, folder, "scores")
 
 
 def curves(curve: pd.DataFrame, labels: dict[str, str], palette: dict, folder: Path) -> list[Path]:
@@ -110,7 +110,7 @@ def curves(curve: pd.DataFrame, labels: dict[str, str], palette: dict, folder: P
     axes[0].set_title("F1 over steps")
     axes[1].set_title("F1 over training time")
     _legend_below(figure, axes[0])
-    return _save(figure, folder, "curves")
+    return save(figure, folder, "curves")
 
 
 def cost(runs: pd.DataFrame, labels: dict[str, str], palette: dict, folder: Path) -> list[Path]:
@@ -128,7 +128,7 @@ def cost(runs: pd.DataFrame, labels: dict[str, str], palette: dict, folder: Path
     axes[0].set_title("F1 against time")
     axes[1].set_title("F1 against memory")
     _legend_below(figure, axes[0])
-    return _save(figure, folder, "cost")
+    return save(figure, folder, "cost")
 
 
 def forest(summary: pd.DataFrame, baseline_label: str, palette: dict, folder: Path) -> list[Path]:
@@ -148,4 +148,25 @@ def forest(summary: pd.DataFrame, baseline_label: str, palette: dict, folder: Pa
     ax.set_xlabel(f"ΔF1 against {baseline_label} (points, 95% CI)")
     ax.set_title("Effect of each change on dev F1")
     figure.tight_layout()
-    return _save(figure, folder, "forest")
+    return save(figure, folder, "forest")
+
+
+def score_against_lr(trials: pd.DataFrame, objective: str, study, folder: Path) -> list[Path]:
+    """Each trial's dev score against its learning rate (log scale): complete trials as points, pruned ones as
+    crosses at the last score reported before the pruner stopped them."""
+    plt, _ = _pyplot()
+    last_reported = {t.number: t.intermediate_values[max(t.intermediate_values)]
+                     for t in study.get_trials(deepcopy=False) if t.intermediate_values}
+    figure, ax = plt.subplots(figsize=(6.5, 4))
+    complete = trials[trials["state"] == "complete"]
+    pruned = trials[trials["state"] == "pruned"]
+    ax.scatter(complete["train.lr"], complete[objective], color="tab:blue", s=36, label="complete")
+    ax.scatter(pruned["train.lr"], [last_reported.get(n) for n in pruned["trial"]], color="tab:red", marker="x",
+               s=40, label="pruned (last score reported)")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (train.lr, log scale)")
+    ax.set_ylabel(f"dev {'F1' if objective == 'f1' else 'EM'} (%)")
+    ax.set_title("Dev score against learning rate")
+    ax.legend(frameon=False)
+    figure.tight_layout()
+    return save(figure, folder, "score_vs_lr")

@@ -22,7 +22,7 @@ from bench.report import (
     to_markdown,
     variant_labels,
 )
-from bench.study import SCALES, Study, StudyError, available, load_study
+from bench.study import SCALES, Study, StudyError, available, is_search, load_study
 
 REPORTS = Path("results") / "reports"
 FORMATS = ("md", "latex", "csv", "html")
@@ -51,6 +51,7 @@ def register(commands) -> None:
                         help=f"comma-separated, from {','.join(FORMATS)} (default: all)")
     report.add_argument("--records", type=Path, default=RUNS, help="records root (default: results/runs)")
     report.add_argument("--out", type=Path, default=REPORTS, help="reports root (default: results/reports)")
+    report.add_argument("--storage", help="for an Optuna search: its storage URL (default: as bench study's)")
     report.add_argument("--mixed-hardware", action="store_true",
                         help="compare time-bounded runs (train.minutes) made on different hardware models")
     report.set_defaults(handler=run_report)
@@ -70,9 +71,33 @@ def run_report(args: argparse.Namespace) -> None:
         names = [name for name in available() if (args.records / name).is_dir()]
     if not names:
         raise StudyError("name a study (or several, or --all)")
-    reports = [write_report(load_study(name), args) for name in names]
+    searches = [name for name in names if is_search(name)]
+    for name in searches:
+        write_search(name, args)
+    reports = [write_report(load_study(name), args) for name in names if name not in searches]
     if len(reports) > 1:
         write_combined(reports, args)
+
+
+def write_search(name: str, args: argparse.Namespace) -> None:
+    """The report of an Optuna search: read from its storage and its trials' records."""
+    import optuna
+
+    from bench.search import load_search
+    from bench.search_command import storage_url
+    from bench.search_report import write_search_report
+
+    search = load_search(name)
+    url = storage_url(search, args.storage)
+    scales = [scale for scale in SCALES if f"{search.name}-{scale}" in optuna.get_all_study_names(url)]
+    if args.scale not in (None, *scales) or not scales or (args.scale is None and len(scales) > 1):
+        raise RecordError(f"{url}: the search {search.name} has trials at scale(s) {', '.join(scales) or 'none'}"
+                          + ("; choose one with --scale" if len(scales) > 1 else ""))
+    scale = args.scale or scales[0]
+    study = optuna.load_study(study_name=f"{search.name}-{scale}", storage=url)
+    written = write_search_report(search, scale, study, args.records, args.out / search.name)
+    print((args.out / search.name / "best.md").read_text(encoding="utf-8"))
+    print(f"wrote {args.out / search.name}/: {', '.join(path.name for path in written)}")
 
 
 def _scale(study: Study, frame, asked: str | None, records: Path) -> str:

@@ -187,3 +187,21 @@ def test_a_worker_killed_mid_trial_is_failed_by_heartbeat_and_its_trial_retried(
     assert retry.state.name in ("COMPLETE", "PRUNED") and retry.params == failed[0].params
     resumed = json.loads(next((tmp_path / "runs" / "killed").glob("*.json")).read_text())
     assert resumed["resumed_from"] and resumed["resumed_from"][0] >= 4  # the retry continued the dead trial's run
+
+
+def test_the_report_of_a_search_has_its_best_trials_and_optunas_plots(tmp_path, capsys):
+    study = tmp_path / "two_params.toml"
+    study.write_text(SEARCH.format(steps=8).replace('[scale.smoke.set]', '[params."train.warmup_steps"]\n'
+                                                    'type = "int"\nlow = 0\nhigh = 50\n\n[scale.smoke.set]'))
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    bench_main(["study", str(study), "--scale", "smoke", "--storage", storage, "--out", str(tmp_path / "runs")])
+    bench_main(["report", str(study), "--storage", storage, "--records", str(tmp_path / "runs"), "--out",
+                str(tmp_path / "reports")])
+    out = tmp_path / "reports" / "two_params"
+    for name in ("history", "slice", "importances", "contour", "score_vs_lr"):
+        assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.pdf").exists(), name
+    trials = _trials(storage, "two_params-smoke")
+    best = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    first_row = (out / "best.md").read_text().splitlines()[2]
+    assert first_row.startswith(f"| {best.number} ") and best.user_attrs["record_id"] in first_row
+    assert f"{len(trials)} trials: " in (out / "report.md").read_text()
