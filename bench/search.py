@@ -77,7 +77,7 @@ class SearchStudy:
     pruner: str
     budget: dict[str, Any]
     fixed: dict[str, Any]
-    params: list[Param]
+    params: dict[str, dict[str, Any]]  # key -> its distribution as written
     scales: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def error(self, key: str, value: Any, problem: str) -> StudyError:
@@ -85,6 +85,12 @@ class SearchStudy:
 
     def trials_at(self, scale: str) -> int:
         return self.scales.get(scale, {}).get("trials", self.trials)
+
+    def params_at(self, scale: str) -> list[Param]:
+        """The distributions at a scale: a scale may narrow one (`[scale.smoke.params."train.warmup_steps"]
+        high = 100`: a warm-up longer than a 300-step run means nothing)."""
+        narrowed = self.scales.get(scale, {}).get("params", {})
+        return [_param(self.path, key, {**spec, **narrowed.get(key, {})}) for key, spec in self.params.items()]
 
     def config(self, sampled: dict[str, Any], scale: str) -> RunConfig:
         """The run of one trial: preset, fixed settings, budget, the scale's settings, the sampled values."""
@@ -133,7 +139,7 @@ def load_search(name: str) -> SearchStudy:
         name=path.stem, path=path, description=raw.get("description", ""), preset=raw.get("preset", "paper"),
         seed=raw.get("seed", 0), trials=raw.get("trials", 20), objective=raw.get("objective", "f1"),
         sampler=raw.get("sampler", "tpe"), pruner=raw.get("pruner", "median"), budget=raw.get("budget", {}),
-        fixed=raw.get("set", {}), params=[_param(path, key, spec) for key, spec in raw.get("params", {}).items()],
+        fixed=raw.get("set", {}), params=raw.get("params", {}),
         scales=raw.get("scale", {}))
     _check(study)
     return study
@@ -173,14 +179,18 @@ def _check(study: SearchStudy) -> None:
     if not study.params:
         raise study.error("params", {}, "nothing to search: add [params.\"train.lr\"] or another")
     for scale, settings in study.scales.items():
-        if scale not in SCALES or not isinstance(settings, dict) or set(settings) - {"trials", "set"}:
-            raise study.error(f"scale.{scale}", settings, f"expected a scale ({', '.join(SCALES)}) with trials "
-                                                          f"and/or set")
+        if scale not in SCALES or not isinstance(settings, dict) or set(settings) - {"trials", "set", "params"}:
+            raise study.error(f"scale.{scale}", settings, f"expected a scale ({', '.join(SCALES)}) with trials, "
+                                                          f"set and/or params")
+        for key in settings.get("params", {}):
+            if key not in study.params:
+                raise study.error(f"scale.{scale}.params.{key}", settings["params"][key], "not a searched setting")
     for scale in SCALES:
+        params = study.params_at(scale)
         for extreme in ("low", "high"):  # every setting and both ends of every range must build
             study.config({p.key: p.choices[0] if p.type == "categorical" else
                           (int(getattr(p, extreme)) if p.type == "int" else getattr(p, extreme))
-                          for p in study.params}, scale)
+                          for p in params}, scale)
 
 
 class ReportToTrial(Hooks):
@@ -209,7 +219,7 @@ def objective_function(study: SearchStudy, scale: str, out: Path, storage: str, 
 
         from bench.runner import execute, plan
 
-        sampled = {param.key: param.suggest(trial) for param in study.params}
+        sampled = {param.key: param.suggest(trial) for param in study.params_at(scale)}
         config = study.config(sampled, scale)
         [spec] = plan(study.name, [(f"trial {trial.number}", study.seed, config)], scale, out / study.name)
         spec = dataclasses.replace(spec, tags={"optuna": {"study": study.name, "trial": trial.number,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 from bench.records import RUNS, ensure_writable
@@ -50,10 +51,13 @@ def storage_url(search: SearchStudy, asked: str | None) -> str:
 def _storage(url: str, heartbeat: int):
     """The study's storage; a trial whose worker fell silent is failed and run again once, with the same
     settings (so its run resumes from its checkpoint)."""
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                      heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=1))
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and used here on purpose
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
 
 
 def run_search(args: argparse.Namespace) -> None:

@@ -51,7 +51,7 @@ def write_search_report(search: SearchStudy, scale: str, study, records_root: Pa
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         drawings = {"history": lambda: optuna_plots.plot_optimization_history(study),
                     "slice": lambda: optuna_plots.plot_slice(study)}
-        if len(complete) >= 2 and len(search.params) >= 2:
+        if len(complete) >= 2 and len(study.best_trial.params) >= 2:
             # PED-ANOVA: Optuna's own, deterministic and without scikit-learn (which fANOVA needs)
             drawings["importances"] = lambda: optuna_plots.plot_param_importances(
                 study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())

@@ -181,9 +181,9 @@ def test_a_worker_killed_mid_trial_is_failed_by_heartbeat_and_its_trial_retried(
     trials = _trials(storage, "killed-smoke")
     failed = [t for t in trials if t.state.name == "FAIL"]
     assert len(failed) == 1 and failed[0].number == 0
-    from optuna.storages import RetryFailedTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    [retry] = [t for t in trials if RetryFailedTrialCallback.retried_trial_number(t) == 0]
+    [retry] = [t for t in trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == 0]
     assert retry.state.name in ("COMPLETE", "PRUNED") and retry.params == failed[0].params
     resumed = json.loads(next((tmp_path / "runs" / "killed").glob("*.json")).read_text())
     assert resumed["resumed_from"] and resumed["resumed_from"][0] >= 4  # the retry continued the dead trial's run
