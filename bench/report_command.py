@@ -83,18 +83,18 @@ def write_search(name: str, args: argparse.Namespace) -> None:
     """The report of an Optuna search: read from its storage and its trials' records."""
     import optuna
 
-    from bench.search import load_search
+    from bench.search import load_search, optuna_name
     from bench.search_command import storage_url
     from bench.search_report import write_search_report
 
     search = load_search(name)
     url = storage_url(search, args.storage)
-    scales = [scale for scale in SCALES if f"{search.name}-{scale}" in optuna.get_all_study_names(url)]
+    scales = [scale for scale in SCALES if optuna_name(search, scale) in optuna.get_all_study_names(url)]
     if args.scale not in (None, *scales) or not scales or (args.scale is None and len(scales) > 1):
         raise RecordError(f"{url}: the search {search.name} has trials at scale(s) {', '.join(scales) or 'none'}"
                           + ("; choose one with --scale" if len(scales) > 1 else ""))
     scale = args.scale or scales[0]
-    study = optuna.load_study(study_name=f"{search.name}-{scale}", storage=url)
+    study = optuna.load_study(study_name=optuna_name(search, scale), storage=url)
     written = write_search_report(search, scale, study, args.records, args.out / search.name)
     print((args.out / search.name / "best.md").read_text(encoding="utf-8"))
     print(f"wrote {args.out / search.name}/: {', '.join(path.name for path in written)}")

@@ -29,20 +29,22 @@ Each trial is executed like a study's run (bench.runner.execute): a record under
 from __future__ import annotations
 
 import dataclasses
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.study import SCALES, StudyError, scale_settings, study_path
+from bench.study import NOT_A_SETTING, SCALES, StudyError, scale_settings, study_path
 from qanet.config import PRESETS, ConfigError, RunConfig, build_config
 from qanet.train import Hooks, StopTraining
 
 OBJECTIVES = ("f1", "exact")
 SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("median", "hyperband", "threshold", "none")
 _KEYS = {"kind": str, "description": str, "preset": str, "seed": int, "trials": int, "objective": str,
-         "sampler": str, "pruner": str, "budget": dict, "set": dict, "params": dict, "scale": dict}
+         "sampler": str, "pruner": str, "prune_below": float, "budget": dict, "set": dict, "params": dict,
+         "scale": dict}
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class SearchStudy:
     objective: str
     sampler: str
     pruner: str
+    prune_below: float  # the threshold pruner's: a run whose dev score falls below it is pruned
     budget: dict[str, Any]
     fixed: dict[str, Any]
     params: dict[str, dict[str, Any]]  # key -> its distribution as written
@@ -107,7 +110,7 @@ class SearchStudy:
 
         if self.sampler == "random":
             return optuna.samplers.RandomSampler(seed=seed)
-        return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)  # workers in parallel spread out
 
     def pruner_object(self):
         import optuna
@@ -116,6 +119,8 @@ class SearchStudy:
             return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
         if self.pruner == "hyperband":
             return optuna.pruners.HyperbandPruner()
+        if self.pruner == "threshold":
+            return optuna.pruners.ThresholdPruner(lower=self.prune_below)
         return optuna.pruners.NopPruner()
 
 
@@ -131,14 +136,16 @@ def load_search(name: str) -> SearchStudy:
     for key, value in raw.items():
         if key not in _KEYS:
             raise StudyError(f"{path}: {key} = {value!r}: unknown key (expected one of {sorted(_KEYS)})")
-        if not isinstance(value, _KEYS[key]) or (_KEYS[key] is int and isinstance(value, bool)):
+        kinds = (int, float) if _KEYS[key] is float else _KEYS[key]
+        if not isinstance(value, kinds) or (_KEYS[key] in (int, float) and isinstance(value, bool)):
             raise StudyError(f"{path}: {key} = {value!r}: expected {_KEYS[key].__name__}")
     if raw.get("kind") != "optuna":
         raise StudyError(f"{path}: kind = {raw.get('kind')!r}: not an Optuna study (kind = \"optuna\")")
     study = SearchStudy(
         name=path.stem, path=path, description=raw.get("description", ""), preset=raw.get("preset", "paper"),
         seed=raw.get("seed", 0), trials=raw.get("trials", 20), objective=raw.get("objective", "f1"),
-        sampler=raw.get("sampler", "tpe"), pruner=raw.get("pruner", "median"), budget=raw.get("budget", {}),
+        sampler=raw.get("sampler", "tpe"), pruner=raw.get("pruner", "median"),
+        prune_below=float(raw.get("prune_below", 1.0)), budget=raw.get("budget", {}),
         fixed=raw.get("set", {}), params=raw.get("params", {}),
         scales=raw.get("scale", {}))
     _check(study)
@@ -176,6 +183,11 @@ def _check(study: SearchStudy) -> None:
             raise study.error(key, getattr(study, key), f"expected one of {', '.join(allowed)}")
     if study.trials < 1:
         raise study.error("trials", study.trials, "expected an integer >= 1")
+    for section, keys in (("set", study.fixed), ("params", study.params)):
+        for key in keys:
+            if key in NOT_A_SETTING:
+                raise study.error(f"{section}.{key}", keys[key], NOT_A_SETTING[key].replace("'seeds' list",
+                                                                                            "'seed'"))
     if not study.params:
         raise study.error("params", {}, "nothing to search: add [params.\"train.lr\"] or another")
     for scale, settings in study.scales.items():
@@ -212,34 +224,48 @@ class RunFailed(RuntimeError):
 
 def objective_function(study: SearchStudy, scale: str, out: Path, storage: str, threads: int | None):
     """Optuna's objective: one trial = one run (resumed from its checkpoint if a trial with the same
-    settings was cut off), its record linked both ways."""
+    settings was cut off), its record linked both ways. A trial that draws settings already run, or being
+    run by another worker, waits for that run and takes its result (the same settings are the same run)."""
 
     def objective(trial) -> float:
         import optuna
 
-        from bench.runner import execute, plan
+        from bench.runner import LOCKED, execute, plan
 
         sampled = {param.key: param.suggest(trial) for param in study.params_at(scale)}
         config = study.config(sampled, scale)
         [spec] = plan(study.name, [(f"trial {trial.number}", study.seed, config)], scale, out / study.name)
         spec = dataclasses.replace(spec, tags={"optuna": {"study": study.name, "trial": trial.number,
-                                                          "storage": _without_password(storage),
+                                                          "storage": without_password(storage),
                                                           "params": sampled}})
         trial.set_user_attr("record_id", spec.id)
-        record = execute(spec, threads=threads, hooks=[ReportToTrial(trial, study.objective)])
+        reporter = ReportToTrial(trial, study.objective)
+        record = execute(spec, threads=threads, hooks=[reporter])
+        while record["status"] == LOCKED:  # another worker is training these very settings
+            time.sleep(5)
+            record = execute(spec, threads=threads, hooks=[reporter])
+        if (record.get("optuna") or {}).get("trial") != trial.number:  # another trial's run: its curve is ours
+            for entry in record.get("curve") or []:
+                trial.report(entry[study.objective], entry["step"])
         if record["status"] == "pruned":
             raise optuna.TrialPruned(record["error"])
         if record["status"] != "ok":
-            raise RunFailed(f"trial {trial.number}: {record['status']}: {(record['error'] or '').splitlines()[-1:]}")
+            last_line = ((record["error"] or "").strip().splitlines() or [""])[-1]
+            raise RunFailed(f"trial {trial.number}: {record['status']}: {last_line}")
         return record["metrics"][study.objective]
 
     return objective
 
 
-def _without_password(url: str) -> str:
-    """A storage URL fit for a record: user:password@ loses the password."""
+def without_password(url: str) -> str:
+    """A storage URL fit for a record or a terminal: user:password@ loses the password."""
     scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
         return url
-    credentials, _, host = rest.rpartition("@")
     return f"{scheme}{sep}{credentials.split(':')[0]}:***@{host}"
+
+
+def optuna_name(search: SearchStudy, scale: str) -> str:
+    """The Optuna study of a search at a scale: one per scale, as their scores do not compare."""
+    return f"{search.name}-{scale}"

@@ -10,8 +10,8 @@ from pathlib import Path
 from bench.records import RUNS, ensure_writable
 from bench.run_command import positive_int
 from bench.runner import run_threads
-from bench.search import RunFailed, SearchStudy, load_search, objective_function
-from bench.study import SCALES
+from bench.search import RunFailed, SearchStudy, load_search, objective_function, optuna_name, without_password
+from bench.study import SCALES, StudyError
 
 OPTUNA = Path("results") / "optuna"
 
@@ -28,7 +28,7 @@ def register(commands) -> None:
     study.add_argument("--trials", type=positive_int,
                        help="trials in all, across workers (default: the study file's, for this scale)")
     study.add_argument("--storage", help="an SQLAlchemy URL shared by every worker, e.g. "
-                                         "postgresql://user:password@host/optuna (default: SQLite under "
+                                         "postgresql+psycopg://user:password@host/optuna (default: SQLite under "
                                          "results/optuna/)")
     study.add_argument("--jobs", type=positive_int, default=1, help="worker processes on this machine")
     study.add_argument("--out", type=Path, default=RUNS, help="records root (default: results/runs)")
@@ -54,10 +54,17 @@ def _storage(url: str, heartbeat: int):
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+    # SQLite with several workers: wait for a busy database rather than fail after 5 s
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and used here on purpose
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+        try:
+            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                  max_retry=1, inherit_intermediate_values=True))
+        except Exception as error:  # noqa: BLE001 - a bad URL, a missing driver, a server that is down
+            raise StudyError(f"--storage {without_password(url)}: {type(error).__name__}: "
+                             f"{str(error).strip().splitlines()[0]}") from None
 
 
 def run_search(args: argparse.Namespace) -> None:
@@ -66,15 +73,15 @@ def run_search(args: argparse.Namespace) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is ours (_say_trial)
     search = load_search(args.name)
     url = storage_url(search, args.storage)
-    name = f"{search.name}-{args.scale}"  # one Optuna study per scale: their scores do not compare
+    name = optuna_name(search, args.scale)
     if args.export_best:
-        export_best(optuna.load_study(study_name=name, storage=url), search, args.scale, args.export_best)
+        export_best(_existing_study(name, url, args.heartbeat), search, args.scale, args.export_best)
         return
     ensure_writable(args.out / search.name)
     trials = args.trials or search.trials_at(args.scale)
     optuna.create_study(study_name=name, storage=_storage(url, args.heartbeat), direction="maximize",
                         load_if_exists=True)
-    print(f"{search.name} ({args.scale}): {trials} trials, {args.jobs} worker(s), storage {url}")
+    print(f"{search.name} ({args.scale}): {trials} trials, {args.jobs} worker(s), storage {without_password(url)}")
     threads = run_threads(args.jobs, None, "loky")
     jobs = [(args.name, args.scale, url, trials, args.out, threads, args.heartbeat, worker)
             for worker in range(args.jobs)]
@@ -84,7 +91,7 @@ def run_search(args: argparse.Namespace) -> None:
         from joblib import Parallel, delayed
 
         Parallel(n_jobs=args.jobs)(delayed(work)(*job) for job in jobs)
-    summarise_search(optuna.load_study(study_name=name, storage=url), search)
+    summarise_search(optuna.load_study(study_name=name, storage=_storage(url, args.heartbeat)), search)
 
 
 def work(study_file: str, scale: str, url: str, trials: int, out: Path, threads: int | None, heartbeat: int,
@@ -97,7 +104,8 @@ def work(study_file: str, scale: str, url: str, trials: int, out: Path, threads:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search = load_search(study_file)
     storage = _storage(url, heartbeat)
-    name = f"{search.name}-{scale}"
+    name = optuna_name(search, scale)
+    optuna.storages.fail_stale_trials(optuna.load_study(study_name=name, storage=storage))  # dead workers' trials
     # the sampler's seed: the study's for a fresh single-worker search (reproducible), moved on by the trials
     # already there and by the worker's number, so that no two workers, and no resumed search, draw the same
     # first settings (the same settings are the same run id: one would wait on the other's lock)
@@ -128,8 +136,21 @@ def summarise_search(study, search: SearchStudy) -> None:
               f"(record {best.user_attrs.get('record_id')})")
 
 
+def _existing_study(name: str, url: str, heartbeat: int):
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=_storage(url, heartbeat))
+    except KeyError:
+        raise StudyError(f"{without_password(url)}: no Optuna study {name!r} there (run bench study first)") from None
+
+
 def export_best(study, search: SearchStudy, scale: str, path: Path) -> None:
     """The best trial as an ordinary study file: its settings fixed, three seeds, the search's budget."""
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise StudyError(f"{study.study_name}: no complete trial yet, nothing to export")
     best = study.best_trial
     about = (f"Best trial ({best.number}) of the Optuna search {search.name} at scale {scale}: dev "
              f"{search.objective} {best.value:.2f}")

@@ -26,6 +26,8 @@ def trials_frame(study, search: SearchStudy, records: pd.DataFrame) -> pd.DataFr
 
 
 def best_table(frame: pd.DataFrame, objective: str, count: int = 10) -> str:
+    if frame.empty or not (frame["state"] == "complete").any():
+        return "no complete trial yet\n"
     done = frame[frame["state"] == "complete"].sort_values([objective, "trial"], ascending=[False, True])
     shown = done.head(count).copy()
     for column in shown.columns:
@@ -61,11 +63,12 @@ def write_search_report(search: SearchStudy, scale: str, study, records_root: Pa
                 axes = draw()
                 figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
                 figures += plots.save(figure, out, name)
-    if "train.lr" in frame:
+    if "train.lr" in frame and not frame.empty:
         figures += plots.score_against_lr(frame, search.objective, study, out)
     lines = [f"# {search.name} ({scale}): Optuna search", "", search.description, "",
              f"{len(frame)} trials: " + ", ".join(f"{state} {count}" for state, count in
-                                                  frame["state"].value_counts().sort_index().items()), "",
+                                                  (frame["state"].value_counts().sort_index().items()
+                                                   if not frame.empty else [])), "",
              "## Best trials", "", best_table(frame, search.objective), "## Plots", ""]
     lines += [f"![{path.stem}]({path.name})" for path in figures if path.suffix == ".png"] + [""]
     (out / "report.md").write_text("\n".join(lines), encoding="utf-8")

@@ -71,6 +71,8 @@ def test_a_search_runs_its_trials_links_records_resumes_and_exports_the_best(tmp
     said = capsys.readouterr().out
     best = max((t for t in trials if t.value is not None and t.state.name == "COMPLETE"), key=lambda t: t.value)
     assert f"best: trial {best.number}, dev f1 {best.value:.2f}" in said
+    with pytest.raises(SystemExit):  # nothing complete in another storage: one line, exit 2
+        bench_main([*common[:5], f"sqlite:///{tmp_path / 'empty.db'}", "--export-best", str(tmp_path / "x.toml")])
     exported = tmp_path / "best.toml"
     bench_main([*common, "--export-best", str(exported)])
     [run] = load_ablation(str(exported)).runs("full", seeds=[0])
@@ -98,7 +100,8 @@ def test_a_pruned_trial_is_a_pruned_record_with_its_step(tmp_path):
     ('kind = "optuna"\n[params."train.lr"]\ntype = "float"\nlow = 0\nhigh = 1\nlog = true\n', "low > 0 on a log"),
     ('kind = "optuna"\n[params."train.lr"]\ntype = "normal"\n', "expected float, int or categorical"),
     ('kind = "optuna"\npruner = "asha"\n[params."train.lr"]\ntype = "float"\nlow = 0.1\nhigh = 1\n',
-     "pruner = 'asha': expected one of median, hyperband, none"),
+     "pruner = 'asha': expected one of median, hyperband, threshold, none"),
+    ('kind = "optuna"\n[params."train.seed"]\ntype = "int"\nlow = 0\nhigh = 9\n', "params.train.seed = "),
     ('kind = "optuna"\n[params."model.widht"]\ntype = "int"\nlow = 1\nhigh = 2\n', "model.widht: unknown key"),
     ('kind = "optuna"\ntrials = 0\n[params."train.lr"]\ntype = "float"\nlow = 0.1\nhigh = 1\n', "trials = 0"),
 ])
@@ -153,7 +156,8 @@ def postgres():
 
 
 def test_two_workers_share_one_search_through_postgresql(postgres, tmp_path, capsys):
-    study = _search(tmp_path, name="shared")
+    study = _search(tmp_path, name="shared")  # pruned for certain: F1 below 50 at its first evaluation
+    study.write_text(study.read_text().replace('trials = 4', 'trials = 4\npruner = "threshold"\nprune_below = 50'))
     bench_main(["study", str(study), "--scale", "smoke", "--storage", postgres, "--out", str(tmp_path / "runs"),
                 "--jobs", "2", "--trials", "10"])
     trials = _trials(postgres, "shared-smoke")
@@ -172,12 +176,14 @@ def test_a_worker_killed_mid_trial_is_failed_by_heartbeat_and_its_trial_retried(
                "--out", str(tmp_path / "runs"), "--trials", "2", "--heartbeat", "1"]
     worker = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not list((tmp_path / "runs" / "killed" / "checkpoints").glob("*/checkpoint.pt")):
+    checkpoints = tmp_path / "runs" / "killed" / "checkpoints"
+    while time.time() < deadline and not list(checkpoints.glob("*/checkpoint.pt")):
         time.sleep(0.5)
+    assert list(checkpoints.glob("*/checkpoint.pt")), "the first trial wrote no checkpoint in 120 s"
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     time.sleep(4)  # past the grace period of 3 heartbeats
-    subprocess.run([*command[:-2], "--heartbeat", "1"], cwd=ROOT, check=True, capture_output=True, timeout=600)
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, timeout=600)
     trials = _trials(storage, "killed-smoke")
     failed = [t for t in trials if t.state.name == "FAIL"]
     assert len(failed) == 1 and failed[0].number == 0
