@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.study import NOT_A_SETTING, SCALES, StudyError, scale_settings, study_path
+from bench.study import NOT_A_SETTING, SCALES, StudyError, read_study_file, scale_settings
 from qanet.config import PRESETS, ConfigError, RunConfig, build_config
 from qanet.train import Hooks, StopTraining
 
@@ -126,13 +125,7 @@ class SearchStudy:
 
 def load_search(name: str) -> SearchStudy:
     """Read and check a search study; every scale's extremes are built once so errors come first."""
-    path = study_path(name)
-    if not path.exists():
-        raise StudyError(f"{path}: no such study")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise StudyError(f"{path}: not valid TOML: {error}") from None
+    path, raw = read_study_file(name)
     for key, value in raw.items():
         if key not in _KEYS:
             raise StudyError(f"{path}: {key} = {value!r}: unknown key (expected one of {sorted(_KEYS)})")

@@ -229,15 +229,20 @@ def available() -> list[str]:
     return sorted({path.stem for folder in study_folders() for path in folder.glob("*.toml")})
 
 
-def load_study(name: str) -> Study:
-    """Read and check a study file; every variant is built once here so errors come first."""
+def read_study_file(name: str) -> tuple[Path, dict]:
+    """A study file's path and its TOML, or one line saying why there is none."""
     path = study_path(name)
     if not path.exists():
         raise StudyError(f"{path}: no such study (available: {', '.join(available())})")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise StudyError(f"{path}: not valid TOML: {error}") from None
+
+
+def load_study(name: str) -> Study:
+    """Read and check a study file; every variant is built once here so errors come first."""
+    path, raw = read_study_file(name)
     if raw.get("kind") == "optuna":
         raise StudyError(f"{path}: an Optuna search (kind = \"optuna\"): run it with python -m bench study {path.stem}")
     _check_shape(path, raw)
