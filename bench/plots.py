@@ -42,6 +42,15 @@ def save(figure, folder: Path, name: str) -> list[Path]:
     return paths
 
 
+def _two_panels(figure, axes, xlabels: tuple[str, str], titles: tuple[str, str]) -> None:
+    """Two panels sharing dev F1 as their y axis, one legend under both."""
+    for ax, xlabel, title in zip(axes, xlabels, titles, strict=True):
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
+    axes[0].set_ylabel("dev F1 (%)")
+    _legend_below(figure, axes[0])
+
+
 def _legend_below(figure, ax) -> None:
     """One legend for both panels, under them, where it covers no data."""
     handles, names = ax.get_legend_handles_labels()
@@ -104,12 +113,8 @@ def curves(curve: pd.DataFrame, labels: dict[str, str], palette: dict, folder: P
             ax.fill_between(x, by_step["mean"] - by_step["sd"], by_step["mean"] + by_step["sd"], color=colour,
                             alpha=0.2, linewidth=0)
     axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].set_xlabel("training step")
-    axes[1].set_xlabel("training time (minutes, evaluation excluded)")
-    axes[0].set_ylabel("dev F1 (%)")
-    axes[0].set_title("F1 over steps")
-    axes[1].set_title("F1 over training time")
-    _legend_below(figure, axes[0])
+    _two_panels(figure, axes, ("training step", "training time (minutes, evaluation excluded)"),
+                ("F1 over steps", "F1 over training time"))
     return save(figure, folder, "curves")
 
 
@@ -122,12 +127,8 @@ def cost(runs: pd.DataFrame, labels: dict[str, str], palette: dict, folder: Path
         group = ok[ok["variant"] == variant]
         for ax, x in zip(axes, (group["wall_seconds"] / 60, group["peak_memory_mb"]), strict=True):
             ax.scatter(x, group["f1"], color=palette[labels[variant]], label=labels[variant], s=30, alpha=0.85)
-    axes[0].set_xlabel("wall time per run (minutes)")
-    axes[1].set_xlabel("peak memory (MB)")
-    axes[0].set_ylabel("dev F1 (%)")
-    axes[0].set_title("F1 against time")
-    axes[1].set_title("F1 against memory")
-    _legend_below(figure, axes[0])
+    _two_panels(figure, axes, ("wall time per run (minutes)", "peak memory (MB)"),
+                ("F1 against time", "F1 against memory"))
     return save(figure, folder, "cost")
 
 

@@ -38,7 +38,6 @@ from qanet.train import (
     TensorBoardLog,
     Trainer,
     TrainResult,
-    read_checkpoint,
     resolve_device,
 )
 
@@ -105,29 +104,15 @@ class RunSpec:
                     f"{context}: trained again from step 0")
         if (self.checkpoint_dir / CHECKPOINT).exists() and made.get("execution", context) != context:
             return f"its checkpoint was made with {made['execution']}; here {context}: trained again from step 0"
-        return self.checkpoint_problem()
-
-    def checkpoint_problem(self) -> str:
-        """Why the run's checkpoint cannot be resumed (it does not read), or ''."""
-        checkpoint = self.checkpoint_dir / CHECKPOINT
-        try:
-            if checkpoint.exists():
-                read_checkpoint(checkpoint)
-        except CheckpointError as error:
-            return f"{error}: set aside as {CHECKPOINT}.damaged, trained again from step 0"
         return ""
 
     def discard_progress(self) -> None:
-        """Start the run afresh: its record (kept as ID.json.replaced until it has a new one), checkpoint (a
-        damaged one kept as checkpoint.pt.damaged), context, event log and TensorBoard events go. Moving the
-        record aside matters: an interrupted restart must resume, not find the old record and restart again."""
+        """Start the run afresh: its record (kept as ID.json.replaced until it has a new one), checkpoint,
+        context, event log and TensorBoard events go. Moving the record aside matters: an interrupted restart
+        must resume, not find the old record and restart again."""
         if self.record_path.exists():
             self.record_path.replace(self.record_path.with_name(f"{self.record_path.name}.replaced"))
-        checkpoint = self.checkpoint_dir / CHECKPOINT
-        if checkpoint.exists():
-            if self.checkpoint_problem():
-                checkpoint.replace(checkpoint.with_name(f"{CHECKPOINT}.damaged"))
-            checkpoint.unlink(missing_ok=True)
+        (self.checkpoint_dir / CHECKPOINT).unlink(missing_ok=True)
         self.context_path.unlink(missing_ok=True)
         self.log_path.unlink(missing_ok=True)
         shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
@@ -236,8 +221,14 @@ def _train_and_record(spec: RunSpec, config: RunConfig, context: dict, hooks: li
         hooks.append(TensorBoardLog(spec.tensorboard_dir))
     try:
         prepared = prepare(config.data)
+        try:
+            trainer = Trainer(config, prepared, spec.checkpoint_dir, hooks)  # resumes from the checkpoint
+        except CheckpointError as error:  # it does not read: kept aside for inspection, the run starts again
+            checkpoint = spec.checkpoint_dir / CHECKPOINT
+            checkpoint.replace(checkpoint.with_name(f"{CHECKPOINT}.damaged"))
+            restarted = f"{error}: set aside as {CHECKPOINT}.damaged, trained again from step 0"
+            trainer = Trainer(config, prepared, spec.checkpoint_dir, hooks)
         write_json_atomically(spec.context_path, {"execution": context, "restarted": restarted or None})
-        trainer = Trainer(config, prepared, spec.checkpoint_dir, hooks)
         result = trainer.run()
         status, error = result.status, result.error
     except Exception as caught:  # noqa: BLE001 - every failure becomes a recorded outcome
