@@ -103,13 +103,13 @@ def ensure_writable(folder: Path) -> None:
 
 
 RUNS = Path("results") / "runs"  # under the working directory, like every output of a command
-# Placement and logging are recorded, not hashed: the same run on another GPU or thread count, or with a
-# TensorBoard log, has the same id.
-NOT_IN_ID = ("device", "threads", "tensorboard")
+# Placement and logging are recorded, not hashed: the same run on another GPU, thread count or attention
+# kernel, or with a TensorBoard log, has the same id (the execution context tells them apart).
+NOT_IN_ID = ("device", "threads", "tensorboard", "attention_kernels")
 # Measurements, placement and resume history vary between two executions of the same run; nothing else may.
 MEASURED = ("wall_seconds", "train_seconds", "eval_seconds", "compile_seconds", "train_examples_per_s",
             "peak_memory_mb", "environment", "checkpoint", "resumed_from", "execution", "time_bounded", "restarted",
-            "optuna")
+            "attention_kernel", "optuna")
 COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
            "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters", "time_bounded",
            "time_bounded_on", "device", "threads", "torch", "cuda", "git_sha", "git_dirty", "id", "error"]

@@ -136,13 +136,16 @@ def run_threads(jobs: int, gpus: list[int] | None, backend: str) -> int | None:
 
 
 def execution_context(config: RunConfig, threads: int | None, device: str | None = None) -> dict:
-    """What, beyond the id, changes a run's numbers: the device kind, CPU threads and the dtype; for a
-    time-bounded run (train.minutes) also the hardware model, whose speed sets how far it gets."""
+    """What, beyond the id, changes a run's numbers: the device kind, CPU threads, the dtype and the attention
+    kernels training may use; for a time-bounded run (train.minutes) also the hardware model, whose speed sets
+    how far it gets."""
     name = device or config.train.device
     available = _available(name)
     kind = (available or torch.device(name)).type  # unavailable: where the run was meant to run
     context = {"device": kind, "threads": (config.train.threads or threads or torch.get_num_threads())
                if kind == "cpu" else None, "dtype": "bf16" if kind == "cuda" and config.train.bf16 else "fp32"}
+    if kind == "cuda" or config.train.attention_kernels != "auto":  # on a CPU, "auto" is what it always was
+        context["attention_kernels"] = config.train.attention_kernels
     if config.train.minutes is not None:
         context["hardware"] = device_name(available) if available else None
     return context
@@ -294,6 +297,7 @@ def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, re
         "dataset_fingerprint": spec.fingerprint,
         "steps": result.steps,
         "resumed_from": result.resumed_from,
+        "warnings": result.warnings,
         "metrics": result.metrics,
         "curve": result.curve,
         "train_questions": result.train_questions,
@@ -305,6 +309,7 @@ def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, re
         "compile_seconds": round(result.compile_seconds, 2),
         "train_examples_per_s": round(result.train_examples_per_s, 2),
         "peak_memory_mb": round(result.peak_memory_mb, 1),
+        "attention_kernel": result.attention_kernel,
         "environment": environment(_available(config.train.device) or torch.device("cpu")),
         "checkpoint": str(spec.checkpoint_dir / "checkpoint.pt"),
         **(spec.tags or {}),

@@ -162,7 +162,9 @@ class Study:
 NOT_A_SETTING = {"train.seed": "a study's seeds come from its 'seeds' list (or --seeds)",
                  "train.threads": "where a run executes, not what it is (the id leaves it out)",
                  "train.device": "where a run executes, not what it is (the id leaves it out)",
-                 "train.tensorboard": "what a run logs, not what it is (the id leaves it out)"}
+                 "train.tensorboard": "what a run logs, not what it is (the id leaves it out)",
+                 "train.attention_kernels": "where a run executes, not what it is (the id leaves it out; the "
+                                            "execution context records it)"}
 
 
 def distinct_runs(study: str, runs: list[Run], log=print) -> list[Run]:

@@ -32,13 +32,14 @@ import shutil  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import get_args, get_type_hints  # noqa: E402
 
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.records import ROOT, environment, write_json_atomically  # noqa: E402 - torch and stdlib only
-from qanet.config import ConfigError, RunConfig, build_config  # noqa: E402
+from qanet.config import ConfigError, RunConfig, TrainConfig, build_config  # noqa: E402
 from qanet.data.pack import PackError, load_pack, read_manifest  # noqa: E402
 from qanet.data.prepare import Prepared  # noqa: E402
 from qanet.train import Hooks, Trainer, peak_memory_mb, reset_peak_memory, resolve_device  # noqa: E402
@@ -46,6 +47,8 @@ from qanet.train import Hooks, Trainer, peak_memory_mb, reset_peak_memory, resol
 F1_MARKS = (60, 70, 75)
 # (name, bf16, compiled) of the check; bf16 autocast and compilation are measured on CUDA only
 CHECK_VARIANTS = (("fp32 eager", False, False), ("bf16 eager", True, False), ("bf16 compiled", True, True))
+COMPILE_MODES = get_args(get_type_hints(TrainConfig)["compile_mode"])
+ATTENTION_CHOICES = get_args(get_type_hints(TrainConfig)["attention_kernels"])
 TIMED_AFTER = 50  # steps left out of the median: allocator warm-up, cuDNN/cuBLAS heuristics
 
 
@@ -54,6 +57,7 @@ def paper_config(args: argparse.Namespace, bf16: bool, compiled: bool, pad_multi
     return build_config("paper", {
         "data.context_len": args.context_len,
         "train.device": args.device, "train.bf16": bf16, "train.compile": compiled,
+        "train.attention_kernels": args.attention_kernels,
         "train.compile_mode": args.compile_mode, "train.pad_multiple": pad_multiple,
         "train.batch_size": args.batch_size, "train.lr": args.lr, "train.seed": args.seed,
         "train.steps": args.steps or 10**9, "train.minutes": args.minutes,
@@ -175,7 +179,8 @@ def time_to_f1(curve: list[dict]) -> dict[str, float | None]:
 
 def run(args: argparse.Namespace, prepared: Prepared, record: dict, out: Path) -> dict:
     device = resolve_device(args.device)
-    config = paper_config(args, bf16=True, compiled=device.type == "cuda", pad_multiple=args.pad_multiple)
+    config = paper_config(args, bf16=not args.fp32, compiled=device.type == "cuda" and not args.eager,
+                          pad_multiple=args.pad_multiple)
     trainer = Trainer(config, prepared)
     record.update(_run_fields(trainer, config, time.perf_counter() - STARTED))
     write_json_atomically(out, record)  # something to read back even if the call dies from here on
@@ -186,6 +191,10 @@ def run(args: argparse.Namespace, prepared: Prepared, record: dict, out: Path) -
             record["compile_error"] = f"{type(error).__name__}: {error}"
             print(f"compilation failed ({record['compile_error'][:300]}); training eagerly", flush=True)
             config.train.compile, trainer.forward = False, trainer.model
+        for shape in trainer.result.compile_shapes:
+            print(f"compiled context {shape['context_width']} x question {shape['question_width']} in "
+                  f"{shape['seconds']:.1f} s", flush=True)
+    print(f"training's attention kernel: {trainer.result.attention_kernel}", flush=True)
     left = args.wall_minutes * 60 - (time.perf_counter() - STARTED) - args.reserve_seconds
     if left < config.train.minutes * 60:
         config.train.minutes = max(left, 30) / 60
@@ -225,6 +234,7 @@ def _run_fields(trainer: Trainer, config: RunConfig, wall: float) -> dict:
         "eval_seconds": round(result.eval_seconds, 2), "wall_seconds": round(wall, 2),
         "train_examples_per_s": round(result.train_examples / result.train_seconds, 1) if result.train_seconds else 0,
         "peak_memory_mb": round(peak_memory_mb(trainer.device), 1), "parameters": result.parameters,
+        "attention_kernel": result.attention_kernel, "compile_shapes": result.compile_shapes,
     }
 
 
@@ -257,7 +267,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pad-multiple", type=int, default=128,  # 128, 256, 384, 400: tensor-core friendly
                         help="run: pad batches to multiples of this many tokens; each width is one compiled graph")
     parser.add_argument("--compile-mode", default="reduce-overhead",  # CUDA graphs: the step is launch-bound
-                        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
+                        choices=list(COMPILE_MODES),
+                        help="run: Inductor's mode, or cudagraphs (CUDA graphs of the eager kernels, no Inductor)")
+    parser.add_argument("--attention-kernels", default="auto", choices=list(ATTENTION_CHOICES),
+                        help="the SDPA kernels training may use (auto: any but cuDNN's on CUDA); evaluation any")
+    parser.add_argument("--fp32", action="store_true", help="run: train in fp32 instead of bf16 autocast")
+    parser.add_argument("--eager", action="store_true", help="run: train without torch.compile")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="the record (default: results/reference/"
                                                                "gpu-MODE-CARD.json); on a lent machine, under $OUT")

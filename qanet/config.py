@@ -246,7 +246,9 @@ class TrainConfig:
     threads: int | None = None  # CPU threads; None: torch's default
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     compile: bool = False  # torch.compile the model for training (evaluation runs it eagerly)
-    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    # torch.compile's modes (Inductor), or "cudagraphs": CUDA graphs of the eager kernels, no Inductor code
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs",
+                          "cudagraphs"] = "default"
     # Pad each batch up to a multiple of this many tokens (capped at the length limits), so torch.compile
     # meets a few shapes instead of one per batch; 1 pads to the batch's longest member.
     pad_multiple: int = 1
@@ -254,6 +256,11 @@ class TrainConfig:
     # storing its activations (0: off, 1: all blocks, 2: every second); less memory, more compute.
     recompute_every: int = 0
     bf16: bool = True  # bf16 autocast on CUDA (pointer, loss and decoding stay fp32); CPU always runs fp32
+    # The scaled-dot-product attention kernels training may use ("auto": any but cuDNN's on CUDA, whose backward
+    # has public reports of wrong or non-finite gradients with an attention mask on H100/H200 since torch 2.11,
+    # until benchmarks/gpu_diagnose.py shows its gradients agree at our shapes). Evaluation may use any kernel.
+    # Where a run executes, not what it is: recorded in the execution context, left out of the id.
+    attention_kernels: Literal["auto", "efficient", "flash", "cudnn", "math"] = "auto"
     tensorboard: bool = False  # also log the curve for TensorBoard (needs the tensorboard package)
 
     @property

@@ -161,10 +161,16 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def project(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Queries, keys, values (B, heads, L, d / heads) and the key mask (B, 1, 1, L) that SDPA is given."""
         batch, length, dim = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        keys = mask[:, None, None, :]  # every query attends to the real keys only
+        return q, k, v, mask[:, None, None, :]  # every query attends to the real keys only
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, L, d), mask (B, L) True on real tokens -> (B, L, d)."""
+        batch, length, dim = x.shape
+        q, k, v, keys = self.project(x, mask)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(batch, length, dim))
 

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from qanet.config import ConfigError, RunConfig
-from qanet.data.batching import BatchSource, epoch_batches, evaluation_batches, padded_width, trainable_questions
+from qanet.data.batching import BatchSource, epoch_batches, evaluation_batches, full_batch_widths, trainable_questions
 from qanet.data.features import Split
 from qanet.data.prepare import Prepared
 from qanet.decode import best_spans
@@ -70,11 +71,12 @@ def _first_line(error: BaseException) -> str:
 
 
 class Diverged(RuntimeError):
-    """The loss stopped being a finite number."""
+    """The run stopped learning: its loss stopped being a finite number, or rose above a uniform guess's.
+    `steps` is how many steps the record counts: those whose loss was finite."""
 
-    def __init__(self, step: int, loss: float) -> None:
-        super().__init__(f"loss became {loss} at step {step}")
-        self.step = step
+    def __init__(self, steps: int, reason: str) -> None:
+        super().__init__(reason)
+        self.steps = steps
 
 
 # How a run ended. The trainer gives the first four; the harness adds "oom" and "failed" (an exception).
@@ -96,13 +98,18 @@ class Hooks:
     """What a run tells its observers: subclass and override what you need. `on_step` gets the mean
     training loss since the last evaluation and the examples/s since the previous read only on the steps
     where the host reads the loss (every `train.loss_check_every`), else None: reading waits for the
-    device. A hook may raise StopTraining from `on_begin`, `on_step` or `on_evaluation`; `on_end` comes after
-    the outcome is decided. Any other exception fails the run."""
+    device. On those steps `trainer.window` (the trainer comes with `on_begin`) holds the statistics of the
+    steps since the previous read (a CheckWindow). `on_warning` names a trouble that does not stop the run
+    (a rising loss). A hook may raise StopTraining from `on_begin`, `on_step` or `on_evaluation`; `on_end`
+    comes after the outcome is decided. Any other exception fails the run."""
 
     def on_begin(self, trainer: Trainer) -> None:
         pass
 
     def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None) -> None:
+        pass
+
+    def on_warning(self, step: int, message: str) -> None:
         pass
 
     def on_evaluation(self, step: int, entry: dict) -> None:
@@ -121,11 +128,13 @@ def _event_step(line: str) -> float:
 
 
 class JsonLinesLog(Hooks):
-    """The run as it happens, one JSON object a line (begin, the loss as read, each evaluation, end),
-    appended and flushed at once, so a long run can be watched and plotted while it trains."""
+    """The run as it happens, one JSON object a line (begin, the loss and gradient norms as read, warnings,
+    each evaluation, end), appended and flushed at once, so a long run can be watched and plotted while it
+    trains."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.trainer: Trainer | None = None
 
     def _write(self, event: str, **values) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +142,7 @@ class JsonLinesLog(Hooks):
             handle.write(json.dumps({"event": event, "time": round(time.time(), 3), **values}) + "\n")
 
     def on_begin(self, trainer: Trainer) -> None:
+        self.trainer = trainer
         dropped = self._drop_events_after(trainer.step)
         self._write("begin", step=trainer.step, steps=trainer.config.train.steps, dropped_events=dropped)
 
@@ -149,7 +159,12 @@ class JsonLinesLog(Hooks):
 
     def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None) -> None:
         if loss is not None:
-            self._write("step", step=step, loss=loss, learning_rate=learning_rate, examples_per_s=examples_per_s)
+            window = self.trainer.window
+            self._write("step", step=step, loss=loss, learning_rate=learning_rate, examples_per_s=examples_per_s,
+                        window_loss=window.loss, **window.gradient_statistics())
+
+    def on_warning(self, step: int, message: str) -> None:
+        self._write("warning", step=step, message=message)
 
     def on_evaluation(self, step: int, entry: dict) -> None:
         self._write("evaluation", **entry)
@@ -159,22 +174,26 @@ class JsonLinesLog(Hooks):
 
 
 class TensorBoardLog(Hooks):
-    """The curve as TensorBoard scalars (train.tensorboard): the loss, learning rate and examples/s as the
-    host reads them, and dev EM/F1 at each evaluation. Needs the tensorboard package."""
+    """The curve as TensorBoard scalars (train.tensorboard): the loss, learning rate, examples/s and gradient
+    norms as the host reads them, and dev EM/F1 at each evaluation. Needs the tensorboard package."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.writer = None
+        self.trainer: Trainer | None = None
 
     def on_begin(self, trainer: Trainer) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        self.trainer = trainer
         # a resumed run hides the events of the steps it redoes, as the JSON-lines log drops them
         self.writer = SummaryWriter(str(self.directory), purge_step=trainer.step + 1)
 
     def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None) -> None:
         if loss is not None:
-            for name, value in (("loss", loss), ("learning_rate", learning_rate), ("examples_per_s", examples_per_s)):
+            scalars = {"loss": loss, "learning_rate": learning_rate, "examples_per_s": examples_per_s,
+                       **self.trainer.window.gradient_statistics()}
+            for name, value in scalars.items():
                 self.writer.add_scalar(f"train/{name}", value, step)
 
     def on_evaluation(self, step: int, entry: dict) -> None:
@@ -197,6 +216,8 @@ class TrainResult:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     compile_seconds: float = 0.0  # torch.compile's warm-up before the clock started
+    # per shape warmed up: {"context_width", "question_width", "seconds"}; a resume warms up (and appends) again
+    compile_shapes: list[dict] = field(default_factory=list)
     train_examples: int = 0
     parameters: int = 0
     peak_memory_mb: float = 0.0
@@ -204,6 +225,8 @@ class TrainResult:
     train_questions_left_out: int = 0
     error: str | None = None
     resumed_from: list[int] = field(default_factory=list)  # the checkpoint step of each resume
+    warnings: list[str] = field(default_factory=list)  # troubles that did not stop the run (LossCurveWatch)
+    attention_kernel: str = ""  # the SDPA kernel training's attention ran with (train.attention_kernels)
 
     @property
     def train_examples_per_s(self) -> float:
@@ -262,6 +285,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def compiled(model: torch.nn.Module, mode: str):
+    """`model` under torch.compile: Inductor in one of its modes, or "cudagraphs" (the eager kernels replayed
+    as CUDA graphs). fullgraph: a graph break (a Python branch on a tensor) fails loudly instead of splitting
+    the step."""
+    if mode == "cudagraphs":
+        return torch.compile(model, backend="cudagraphs", dynamic=False, fullgraph=True)
+    return torch.compile(model, mode=mode, dynamic=False, fullgraph=True)
+
+
 def build_model(config: RunConfig, prepared: Prepared) -> QANet:
     return QANet(config.model, torch.from_numpy(prepared.word_vectors), len(prepared.chars))
 
@@ -284,18 +316,55 @@ def make_optimizer(model: torch.nn.Module, config: RunConfig):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
-def optimisation_step(model: torch.nn.Module, optimizer, scheduler, loss: torch.Tensor, clip_norm: float) -> None:
-    """Clear the old gradients, backward, clip the gradient norm, step the optimiser and the schedule."""
+def optimisation_step(model: torch.nn.Module, optimizer, scheduler, loss: torch.Tensor, clip_norm: float
+                      ) -> torch.Tensor:
+    """Clear the old gradients, backward, clip the gradient norm, step the optimiser and the schedule. Returns
+    the gradient norm before clipping, on the device (reading it waits for the device)."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
     optimizer.step()
     scheduler.step()
+    return grad_norm
 
 
 def _autocast(device: torch.device, config: RunConfig):
     enabled = device.type == "cuda" and config.train.bf16
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+# scaled_dot_product_attention's kernels by the names `train.attention_kernels` uses
+ATTENTION_KERNELS = {"math": SDPBackend.MATH, "flash": SDPBackend.FLASH_ATTENTION,
+                     "efficient": SDPBackend.EFFICIENT_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}
+
+
+def training_attention_kernels(setting: str, device: torch.device) -> list[SDPBackend]:
+    """The SDPA kernels training may use: the one `setting` names, or for "auto" every kernel but cuDNN's on
+    CUDA (see TrainConfig.attention_kernels)."""
+    if setting != "auto":
+        return [ATTENTION_KERNELS[setting]]
+    return [kernel for name, kernel in ATTENTION_KERNELS.items() if not (device.type == "cuda" and name == "cudnn")]
+
+
+def attention_kernel_in_use(config: RunConfig, device: torch.device) -> str:
+    """The kernel SDPA picks for training's self-attention on `device` under `train.attention_kernels` (the
+    paper-size query: the context limit, the model's heads, the training dtype, a key-padding mask), or a
+    ConfigError in one line when the setting leaves it none."""
+    model, train = config.model, config.train
+    dtype = torch.bfloat16 if device.type == "cuda" and train.bf16 else torch.float32
+    length = config.data.context_len
+    query = torch.zeros(2, model.heads, length, model.hidden // model.heads, device=device, dtype=dtype,
+                        requires_grad=True)
+    mask = torch.ones(2, 1, 1, length, dtype=torch.bool, device=device)
+    names = {int(kernel.value): name for name, kernel in ATTENTION_KERNELS.items()}
+    try:
+        with sdpa_kernel(training_attention_kernels(train.attention_kernels, device)):
+            return names[torch._fused_sdp_choice(query, query, query, mask, model.attention_dropout, False)]
+    except (RuntimeError, KeyError):
+        raise ConfigError(f"train.attention_kernels = {train.attention_kernels!r}: no such attention kernel runs "
+                          f"here ({device.type}, {str(dtype).removeprefix('torch.')}, head dim "
+                          f"{model.hidden // model.heads}, attention dropout {model.attention_dropout}); try auto"
+                          ) from None
 
 
 def reset_peak_memory(device: torch.device) -> None:
@@ -358,41 +427,192 @@ def score(split: Split, predictions: dict[str, str]) -> dict:
     return {"exact": result["exact_match"], "f1": result["f1"], "total": len(questions)}
 
 
-class LossMonitor:
-    """Training losses kept on the device: their sum since the last evaluation, and the first step
-    whose loss was not finite. The host reads them only in `check` (which waits for the device)."""
+class StepSums:
+    """Training statistics summed on the device over the steps since the last `reset`: the loss, the
+    gradient norm before clipping and whether it was clipped, with the largest gradient norm."""
 
     def __init__(self, device: torch.device) -> None:
-        self.total = torch.zeros((), dtype=torch.float64, device=device)
-        self.count = 0
+        self.totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss, gradient norm, clipped steps
+        self.grad_norm_max = torch.zeros((), dtype=torch.float64, device=device)
+        self.steps = 0
+
+    def add(self, values: torch.Tensor) -> None:
+        """One step's loss, gradient norm and clipped (0 or 1), stacked as `totals` is."""
+        self.totals += values
+        torch.maximum(self.grad_norm_max, values[1], out=self.grad_norm_max)
+        self.steps += 1
+
+    def means(self) -> dict[str, float | None]:
+        """The mean loss and gradient norm, the largest gradient norm and the fraction of steps clipped (all
+        None before any step). Waits for the device."""
+        if not self.steps:
+            return dict.fromkeys(("loss", "grad_norm_mean", "grad_norm_max", "clipped_fraction"))
+        loss, grad_norm, clipped, largest = torch.cat([self.totals, self.grad_norm_max[None]]).tolist()
+        return {"loss": loss / self.steps, "grad_norm_mean": grad_norm / self.steps, "grad_norm_max": largest,
+                "clipped_fraction": clipped / self.steps}
+
+    def reset(self) -> None:
+        self.totals.zero_()
+        self.grad_norm_max.zero_()
+        self.steps = 0
+
+    def state_dict(self) -> dict:
+        return {"totals": self.totals.tolist(), "grad_norm_max": float(self.grad_norm_max), "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.totals.copy_(torch.tensor(state["totals"], dtype=torch.float64))
+        self.grad_norm_max.fill_(state["grad_norm_max"])
+        self.steps = state["steps"]
+
+
+@dataclass
+class CheckWindow:
+    """The steps between two reads of the loss by the host (every `train.loss_check_every`)."""
+
+    first_step: int
+    last_step: int
+    loss: float  # the mean of the batches' losses
+    uniform_guess_loss: float  # the same mean of what a uniform guess would lose (Trainer.uniform_guess_losses)
+    grad_norm_mean: float  # before clipping
+    grad_norm_max: float
+    clipped_fraction: float  # of the steps whose gradient norm was above train.clip_norm
+
+    @property
+    def step_range(self) -> str:
+        return f"steps {self.first_step:,}-{self.last_step:,}"
+
+    def gradient_statistics(self) -> dict[str, float]:
+        return {"grad_norm_mean": self.grad_norm_mean, "grad_norm_max": self.grad_norm_max,
+                "clipped_fraction": self.clipped_fraction}
+
+
+class LossMonitor:
+    """Training statistics kept on the device (StepSums) since the last evaluation and since the last read of
+    a check window, the uniform guess's loss of the window's batches (kept on the host, from lengths it has),
+    and the first step whose loss was not finite. The host reads the device only in `check`,
+    `since_evaluation` and `read_window`, each of which waits for it."""
+
+    def __init__(self, device: torch.device, clip_norm: float) -> None:
+        self.clip_norm = clip_norm
+        self.since_last_evaluation = StepSums(device)
+        self.window = StepSums(device)
+        self.window_uniform_guess_total = 0.0
         self.bad_step = torch.zeros((), dtype=torch.int64, device=device)  # 0: every loss so far was finite
         self.bad_loss = torch.zeros((), dtype=torch.float32, device=device)
 
-    def add(self, loss: torch.Tensor, step: int) -> None:
+    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor, step: int, uniform_guess_loss: float) -> None:
+        """One step: its batch's loss, the gradient norm before clipping (both on the device) and the mean
+        loss a uniform guess would have on that batch."""
         loss = loss.detach().float()
         first_bad = ~torch.isfinite(loss) & (self.bad_step == 0)
         self.bad_step = torch.where(first_bad, step, self.bad_step)
         self.bad_loss = torch.where(first_bad, loss, self.bad_loss)
-        self.total += loss
-        self.count += 1
+        values = torch.stack([loss, grad_norm, grad_norm > self.clip_norm])  # summed into float64
+        self.since_last_evaluation.add(values)
+        self.window.add(values)
+        self.window_uniform_guess_total += uniform_guess_loss
 
     def check(self) -> float | None:
         """The mean loss since the last `reset` (None before any step), or Diverged."""
+        return self.since_evaluation()["loss"]
+
+    def since_evaluation(self) -> dict[str, float | None]:
+        """StepSums.means since the last `reset`, or Diverged."""
+        self._raise_if_not_finite()
+        return self.since_last_evaluation.means()
+
+    def read_window(self, last_step: int) -> CheckWindow:
+        """The window that ends at `last_step`, which then starts anew; or Diverged."""
+        self._raise_if_not_finite()
+        steps = self.window.steps
+        means = self.window.means()
+        window = CheckWindow(last_step - steps + 1, last_step, means.pop("loss"),
+                             self.window_uniform_guess_total / steps, **means)
+        self.window.reset()
+        self.window_uniform_guess_total = 0.0
+        return window
+
+    def _raise_if_not_finite(self) -> None:
         bad_step = int(self.bad_step)
         if bad_step:
-            raise Diverged(bad_step, float(self.bad_loss))
-        return float(self.total) / self.count if self.count else None
+            raise Diverged(bad_step - 1, f"loss became {float(self.bad_loss)} at step {bad_step}")
 
     def reset(self) -> None:
-        self.total.zero_()
-        self.count = 0
+        """Start the statistics since the last evaluation anew."""
+        self.since_last_evaluation.reset()
 
     def state_dict(self) -> dict:
-        return {"total": float(self.total), "count": self.count}
+        return {"since_evaluation": self.since_last_evaluation.state_dict(), "window": self.window.state_dict(),
+                "window_uniform_guess_total": self.window_uniform_guess_total}
 
     def load_state_dict(self, state: dict) -> None:
-        self.total.fill_(state["total"])
-        self.count = state["count"]
+        self.since_last_evaluation.load_state_dict(state["since_evaluation"])
+        self.window.load_state_dict(state["window"])
+        self.window_uniform_guess_total = state["window_uniform_guess_total"]
+
+
+class LossCurveWatch:
+    """Judges each check window's mean training loss once the learning rate has warmed up (before, the loss
+    of a fresh model says nothing): `judge` names a loss that keeps rising, once per rise, and raises Diverged
+    when it rises above a uniform guess's. Host numbers in, a verdict out: it never waits for the device.
+
+    - A window is rising when its mean is above RISE x the best window mean after the warm-up, and at least
+      RISE_FLOOR x a uniform guess's loss above it; PATIENCE rising windows in a row are named.
+    - A rising window whose mean is also above the loss of a uniform guess over its batches is a divergence.
+      The rise matters, not that loss alone: a fresh model starts above it (its logits are random, not flat:
+      1.6-2x in training mode at the paper's size) and may stay within a few percent of it for hundreds of
+      steps (adadelta, which has no warm-up, does in the smoke preset); one that fell and came back has
+      stopped predicting.
+    Why these numbers: a window's mean is over hundreds of examples (loss_check_every x batch_size: 1,600 by
+    default), so noise moves it by a few percent, and the best window is lucky by a few percent at most. A
+    quarter is several times that, and three windows in a row rule out one bad stretch of batches (a healthy
+    curve falls back, ending the rise). A loss near zero (a small set memorised) is noisy relative to itself:
+    hence the floor. Windows of a few batches are far noisier (their length buckets alone move the loss by a
+    third) and may be named rising while healthy."""
+
+    RISE = 1.25
+    RISE_FLOOR = 0.05
+    PATIENCE = 3
+
+    def __init__(self, warmup_steps: int) -> None:
+        self.warmup_steps = warmup_steps
+        self.best_loss = math.inf  # the lowest window mean after the warm-up
+        self.best_steps = ""
+        self.rising_windows = 0  # in a row, up to the last one
+        self.rising_since = 0  # the first step of the first of them
+
+    def judge(self, window: CheckWindow) -> str | None:
+        """A warning when this window makes PATIENCE rising in a row, else None; or Diverged."""
+        if window.first_step <= self.warmup_steps:
+            return None
+        if window.loss < self.best_loss:
+            self.best_loss, self.best_steps = window.loss, window.step_range
+        threshold = max(self.RISE * self.best_loss, self.best_loss + self.RISE_FLOOR * window.uniform_guess_loss)
+        if window.loss <= threshold:
+            self.rising_windows = 0
+            return None
+        if window.loss > window.uniform_guess_loss:
+            raise Diverged(window.last_step, f"mean training loss {window.loss:.2f} over {window.step_range} is above "
+                                             f"{window.uniform_guess_loss:.2f}, the loss of a uniform guess over "
+                                             f"those batches' contexts (2 ln of their lengths), after "
+                                             f"{self.best_loss:.2f} over {self.best_steps}: the model stopped "
+                                             f"predicting")
+        self.rising_windows += 1
+        if self.rising_windows == 1:
+            self.rising_since = window.first_step
+        if self.rising_windows != self.PATIENCE:
+            return None
+        return (f"training loss rising since step {self.rising_since:,}: its mean stayed above {threshold:.2f} for "
+                f"{self.PATIENCE} check windows in a row ({window.loss:.2f} over {window.step_range}; its best after "
+                f"the warm-up: {self.best_loss:.2f} over {self.best_steps})")
+
+    def state_dict(self) -> dict:
+        return {"best_loss": self.best_loss, "best_steps": self.best_steps, "rising_windows": self.rising_windows,
+                "rising_since": self.rising_since}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
 
 class Trainer:
@@ -415,20 +635,25 @@ class Trainer:
         torch.manual_seed(train.seed)
         self.model = build_model(config, prepared).to(self.device)
         self.model.model_encoder.recompute_every = train.recompute_every
-        # fullgraph: a graph break (a Python branch on a tensor) fails loudly instead of splitting the step
-        self.forward = torch.compile(self.model, mode=train.compile_mode, dynamic=False, fullgraph=True) \
-            if train.compile else self.model
+        self.forward = compiled(self.model, train.compile_mode) if train.compile else self.model
+        self.attention_kernels = training_attention_kernels(train.attention_kernels, self.device)
         self.optimizer, self.scheduler = make_optimizer(self.model, config)
         self.ema = EMA(self.model, train.ema_decay) if train.ema else None
         self.train_data = BatchSource(prepared.train, self.device, train.pad_multiple)
         self.dev_data = BatchSource(prepared.dev, self.device, train.pad_multiple)
         self.questions = trainable_questions(prepared.train, config.data.context_len)
         self.lengths = prepared.train.context_lengths()
+        # what a uniform guess loses on each question: ln n for its start and again for its end, over the n
+        # tokens of its context that training keeps
+        self.uniform_guess_losses = 2 * np.log(np.minimum(self.lengths, config.data.context_len))
         self.step = 0
-        self.losses = LossMonitor(self.device)
+        self.losses = LossMonitor(self.device, train.clip_norm)
+        self.loss_watch = LossCurveWatch(train.warmup_steps if train.optimizer == "adam" else 0)
+        self.window: CheckWindow | None = None  # the last one read (see Hooks)
         self.clock_started: float | None = None  # when the running stretch of training began
         self.warmed_up = False
-        self.result = TrainResult("ok", 0, {}, parameters=parameter_count(self.model),
+        self.result = TrainResult("ok", 0, {}, attention_kernel=attention_kernel_in_use(config, self.device),
+                                  parameters=parameter_count(self.model),
                                   train_questions=len(self.questions),
                                   train_questions_left_out=len(prepared.train) - len(self.questions))
         if self.checkpoint_dir and (self.checkpoint_dir / CHECKPOINT).exists():
@@ -456,8 +681,8 @@ class Trainer:
                                                                             data.question_len))
         # an epoch's last, smaller batch runs eagerly rather than costing a compilation of its own
         loss = self.batch_loss(batch, self.forward if len(questions) == self.config.train.batch_size else self.model)
-        self.losses.add(loss, self.step + 1)
-        optimisation_step(self.model, self.optimizer, self.scheduler, loss, self.config.train.clip_norm)
+        grad_norm = optimisation_step(self.model, self.optimizer, self.scheduler, loss, self.config.train.clip_norm)
+        self.losses.add(loss, grad_norm, self.step + 1, float(self.uniform_guess_losses[questions].mean()))
         if self.ema:
             self.ema.update()
 
@@ -465,52 +690,74 @@ class Trainer:
         """The training loss of a gathered batch through `forward` (the compiled or the eager model)."""
         self.model.train()
         self._new_compiled_step()
-        with _autocast(self.device, self.config):
+        # the forward's choice of attention kernel fixes the backward's too
+        with _autocast(self.device, self.config), sdpa_kernel(self.attention_kernels):
             start_logits, end_logits = forward(batch["context_words"], batch["context_chars"],
                                                batch["question_words"], batch["question_chars"])
             return self.model.loss(start_logits, end_logits, batch["start"], batch["end"])
 
     def batch_shapes(self) -> list[tuple[int, int]]:
-        """The (context, question) widths a full batch can have: every padded width from that of the first
-        epoch's shortest batch up to each limit (a later epoch may meet one that the first did not)."""
+        """The (context, question) widths a full batch (the ones compiled) can have in any epoch, from
+        the lengths of the trainable questions alone; none when there are fewer of them than a batch."""
         train, data = self.config.train, self.config.data
-        batches = epoch_batches(self.questions, self.lengths, train.batch_size, train.seed, 0)
-        longest = [self.train_data.widths(b, 10**9, 10**9) for b in batches]  # no limit: each batch's own
-
-        def widths(shortest: int, limit: int) -> list[int]:
-            return sorted({padded_width(n, limit, train.pad_multiple) for n in range(shortest, limit + 1)})
-
-        contexts = widths(min(c for c, _ in longest), data.context_len)
-        questions = widths(min(q for _, q in longest), data.question_len)
+        split = self.prepared.train
+        contexts = full_batch_widths(self.lengths[self.questions], train.batch_size, data.context_len,
+                                     train.pad_multiple)
+        questions = full_batch_widths(split.questions.lengths[self.questions], train.batch_size, data.question_len,
+                                      train.pad_multiple)
         return [(c, q) for c in contexts for q in questions]
 
     def warm_up(self) -> None:
         """Compile every batch shape before the clock starts, so compilation is not counted as training time
-        (it is in `compile_seconds`): three forward + backward passes per shape (CUDA graphs record on a later
-        call), no update, and the random state put back. Only the first call does anything."""
+        (it is in `compile_seconds`, and each shape's share in `compile_shapes`): three forward + backward passes
+        per shape (CUDA graphs record on a later call), no update, and the random state put back. Only the first
+        call does anything."""
         if self.warmed_up:
             return
         self.warmed_up = True
         started = time.perf_counter()
-        shapes = self.batch_shapes()
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, len(shapes) + 1)
+        shapes = self._shapes_to_compile()
         cpu_rng = torch.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []
-        size = self.config.train.batch_size
-        first = torch.zeros(size, dtype=torch.long, device=self.device)
         for context_width, question_width in shapes:
-            batch = self.train_data.gather(first, context_width, question_width)
-            batch["start"] = batch["end"] = first  # answers inside any width
-            for _ in range(3):
-                # gradients from an earlier pass are CUDA-graph outputs that the next replay overwrites
-                self.optimizer.zero_grad(set_to_none=True)
-                self.batch_loss(batch, self.forward).backward()
+            shape_started = time.perf_counter()
+            self._compile_shape(context_width, question_width)
+            self._synchronize()
+            self.result.compile_shapes.append({"context_width": context_width, "question_width": question_width,
+                                               "seconds": time.perf_counter() - shape_started})
         self.optimizer.zero_grad(set_to_none=True)
         torch.set_rng_state(cpu_rng)
         if cuda_rng:
             torch.cuda.set_rng_state_all(cuda_rng)
         self._synchronize()
         self.result.compile_seconds += time.perf_counter() - started
+
+    def _shapes_to_compile(self) -> list[tuple[int, int]]:
+        """`batch_shapes`, refused when empty (compiling nothing would move compilation into the timed steps),
+        with room for one more graph per shape under dynamo's limits: it keeps the graphs of every model compiled
+        in this process (a study's earlier trials), counts even those of freed ones, and refuses a compilation
+        once a frame holds `limit` graphs."""
+        shapes = self.batch_shapes()
+        if not shapes:
+            train, data = self.config.train, self.config.data
+            raise ConfigError(f"train.compile: no batch shape to compile from {len(self.questions)} trainable "
+                              f"questions with train.batch_size {train.batch_size}, train.pad_multiple "
+                              f"{train.pad_multiple}, data.context_len {data.context_len}, data.question_len "
+                              f"{data.question_len}")
+        dynamo = torch._dynamo.config
+        dynamo.recompile_limit += len(shapes)
+        dynamo.accumulated_recompile_limit += len(shapes)
+        return shapes
+
+    def _compile_shape(self, context_width: int, question_width: int) -> None:
+        """Three forward + backward passes through the compiled model on a full batch of this shape."""
+        first = torch.zeros(self.config.train.batch_size, dtype=torch.long, device=self.device)
+        batch = self.train_data.gather(first, context_width, question_width)
+        batch["start"] = batch["end"] = first  # answers inside any width
+        for _ in range(3):
+            # gradients from an earlier pass are CUDA-graph outputs that the next replay overwrites
+            self.optimizer.zero_grad(set_to_none=True)
+            self.batch_loss(batch, self.forward).backward()
 
     def evaluate(self, sample: int | None = None) -> dict:
         """Official EM/F1 on the dev set, or on a fixed sample of `sample` questions, with EMA weights."""
@@ -546,7 +793,7 @@ class Trainer:
                 self.step += 1
                 loss, speed = None, None
                 if self.step % train.loss_check_every == 0:
-                    loss = self.losses.check()  # waits for the device: the time since the last read is exact
+                    loss = self._read_window()  # waits for the device: the time since the last read is exact
                     now = self._training_seconds()  # evaluations and checkpoints left out
                     speed = (result.train_examples - last_read[1]) / max(now - last_read[0], 1e-9)
                     last_read = (now, result.train_examples)
@@ -579,11 +826,21 @@ class Trainer:
         self._notify("on_end", result)
         return result
 
+    def _read_window(self) -> float:
+        """Read the check window that ends at this step and judge it (a warning, or Diverged); the mean loss
+        since the last evaluation, as `on_step` reports it."""
+        self.window = self.losses.read_window(self.step)
+        warning = self.loss_watch.judge(self.window)
+        if warning:
+            self.result.warnings.append(warning)
+            self._notify("on_warning", self.step, warning)
+        return self.losses.check()
+
     def _diverged(self, error: Diverged) -> None:
         """Record the divergence; the step count keeps the steps whose loss was finite, and no checkpoint
         is saved, so the last one holds the last good state."""
         self.result.status, self.result.error = "diverged", str(error)
-        self.step = error.step - 1
+        self.step = error.steps
 
     def _notify(self, event: str, *args) -> None:
         for hook in self.hooks:
@@ -624,9 +881,9 @@ class Trainer:
 
     def _record_evaluation(self, sample: int | None) -> None:
         self._stop_clock()
-        train_loss = self.losses.check()
+        training = self.losses.since_evaluation()
         metrics = self.evaluate(sample)
-        entry = {"step": self.step, "train_loss": train_loss,
+        entry = {"step": self.step, "train_loss": training.pop("loss"), **training,
                  "train_seconds": round(self.result.train_seconds, 3), **metrics}
         self.result.curve.append(entry)
         self.result.metrics = metrics
@@ -648,6 +905,7 @@ class Trainer:
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "loss": self.losses.state_dict(),
+            "loss_watch": self.loss_watch.state_dict(),
             "progress": dataclasses.asdict(result),  # the whole result so far, whatever fields it grows
             "vocabulary": {"words": self.prepared.words, "chars": self.prepared.chars},
             "fingerprint": self.prepared.fingerprint,
@@ -660,7 +918,7 @@ class Trainer:
         state = read_checkpoint(path, self.device)
         if state["fingerprint"] != self.prepared.fingerprint:
             raise ValueError(f"{path}: made from data {state['fingerprint']}, not {self.prepared.fingerprint}")
-        if "loss" not in state:
+        if "loss_watch" not in state:
             raise ValueError(f"{path}: written by an older version of qanet-bench; delete it to start the run again")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -672,5 +930,7 @@ class Trainer:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         self.step = state["step"]
         self.losses.load_state_dict(state["loss"])
-        self.result = TrainResult(**{**state["progress"], "status": "ok", "error": None})  # the outcome is decided anew
+        self.loss_watch.load_state_dict(state["loss_watch"])
+        self.result = TrainResult(**{**state["progress"], "status": "ok", "error": None,  # the outcome is decided anew
+                                    "attention_kernel": self.result.attention_kernel})  # and the kernel here
         self.result.resumed_from.append(self.step)

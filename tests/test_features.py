@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from qanet.data.batching import BatchSource, padded_width
+from qanet.data.batching import BatchSource, full_batch_widths, padded_width
 from qanet.data.features import Sequences, Split, encode
 from qanet.data.tokenize import Tokenizer, answer_token_span
 from qanet.data.vectors import KUMO, load_vectors
@@ -139,6 +139,14 @@ def test_padding_to_a_multiple_gives_few_shapes_and_the_same_tokens():
     assert torch.equal(rounded["context_words"][:, :2], exact["context_words"])
     assert (rounded["context_words"][:, 2:] == PAD).all() and (rounded["context_chars"][:, 2:] == PAD).all()
     assert [padded_width(n, limit=400, pad_multiple=64) for n in (1, 64, 65, 390)] == [64, 64, 128, 400]
+
+
+def test_full_batch_widths_run_from_the_batch_size_th_shortest_length_to_the_limit():
+    lengths = np.array([3, 90, 1, 20, 35, 7])
+    assert full_batch_widths(lengths, batch_size=3, limit=50, pad_multiple=16) == [16, 32, 48, 50]  # 7 to 50
+    assert full_batch_widths(lengths, batch_size=3, limit=50, pad_multiple=64) == [50]  # the pad is past the limit
+    assert full_batch_widths(lengths, batch_size=6, limit=400, pad_multiple=16) == [96]  # only the whole lot: 90
+    assert full_batch_widths(lengths, batch_size=7, limit=400, pad_multiple=16) == []  # never a full batch
 
 
 def test_split_round_trips_through_disk(tmp_path):

@@ -134,6 +134,30 @@ def test_injected_oom_and_nan_are_recorded_and_the_study_goes_on(tmp_path, monke
     assert outcome == "all 4 runs reached a recorded outcome (ok 2, diverged 1, oom 1)"
 
 
+def test_what_the_loss_watch_names_reaches_the_record_and_the_log(tmp_path, monkeypatch):
+    """A warning (here at step 2) is in the record's warnings and the log; a divergence it judges (at step 4)
+    is the record's status and error, and the steps count the run's."""
+    from bench.runner import execute
+    from qanet.train import Diverged, LossCurveWatch
+
+    reason = "mean training loss 30.00 over steps 3-4 is above 9.00, the loss of a uniform guess"
+
+    def judge(self, window):
+        if window.last_step == 4:
+            raise Diverged(4, reason)
+        return "training loss rising" if window.last_step == 2 else None
+
+    monkeypatch.setattr(LossCurveWatch, "judge", judge)
+    spec = _tiny_spec(tmp_path, **{"train.loss_check_every": 2})
+    record = execute(spec)
+    assert (record["status"], record["error"], record["steps"]) == ("diverged", reason, 4)
+    assert record["warnings"] == ["training loss rising"]
+    events = [json.loads(line) for line in spec.log_path.read_text().splitlines()]
+    assert [(event["event"], event["step"]) for event in events] == [
+        ("begin", 0), ("warning", 2), ("step", 2), ("evaluation", 3), ("end", 4)]
+    assert events[1]["message"] == "training loss rising" and events[-1]["error"] == reason
+
+
 def test_a_run_that_fails_with_an_exception_makes_bench_run_exit_non_zero(tmp_path, monkeypatch, capsys):
     study = _study(tmp_path, TWO_BY_TWO)
     real_step = Trainer.train_step
@@ -222,7 +246,7 @@ def test_records_are_plain_json_with_the_documented_fields(tmp_path):
     record = json.loads(next((tmp_path / "runs" / "tiny").glob("*.json")).read_text())
     for key in ("id", "study", "variant", "seed", "scale", "status", "config", "dataset_fingerprint", "metrics",
                 "curve", "wall_seconds", "train_examples_per_s", "eval_seconds", "peak_memory_mb", "parameters",
-                "environment"):
+                "environment", "warnings"):
         assert key in record, key
     for key in ("python", "torch", "device", "threads", "git"):
         assert key in record["environment"], key
@@ -509,6 +533,7 @@ def test_tensorboard_logs_the_curve_without_changing_the_run_id(tmp_path):
         events = EventAccumulator(str(tmp_path / "logged" / "tiny" / "tensorboard" / run_id))
         events.Reload()
         assert [e.step for e in events.Scalars("train/loss")] == [2, 4, 6]
+        assert [e.step for e in events.Scalars("train/grad_norm_max")] == [2, 4, 6]
         assert [e.step for e in events.Scalars("dev/f1")] == [3, 6]
 
 

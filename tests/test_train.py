@@ -1,12 +1,17 @@
+import dataclasses
+import gc
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 
-from qanet.config import DataConfig, RunConfig, SyntheticConfig, build_config
-from qanet.data.prepare import prepare
+from qanet.config import ConfigError, DataConfig, RunConfig, SyntheticConfig, build_config
+from qanet.data.batching import epoch_batches
+from qanet.data.features import Sequences, Split
+from qanet.data.prepare import Prepared, prepare
 from qanet.data.synthetic import generate
 from qanet.train import EMA, Hooks, JsonLinesLog, Trainer, make_optimizer
 
@@ -42,7 +47,7 @@ def test_overfits_32_examples(thirty_two, tmp_path):
     config = _config(thirty_two, **{"train.steps": 600, "train.eval_every": 200, "train.ema": False,
                                     "model.dropout": 0.0, "model.char_dropout": 0.0, "model.survival_last": 1.0})
     result = Trainer(config, prepare(config.data, tmp_path)).run()
-    assert result.status == "ok"
+    assert result.status == "ok" and result.warnings == []  # a loss falling to near zero is never called rising
     assert result.metrics["exact"] >= 95, result.curve
 
 
@@ -101,6 +106,118 @@ def test_non_finite_loss_stops_the_run_as_diverged(thirty_two, tmp_path, monkeyp
     result = trainer.run()
     assert result.status == "diverged" and result.steps == 3  # the steps whose loss was finite
     assert result.error == "loss became nan at step 4"
+
+
+class _RaiseLearningRate(Hooks):
+    """From the step after `step` on, the learning rate is `rate`."""
+
+    def __init__(self, step: int, rate: float) -> None:
+        self.step, self.rate = step, rate
+
+    def on_begin(self, trainer):
+        self.scheduler = trainer.scheduler
+
+    def on_step(self, step, loss, learning_rate, examples_per_s):
+        if step == self.step:
+            self.scheduler.base_lrs = [self.rate] * len(self.scheduler.base_lrs)
+
+
+def test_a_loss_that_rises_above_a_uniform_guess_stops_the_run_as_diverged(thirty_two, tmp_path):
+    """The learning rate jumps from 1e-3 to 0.05 after step 120 (clipping off): the loss, down to about half
+    a uniform guess's, leaps above it. The run stops at the read that sees it, as diverged, and keeps the
+    checkpoint from before (step 120)."""
+    from qanet.train import read_checkpoint
+
+    config = _config(thirty_two, **{"train.steps": 200, "train.eval_every": 1000, "train.loss_check_every": 10,
+                                    "train.checkpoint_every": 60, "train.clip_norm": 1e9})
+    prepared = prepare(config.data, tmp_path / "data")
+    log = JsonLinesLog(tmp_path / "log.jsonl")
+    trainer = Trainer(config, prepared, tmp_path / "run", [log, _RaiseLearningRate(120, 0.05)])
+    result = trainer.run()
+    assert result.status == "diverged" and result.steps == 130
+    found = re.fullmatch(r"mean training loss (\d+\.\d\d) over steps 121-130 is above (\d+\.\d\d), the loss of a "
+                         r"uniform guess over those batches' contexts \(2 ln of their lengths\), after (\d+\.\d\d) "
+                         r"over steps [\d,]+-[\d,]+: the model stopped predicting", result.error)
+    assert found, result.error
+    loss, uniform_guess, best = map(float, found.groups())
+    trainer.step = 120  # the batches of steps 121-130, and their contexts' lengths up to the 400-token limit
+    batches = [questions for _, (questions, _) in zip(range(10), trainer.batches(), strict=False)]
+    lengths = np.minimum(prepared.train.context_lengths(), 400)
+    assert uniform_guess == pytest.approx(np.mean([2 * np.log(lengths[batch]).mean() for batch in batches]), abs=0.005)
+    assert loss > uniform_guess > 1.25 * best
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 120
+    end = json.loads(log.path.read_text().splitlines()[-1])
+    assert end["event"] == "end" and end["status"] == "diverged" and end["error"] == result.error
+
+
+def test_a_rising_loss_is_named_in_the_result_and_the_log_and_survives_a_resume(thirty_two, tmp_path, monkeypatch):
+    """From step 121 the loss reads 3 more than it is (its gradients, and so the training, are unchanged):
+    above 1.25 x its best, below a uniform guess's, so the third such window (141-150) is named. A run
+    stopped at step 147 and resumed from its checkpoint at 145 (mid-window, mid-rise) names it as the
+    uninterrupted run does, once, and ends with the same curve, gradient norms included."""
+    overrides = {"train.steps": 160, "train.eval_every": 80, "train.loss_check_every": 10,
+                 "train.checkpoint_every": 145, "train.clip_norm": 1e9}
+    prepared = prepare(_config(thirty_two).data, tmp_path / "data")
+
+    def rising_trainer(folder: str, hooks=()) -> Trainer:
+        trainer = Trainer(_config(thirty_two, **overrides), prepared, tmp_path / folder, hooks)
+        real_loss = trainer.model.loss
+        monkeypatch.setattr(trainer.model, "loss", lambda *args: real_loss(*args) + 3.0 * (trainer.step >= 120))
+        return trainer
+
+    class Crash(Hooks):
+        def on_step(self, step, loss, learning_rate, examples_per_s):
+            if step == 147:
+                raise KeyboardInterrupt
+
+    whole = rising_trainer("whole").run()
+    log = JsonLinesLog(tmp_path / "split.log.jsonl")
+    with pytest.raises(KeyboardInterrupt):
+        rising_trainer("split", [log, Crash()]).run()
+    resumed = rising_trainer("split", [log]).run()
+    assert whole.status == resumed.status == "ok" and resumed.resumed_from == [145]
+    [warning] = whole.warnings
+    found = re.fullmatch(r"training loss rising since step 121: its mean stayed above (\d+\.\d\d) for 3 check "
+                         r"windows in a row \(\d+\.\d\d over steps 141-150; its best after the warm-up: (\d+\.\d\d) "
+                         r"over steps [\d,]+-[\d,]+\)", warning)
+    assert found, warning
+    threshold, best = map(float, found.groups())
+    assert threshold == pytest.approx(1.25 * best, abs=0.01)
+    assert resumed.warnings == [warning]
+    assert _untimed(resumed.curve) == _untimed(whole.curve)
+    events = [json.loads(line) for line in log.path.read_text().splitlines()]
+    assert [(event["step"], event["message"]) for event in events if event["event"] == "warning"] == [(150, warning)]
+
+
+def test_gradient_norms_before_clipping_are_logged_per_window_and_per_evaluation(thirty_two, tmp_path, monkeypatch):
+    """Each logged read has the mean and largest gradient norm of its window's steps and the fraction of them
+    clipped; each curve entry has the same of the steps since the previous evaluation."""
+    norms = []
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def recording_clip(parameters, max_norm):
+        norm = real_clip(parameters, max_norm)
+        norms.append(float(norm))
+        return norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    config = _config(thirty_two, **{"train.steps": 20, "train.eval_every": 10, "train.loss_check_every": 5,
+                                    "train.clip_norm": 6.0})
+    log = JsonLinesLog(tmp_path / "log.jsonl")
+    result = Trainer(config, prepare(config.data, tmp_path), hooks=[log]).run()
+    assert result.status == "ok" and result.warnings == [] and len(norms) == 20
+    assert 0 < sum(norm > 6.0 for norm in norms) < 20  # some steps clipped, some not
+
+    def statistics(chosen: list[float]) -> dict:
+        return {"grad_norm_mean": pytest.approx(np.mean(chosen), rel=1e-9), "grad_norm_max": max(chosen),
+                "clipped_fraction": sum(norm > 6.0 for norm in chosen) / len(chosen)}
+
+    steps = [event for event in map(json.loads, log.path.read_text().splitlines()) if event["event"] == "step"]
+    assert [event["step"] for event in steps] == [5, 10, 15, 20]
+    for event in steps:
+        assert {key: event[key] for key in statistics([1.0])} == statistics(norms[event["step"] - 5:event["step"]])
+    assert [{key: entry[key] for key in statistics([1.0])} for entry in result.curve] == [
+        statistics(norms[:10]), statistics(norms[10:])]
 
 
 def test_evaluation_keeps_every_dev_question_even_past_the_context_limit(tmp_path):
@@ -273,19 +390,88 @@ def _compiled_trainer(thirty_two, tmp_path, **overrides) -> Trainer:
     return Trainer(config, prepare(config.data, tmp_path))
 
 
-def test_compiled_training_meets_only_the_shapes_compiled_before_the_clock_starts(thirty_two, tmp_path, monkeypatch):
-    """Padding to a multiple of 16 tokens gives a few shapes; each is compiled once, in the warm-up, as
+def _split_of_lengths(context_lengths: np.ndarray, question_lengths: np.ndarray, paragraph: np.ndarray) -> Split:
+    """A split whose sequences have these lengths (every token the same word) and whose answers are token 0."""
+    def sequences(lengths: np.ndarray) -> Sequences:
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        return Sequences(np.ones(offsets[-1], np.int32), np.ones((offsets[-1], 1), np.int16), offsets)
+
+    questions = len(question_lengths)
+    first_token = np.zeros(questions, np.int32)
+    return Split("1.1", sequences(context_lengths), np.zeros((context_lengths.sum(), 2), np.int32),
+                 sequences(question_lengths), paragraph, first_token, first_token, [str(i) for i in range(questions)],
+                 [""] * len(context_lengths), [["answer"]] * questions)
+
+
+@pytest.fixture(scope="module")
+def squad_lengths(thirty_two, tmp_path_factory) -> Prepared:
+    """The 32-question data with a training split of SQuAD v1.1's lengths: 20,000 questions on 4,000
+    paragraphs of mean ~140 tokens, p99 ~330, a few of 800 (past the 400-token limit); questions of mean
+    ~11 tokens, a few of 1 and of 60 (past the 50-token limit)."""
+    rng = np.random.default_rng(17)
+    contexts = np.clip(rng.lognormal(np.log(130), 0.4, 4_000).round(), 20, None).astype(np.int64)
+    contexts[:3] = 800
+    questions = np.clip(rng.lognormal(np.log(10.5), 0.3, 20_000).round(), 1, None).astype(np.int64)
+    questions[:6] = [1, 1, 2, 60, 60, 60]
+    paragraph = rng.integers(0, len(contexts), len(questions)).astype(np.int32)
+    prepared = prepare(_config(thirty_two).data, tmp_path_factory.mktemp("squad_lengths"))
+    return dataclasses.replace(prepared, train=_split_of_lengths(contexts, questions, paragraph))
+
+
+@pytest.mark.parametrize("pad_multiple", [16, 50, 64, 128, 400])
+def test_batch_shapes_hold_every_shape_a_full_batch_meets(thirty_two, squad_lengths, pad_multiple):
+    """Whatever the pad multiple, even one above the question limit: every (context, question) width of
+    a full batch in the first two epochs is among the shapes that the warm-up compiles."""
+    config = _config(thirty_two, **{"train.batch_size": 32, "train.pad_multiple": pad_multiple})
+    trainer = Trainer(config, squad_lengths)
+    shapes = trainer.batch_shapes()
+    epochs = [epoch_batches(trainer.questions, trainer.lengths, 32, config.train.seed, epoch) for epoch in (0, 1)]
+    met = {trainer.train_data.widths(batch, 400, 50) for batches in epochs for batch in batches if len(batch) == 32}
+    assert met <= set(shapes), sorted(met - set(shapes))
+    assert len(set(shapes)) == len(shapes) and all(c <= 400 and q <= 50 for c, q in shapes)
+
+
+@pytest.mark.parametrize("pad_multiple", [16, 64])  # 64: past the question limit, padded to the limit
+def test_compiled_training_meets_only_the_shapes_compiled_before_the_clock_starts(thirty_two, tmp_path, monkeypatch,
+                                                                                 pad_multiple):
+    """Padding to a multiple of 16 or 64 tokens gives a few shapes; each is compiled once, in the warm-up, as
     one whole graph (no break for stochastic depth or dropout); the epoch's last, smaller batch runs eagerly."""
     graphs = _counting_compile(monkeypatch)
-    trainer = _compiled_trainer(thirty_two, tmp_path, **{"train.steps": 12})
+    trainer = _compiled_trainer(thirty_two, tmp_path, **{"train.steps": 12, "train.pad_multiple": pad_multiple})
     shapes = trainer.batch_shapes()
-    assert {c for c, _ in shapes} <= {16, 32, 48, 64} and {q for _, q in shapes} <= {16, 20} and len(shapes) <= 8
+    assert shapes and {c for c, _ in shapes} <= {16, 32, 48, 64} and {q for _, q in shapes} <= {16, 20}
     compiled_in_warm_up = []
     real_warm_up = trainer.warm_up
     monkeypatch.setattr(trainer, "warm_up", lambda: (real_warm_up(), compiled_in_warm_up.append(len(graphs))))
     result = trainer.run()
     assert result.status == "ok" and result.compile_seconds > 0 and result.steps == 12
     assert compiled_in_warm_up == [len(shapes)] == [len(graphs)]  # nothing compiled while the clock ran
+    assert [(entry["context_width"], entry["question_width"]) for entry in result.compile_shapes] == shapes
+    assert 0 < sum(entry["seconds"] for entry in result.compile_shapes) <= result.compile_seconds
+
+
+def test_each_trainer_in_one_process_compiles_its_every_shape_within_dynamo_limits(thirty_two, tmp_path, monkeypatch):
+    """A study runs its trials in one process: dynamo keeps the graphs of the earlier trials' models and counts
+    them against its recompile limit even once those models are freed. Each warm-up makes room for its own."""
+    graphs = _counting_compile(monkeypatch)
+    torch._dynamo.reset()  # no graphs from other tests
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for pad_multiple in (4, 16, 64):  # shapes (64, 8) and (64, 12), then (64, 16), then (64, 20): none shared
+            trainer = _compiled_trainer(thirty_two, tmp_path, **{"train.pad_multiple": pad_multiple})
+            compiled_before = len(graphs)
+            trainer.warm_up()  # fullgraph: a compilation refused for the limit raises
+            assert len(graphs) - compiled_before == len(trainer.batch_shapes()), pad_multiple
+            del trainer
+            gc.collect()
+
+
+def test_warm_up_refuses_to_compile_when_no_batch_is_full(thirty_two, tmp_path):
+    """Fewer trainable questions than a batch of 64: there is no shape to compile, and the warm-up says why."""
+    trainer = _compiled_trainer(thirty_two, tmp_path, **{"train.batch_size": 64})
+    assert trainer.batch_shapes() == [] and len(trainer.questions) < 64
+    with pytest.raises(ConfigError, match=rf"{len(trainer.questions)} trainable questions with train.batch_size 64, "
+                                          r"train.pad_multiple 16, data.context_len 64, data.question_len 20"):
+        trainer.warm_up()
 
 
 def test_warm_up_leaves_weights_optimiser_and_random_state_as_they_were(thirty_two, tmp_path, monkeypatch):

@@ -61,6 +61,20 @@ def padded_width(longest: int, limit: int, pad_multiple: int = 1) -> int:
     return max(1, min(limit, -(-longest // pad_multiple) * pad_multiple))
 
 
+def full_batch_widths(lengths: np.ndarray, batch_size: int, limit: int, pad_multiple: int) -> list[int]:
+    """Every width that a batch of `batch_size` of these lengths can be padded to, in any order.
+
+    Its longest member is at least the `batch_size`-th shortest length (a batch holds that many different
+    members) and at most the longest: every padded width between covers any epoch without scanning one.
+    No width when there are fewer lengths than a batch."""
+    if len(lengths) < batch_size:
+        return []
+    shortest_longest = int(np.partition(lengths, batch_size - 1)[batch_size - 1])
+    longest = int(lengths.max())
+    return sorted({padded_width(n, limit, pad_multiple)
+                   for n in range(min(shortest_longest, limit), min(longest, limit) + 1)})
+
+
 class SequenceTensors:
     """Token ids of one `Sequences` as tensors on a device; `gather` pads rows there."""
 

@@ -1,0 +1,618 @@
+"""Why the paper configuration stopped learning on the GPU (issue 17), in one call of at most 6 minutes.
+
+On the GPU machine, from the repository root (torch + numpy + the repository + the pack, nothing else):
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_diagnose.py --pack .packs/squad-v1.1-glove-6b-50d \\
+        --out $OUT/gpu-diagnosis.json
+On a CPU, end to end in seconds (CI): add --device cpu --batch-size 4 --context-len 100 --steps 20 and a small pack.
+
+It separates five causes: the cuDNN attention backward; Inductor's bf16 code; CUDA graphs; bf16 itself; the
+paper configuration being unstable at lr 1e-3 on any device. Stages, each written to --out as it ends (a
+killed call keeps what it measured):
+
+1. kernels: scaled-dot-product attention outputs and dq/dk/dv of every kernel that can run (cuDNN,
+   memory-efficient, flash, math; bf16 and fp32) against fp32 math, on q/k/v captured from the model's blocks on
+   a real batch (key lengths 400 and 50) and on random q/k/v with real padding masks at key lengths 50, 192,
+   320 and 400: cosine, maximum relative error, non-finite values.
+2. gradients: the whole model's gradients on fixed real batches, per parameter group, for bf16 with torch's
+   own kernel choice, bf16 without cuDNN and fp32, against fp32 with the math kernel: cosine and norm ratio;
+   at initialisation, and again (stage 4) on each training arm's weights.
+3. arms: short training runs side by side on the one GPU, one process each, same seed and batch order: bf16 as
+   CUDA graphs (backend "cudagraphs", no Inductor) with cuDNN attention (torch's choice in bf16) and without it,
+   bf16 Inductor + CUDA graphs without cuDNN (the path training takes now; its compilation also fills
+   Inductor's on-disk cache for the reference run), bf16 eager and fp32 eager. Per 100 steps: mean loss,
+   gradient norm (mean, max, share clipped), ms/step; EMA dev F1 on a fixed sample every 500 steps.
+4. verdict: each cause implicated, cleared or not resolved, with the evidence, and the reference run's flags.
+"""
+
+from __future__ import annotations
+
+import time
+
+STARTED = time.perf_counter()  # the call's wall clock, before torch loads: a lent machine stops a command at 10 min
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gpu_reference import default_out, paper_config  # noqa: E402
+
+from bench.records import environment, write_json_atomically  # noqa: E402 - torch and stdlib only
+from qanet.config import SMALL_MODEL, ConfigError, apply_overrides  # noqa: E402
+from qanet.data.batching import BatchSource, epoch_batches, trainable_questions  # noqa: E402
+from qanet.data.pack import PackError, load_pack, read_manifest  # noqa: E402
+from qanet.data.prepare import Prepared  # noqa: E402
+from qanet.train import ATTENTION_KERNELS, Hooks, JsonLinesLog, StopTraining, Trainer, build_model, resolve_device  # noqa: E402
+
+REFERENCE = "fp32 math"
+TORCH_CHOICE = list(ATTENTION_KERNELS.values())  # every kernel enabled: SDPA's own pick
+# bf16 and fp32 tolerances below which a kernel or a gradient counts as disagreeing with fp32 math
+AGREEING_COSINE = 0.99
+LOSS_RISE = 1.05  # a window mean this far above the best window after warm-up: the loss is rising
+F1_GAP = 5.0  # points of dev F1 (on the sample) that separate two arms beyond sampling noise
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    description: str
+    bf16: bool
+    attention_kernels: str  # train.attention_kernels
+    compile_mode: str | None  # None: eager
+
+    def cuda_only(self) -> bool:
+        """bf16 autocast, cuDNN and CUDA graphs are CUDA's: on a CPU only the fp32 eager arm means what it says."""
+        return self.bf16 or self.attention_kernels == "cudnn" or self.compile_mode is not None
+
+
+# The cuDNN and Inductor comparisons run as CUDA graphs: an eager bf16 step (~174 ms on an H200, launch-bound)
+# reaches too few steps past the warm-up inside the call; the eager arms answer the CUDA-graph and bf16 questions
+# and the fp32 eager arm the configuration's.
+ARMS = (
+    Arm("bf16-cudnn", "bf16, CUDA graphs, cuDNN attention (torch's own choice in bf16)", True, "cudnn",
+        "cudagraphs"),
+    Arm("bf16-cudagraphs", "bf16, CUDA graphs of the eager kernels (no Inductor), without cuDNN", True, "auto",
+        "cudagraphs"),
+    Arm("bf16-inductor", "bf16, Inductor + CUDA graphs, without cuDNN (the training path now)", True, "auto",
+        "reduce-overhead"),
+    Arm("bf16", "bf16 eager, without cuDNN", True, "auto", None),
+    Arm("fp32", "fp32 eager", False, "auto", None),
+)
+ARMS_BY_NAME = {arm.name: arm for arm in ARMS}
+# what each cause is judged on: (suspect arm, the arm that differs from it in that one respect)
+PAIRS = {"cuDNN attention backward": ("bf16-cudnn", "bf16-cudagraphs"),
+         "Inductor's bf16 code": ("bf16-inductor", "bf16-cudagraphs"), "CUDA graphs": ("bf16-cudagraphs", "bf16"),
+         "bf16 itself": ("bf16", "fp32")}
+# the reference run's flags for each training path, fastest first
+PATH_FLAGS = {"bf16-inductor": "--compile-mode reduce-overhead --attention-kernels auto",
+              "bf16-cudagraphs": "--compile-mode cudagraphs --attention-kernels auto",
+              "bf16": "--eager --attention-kernels auto", "fp32": "--eager --fp32"}
+
+
+# ---------------------------------------------------------------------------------------------- comparisons
+
+def agreement(value: torch.Tensor, reference: torch.Tensor) -> dict:
+    """Cosine, maximum relative error (max |a - b| / max |b|) and non-finite count of `value` against
+    `reference`, both flattened, in fp64."""
+    a, b = value.detach().double().flatten(), reference.detach().double().flatten()
+    finite = torch.isfinite(a)
+    a = torch.where(finite, a, 0)
+    cosine = float(F.cosine_similarity(a, b, dim=0)) if a.norm() > 0 and b.norm() > 0 else float(a.norm() == b.norm())
+    relative = float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+    return {"cosine": round(cosine, 6), "max_rel_error": float(f"{relative:.3g}"), "non_finite": int((~finite).sum())}
+
+
+def worst(rows: list[dict], key: str = "cosine") -> float | None:
+    values = [row[key] for row in rows if key in row]
+    return min(values) if values else None
+
+
+# ------------------------------------------------------------------------------------ stage 1: the kernels
+
+def real_batches(prepared: Prepared, device: torch.device, args: argparse.Namespace, count: int) -> list[dict]:
+    """The first `count` full training batches of epoch 0, padded to the context limit (the reference run's
+    one shape)."""
+    questions = trainable_questions(prepared.train, args.context_len)
+    lengths = prepared.train.context_lengths()
+    batches = [b for b in epoch_batches(questions, lengths, args.batch_size, args.seed, 0) if len(b) == args.batch_size]
+    source = BatchSource(prepared.train, device, pad_multiple=args.context_len)
+    return [source.batch(b, args.context_len, 50) for b in batches[:count]]
+
+
+def captured_attention_inputs(model, batch: dict) -> list[tuple[str, tuple]]:
+    """q, k, v and key mask (fp32) as the model's first embedding-encoder block (context, then question) and
+    last model-encoder block (first pass) hand them to SDPA, on a real batch."""
+    seen: list[tuple[str, tuple]] = []
+    blocks = {"embedding encoder": model.embedding_encoder.blocks[0].attention,
+              "model encoder": model.model_encoder.blocks[-1].attention}
+    handles = []
+    for where, attention in blocks.items():
+        def capture(module, inputs, where=where):
+            q, k, v, keys = (t.detach() for t in module.project(*inputs))
+            seen.append((f"{where}, keys {q.shape[2]}", (q.float(), k.float(), v.float(), keys)))
+        handles.append(attention.register_forward_pre_hook(capture))
+    try:
+        with torch.no_grad():
+            model.eval()
+            model(batch["context_words"], batch["context_chars"], batch["question_words"], batch["question_chars"])
+    finally:
+        for handle in handles:
+            handle.remove()
+    first = {}
+    for name, tensors in seen:  # the model encoder runs three times: its first pass is enough
+        first.setdefault(name, tensors)
+    return list(first.items())
+
+
+def random_attention_inputs(source: BatchSource, prepared: Prepared, heads: int, head_dim: int,
+                            args: argparse.Namespace, device: torch.device) -> list[tuple[str, tuple]]:
+    """N(0, 1) q, k, v with the padding masks of real batches at key lengths 50 (questions), 192, 320 and 400."""
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    questions = trainable_questions(prepared.train, args.context_len)[:args.batch_size]
+    index = torch.from_numpy(questions).to(device)
+    inputs = []
+    for length in sorted({50, 192, 320, args.context_len}):
+        words = (source.gather(index, 400, length)["question_words"] if length == 50
+                 else source.gather(index, length, 50)["context_words"])
+        mask = (words != 0)[:, None, None, :]
+        q, k, v = (torch.randn(len(questions), heads, length, head_dim, device=device, generator=generator)
+                   for _ in range(3))
+        inputs.append((f"random q/k/v, real mask, keys {length}", (q, k, v, mask)))
+    return inputs
+
+
+def kernel_candidates(device: torch.device) -> list[tuple[str, str, torch.dtype]]:
+    """(label, kernel, dtype) of every kernel worth trying on the device; ineligible ones say so when tried."""
+    kernels = ("cudnn", "efficient", "flash", "math") if device.type == "cuda" else ("flash", "math")
+    return [(f"{kernel} {str(dtype).removeprefix('torch.')}", kernel, dtype)
+            for kernel in kernels for dtype in (torch.bfloat16, torch.float32)
+            if not (kernel == "cudnn" and dtype == torch.float32) and (kernel, dtype) != ("math", torch.float32)]
+
+
+def attention_with_grads(q, k, v, mask, upstream, kernels: list[SDPBackend], dtype: torch.dtype) -> list[torch.Tensor]:
+    """The output and dq, dk, dv of SDPA under `kernels` in `dtype`, for the upstream gradient `upstream`."""
+    leaves = [t.detach().to(dtype, copy=True).requires_grad_() for t in (q, k, v)]
+    with sdpa_kernel(kernels):
+        out = F.scaled_dot_product_attention(*leaves, attn_mask=mask)
+    out.backward(upstream.to(dtype))
+    return [out.float()] + [t.grad.float() for t in leaves]
+
+
+def kernel_agreement(inputs: list[tuple[str, tuple]], device: torch.device) -> list[dict]:
+    rows = []
+    for name, (q, k, v, mask) in inputs:
+        upstream = torch.randn(q.shape, device=device, generator=torch.Generator(device=device).manual_seed(1))
+        reference = attention_with_grads(q, k, v, mask, upstream, [SDPBackend.MATH], torch.float32)
+        for label, kernel, dtype in kernel_candidates(device):
+            row = {"input": name, "kernel": label}
+            try:
+                found = attention_with_grads(q, k, v, mask, upstream, [ATTENTION_KERNELS[kernel]], dtype)
+            except RuntimeError as error:  # this kernel cannot take these inputs (dtype, mask, head dim)
+                rows.append({**row, "eligible": False, "why": str(error).splitlines()[0][:200]})
+                continue
+            for part, value, expected in zip(("out", "dq", "dk", "dv"), found, reference, strict=True):
+                rows.append({**row, "eligible": True, "tensor": part, **agreement(value, expected)})
+    return rows
+
+
+# -------------------------------------------------------------------------------- stage 2: model gradients
+
+def parameter_group(name: str) -> str:
+    """The group a parameter is judged in: the top-level part of the model; an encoder's self-attention apart."""
+    if ".attention." in name and name.split(".")[0].endswith("encoder"):
+        return "self-attention (both encoders)"
+    return name.split(".")[0]
+
+
+GRADIENT_VARIANTS = (  # (name, bf16, kernels)
+    (REFERENCE, False, [SDPBackend.MATH]),
+    ("fp32, torch's kernel", False, TORCH_CHOICE),
+    ("bf16, torch's kernel", True, TORCH_CHOICE),
+    ("bf16 without cuDNN", True, [k for k in TORCH_CHOICE if k != SDPBackend.CUDNN_ATTENTION]),
+)
+
+
+def model_gradients(model, batches: list[dict], bf16: bool, kernels: list[SDPBackend]) -> tuple[float, dict]:
+    """Mean loss and gradients (by parameter name) over `batches`, dropout off so every variant sees one network."""
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    total = 0.0
+    device = next(model.parameters()).device
+    for batch in batches:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16), sdpa_kernel(kernels):
+            start, end = model(batch["context_words"], batch["context_chars"], batch["question_words"],
+                               batch["question_chars"])
+            loss = model.loss(start, end, batch["start"], batch["end"]) / len(batches)
+        loss.backward()
+        total += float(loss.detach())
+    return total, {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def gradient_agreement(model, batches: list[dict], weights: str) -> list[dict]:
+    """Per variant and parameter group: cosine and norm ratio of the gradients against fp32 math."""
+    reference_loss, reference = model_gradients(model, batches, False, [SDPBackend.MATH])
+    rows = []
+    for name, bf16, kernels in GRADIENT_VARIANTS[1:]:
+        try:
+            loss, grads = model_gradients(model, batches, bf16, kernels)
+        except RuntimeError as error:
+            rows.append({"weights": weights, "variant": name, "error": str(error).splitlines()[0][:200]})
+            continue
+        groups = sorted({parameter_group(p) for p in reference})
+        for group in groups:
+            names = [p for p in reference if parameter_group(p) == group]
+            found = torch.cat([grads[p].flatten() for p in names])
+            expected = torch.cat([reference[p].flatten() for p in names])
+            ratio = float(found.double().norm() / expected.double().norm().clamp_min(1e-30))
+            rows.append({"weights": weights, "variant": name, "group": group, "loss": round(loss, 4),
+                         "reference_loss": round(reference_loss, 4), **agreement(found, expected),
+                         "norm_ratio": round(ratio, 4)})
+    model.zero_grad(set_to_none=True)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ stage 3: arms
+
+class Deadline(Hooks):
+    """Stops an arm when the diagnosis's time for training is up."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def on_step(self, step, loss, learning_rate, examples_per_s) -> None:
+        if time.time() > self.deadline:
+            raise StopTraining("stopped", f"the diagnosis's time for training ran out at step {step}")
+
+
+def arm_config(args: argparse.Namespace, arm: Arm):
+    values = argparse.Namespace(**{**vars(args), "attention_kernels": arm.attention_kernels,
+                                   "compile_mode": arm.compile_mode or "default", "minutes": None,
+                                   "eval_every_seconds": None, "eval_questions": args.eval_questions})
+    config = paper_config(values, bf16=arm.bf16, compiled=arm.compile_mode is not None, pad_multiple=args.context_len)
+    if args.small:
+        apply_overrides(config, list(SMALL_MODEL.items()))
+    config.train.eval_every = args.eval_every
+    config.train.steps = args.steps
+    config.train.loss_check_every = args.loss_every
+    config.train.warmup_steps = args.warmup_steps
+    config.train.threads = 1 if config.train.device == "cpu" else None  # arms share the CPU's cores
+    return config
+
+
+def arm_main(args: argparse.Namespace) -> None:
+    """One arm, in its own process: train, then leave the result and the weights in the work folder."""
+    arm, folder = ARMS_BY_NAME[args.arm], Path(args.work)
+    prepared = load_pack(args.pack)
+    config = arm_config(args, arm)
+    result = {"arm": arm.name, "status": "failed"}
+    try:
+        trainer = Trainer(config, prepared, hooks=[JsonLinesLog(folder / f"{arm.name}.log.jsonl"),
+                                                  Deadline(args.deadline)])
+        outcome = trainer.run()
+        result = {"arm": arm.name, **{k: v for k, v in asdict(outcome).items() if k != "curve"},
+                  "curve": outcome.curve}
+        torch.save(trainer.model.state_dict(), folder / f"{arm.name}.pt")
+    except Exception as error:  # noqa: BLE001 - the parent reports it with the others' results
+        result["error"] = f"{type(error).__name__}: {str(error)[:500]}"
+    write_json_atomically(folder / f"{arm.name}.json", result)
+
+
+def start_arms(args: argparse.Namespace, device: torch.device, folder: Path, deadline: float) -> dict:
+    processes = {}
+    for arm in ARMS:
+        if device.type != "cuda" and arm.cuda_only():
+            continue
+        command = [sys.executable, __file__, "--arm", arm.name, "--work", str(folder), "--deadline", str(deadline),
+                   *args.passed]
+        log = open(folder / f"{arm.name}.out", "w")  # noqa: SIM115 - closed when the process has ended
+        processes[arm.name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                                env={**os.environ, "PYTHONUNBUFFERED": "1"}), log)
+    return processes
+
+
+def arm_progress(folder: Path, arm: Arm, batch_size: int) -> dict:
+    """What an arm has logged so far: per loss window (100 steps) the mean loss, gradient norm, ms/step;
+    its evaluations; its result once it has ended."""
+    windows, evaluations = [], []
+    log = folder / f"{arm.name}.log.jsonl"
+    lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:  # being written
+            continue
+        if event["event"] == "step":
+            speed = event.get("examples_per_s")
+            windows.append({"step": event["step"], "loss": round(event["window_loss"], 4),
+                            "grad_norm_mean": event.get("grad_norm_mean"), "grad_norm_max": event.get("grad_norm_max"),
+                            "clipped_fraction": event.get("clipped_fraction"),
+                            "ms_per_step": round(batch_size / speed * 1000, 1) if speed else None})
+        elif event["event"] == "evaluation":
+            evaluations.append({k: event.get(k) for k in ("step", "exact", "f1", "total", "train_seconds")})
+    result_file = folder / f"{arm.name}.json"
+    result = json.loads(result_file.read_text()) if result_file.exists() else None
+    output = folder / f"{arm.name}.out"
+    tail = output.read_text(errors="replace")[-1500:] if output.exists() else ""
+    return {"arm": arm.name, "description": arm.description, "windows": windows, "evaluations": evaluations,
+            "status": result.get("status") if result else "running",
+            "error": (result or {}).get("error") or ((result or {}).get("status") == "failed" and tail) or None,
+            "attention_kernel": (result or {}).get("attention_kernel"),
+            "compile_seconds": (result or {}).get("compile_seconds"), "steps": (result or {}).get("steps")}
+
+
+# ------------------------------------------------------------------------------------------ stage 4: verdict
+
+def arm_health(arm: dict, warmup_steps: int) -> str:
+    """learning, rising, diverged, failed, or too short to tell. Judged from half the warm-up on (the learning
+    rate is then 90% of its peak): rising when the mean of the last three loss windows is LOSS_RISE above the
+    best window before them."""
+    if arm.get("status") == "diverged":
+        return "diverged"
+    if arm.get("status") == "failed":
+        return "failed"
+    judged = [w["loss"] for w in arm.get("windows", []) if w["step"] > warmup_steps / 2 and w["loss"] is not None]
+    if any(not math.isfinite(loss) for loss in judged):
+        return "diverged"
+    if len(judged) < 4:
+        return "too short"
+    recent = sum(judged[-3:]) / 3
+    return "rising" if recent > LOSS_RISE * min(judged[:-3]) else "learning"
+
+
+def evaluated(arm: dict) -> dict[tuple[int, int], float]:
+    """The arm's dev F1 by (step, questions scored)."""
+    return {(e["step"], e["total"]): e["f1"] for e in arm.get("evaluations", []) if e.get("f1") is not None}
+
+
+def compare(suspect: dict, other: dict, warmup_steps: int) -> tuple[str, str]:
+    """Whether the one thing `suspect` adds to `other` is what breaks training: implicated, cleared, not resolved."""
+    health = {name: arm_health(arm, warmup_steps) for name, arm in (("suspect", suspect), ("other", other))}
+    scores = evaluated(suspect), evaluated(other)
+    common = sorted(scores[0].keys() & scores[1].keys())  # the same step and the same questions
+    f1 = (scores[0][common[-1]], scores[1][common[-1]]) if common else (None, None)
+    evidence = (f"{suspect['arm']}: {health['suspect']}, {other['arm']}: {health['other']}"
+                + (f"; dev F1 at step {common[-1][0]} ({common[-1][1]:,} questions): {f1[0]:.1f} vs {f1[1]:.1f}"
+                   if common else ""))
+    suspect_bad = health["suspect"] in ("rising", "diverged") or (None not in f1 and f1[0] < f1[1] - F1_GAP)
+    if health["suspect"] == "learning" and not suspect_bad:
+        return "cleared", evidence  # with the suspect in, training still learns, whatever the other arm did
+    if suspect_bad and health["other"] == "learning":
+        return "implicated", evidence
+    return "not resolved", evidence  # the other arm failed, ran too short, or degenerates too
+
+
+def kernel_finding(rows: list[dict]) -> tuple[str, str] | None:
+    """cuDNN's gradients against the memory-efficient kernel's, both bf16, on the same inputs."""
+    def cosines(kernel: str) -> list[float]:
+        return [r["cosine"] for r in rows if r.get("kernel") == kernel and r.get("tensor", "").startswith("d")]
+    cudnn, efficient = cosines("cudnn bfloat16"), cosines("efficient bfloat16")
+    if not cudnn or not efficient:
+        return None
+    non_finite = sum(r["non_finite"] for r in rows if r.get("kernel") == "cudnn bfloat16" and "non_finite" in r)
+    evidence = (f"dq/dk/dv cosine vs fp32 math: cuDNN >= {min(cudnn):.4f}, memory-efficient >= {min(efficient):.4f}"
+                f"; cuDNN non-finite values {non_finite}")
+    bad = min(cudnn) < AGREEING_COSINE <= min(efficient) or non_finite > 0
+    return ("implicated" if bad else "cleared"), evidence
+
+
+def verdict(diagnosis: dict, warmup_steps: int = 1000) -> dict:
+    """Each cause with its finding and evidence, and the training path (fastest healthy arm) to use."""
+    arms = {arm["arm"]: arm for arm in diagnosis.get("arms", [])}
+    rows = []
+    kernels = kernel_finding(diagnosis.get("kernels", []))
+    if kernels:
+        rows.append({"cause": "cuDNN attention backward", "evidence": "kernels: " + kernels[1], "finding": kernels[0]})
+    for cause, (suspect, other) in PAIRS.items():
+        if suspect in arms and other in arms:
+            finding, evidence = compare(arms[suspect], arms[other], warmup_steps)
+            rows.append({"cause": cause, "evidence": "training: " + evidence, "finding": finding})
+    if "fp32" in arms:
+        health = arm_health(arms["fp32"], warmup_steps)
+        finding = {"learning": "cleared", "rising": "implicated", "diverged": "implicated"}.get(health, "not resolved")
+        rows.append({"cause": "paper configuration unstable at lr 1e-3", "finding": finding,
+                     "evidence": f"training: fp32 eager {health} through step {arms['fp32'].get('steps') or '?'}"})
+    healthy = [name for name in PATH_FLAGS if name in arms and arm_health(arms[name], warmup_steps) == "learning"]
+    path = healthy[0] if healthy else None
+    return {"rows": rows, "training_path": path, "flags": PATH_FLAGS.get(path),
+            "summary": (f"train with {path} ({ARMS_BY_NAME[path].description}): {PATH_FLAGS[path]}" if path else
+                        "no arm learned: the configuration itself (lr, warm-up) is the next question")}
+
+
+def verdict_table(result: dict) -> str:
+    width = max([len(row["cause"]) for row in result["rows"]] + [5])
+    lines = [f"{'cause':<{width}}  {'finding':<12}  evidence", f"{'-' * width}  {'-' * 12}  {'-' * 8}"]
+    lines += [f"{row['cause']:<{width}}  {row['finding']:<12}  {row['evidence']}" for row in result["rows"]]
+    return "\n".join(lines + ["", result["summary"]])
+
+
+# ------------------------------------------------------------------------------------------------- the call
+
+def elapsed() -> float:
+    return time.perf_counter() - STARTED
+
+
+def stage(record: dict, out: Path, name: str, compute) -> None:
+    """Run one stage; its result (or its error) goes into the record, which is written at once."""
+    began = time.perf_counter()
+    try:
+        record[name] = compute()
+    except Exception as error:  # noqa: BLE001 - one stage failing must not cost the others' measurements
+        record[name] = []
+        record.setdefault("errors", {})[name] = f"{type(error).__name__}: {str(error)[:500]}"
+        print(f"{name}: failed: {record['errors'][name]}", flush=True)
+    record.setdefault("stage_seconds", {})[name] = round(time.perf_counter() - began, 1)
+    write_json_atomically(out, record)
+
+
+def summarise_kernels(rows: list[dict]) -> None:
+    for label in sorted({r["kernel"] for r in rows}):
+        mine = [r for r in rows if r["kernel"] == label]
+        if not mine[0]["eligible"]:
+            print(f"  {label:18} not eligible: {mine[0]['why'][:90]}")
+            continue
+        grads = [r for r in mine if r.get("tensor", "").startswith("d")]
+        print(f"  {label:18} out cosine >= {worst([r for r in mine if r['tensor'] == 'out']):.5f}, dq/dk/dv cosine "
+              f">= {worst(grads):.5f}, max rel error {max(r['max_rel_error'] for r in grads):.3g}, "
+              f"non-finite {sum(r['non_finite'] for r in grads)}", flush=True)
+
+
+def summarise_gradients(rows: list[dict]) -> None:
+    for weights in dict.fromkeys(r["weights"] for r in rows):
+        for variant in dict.fromkeys(r["variant"] for r in rows if r["weights"] == weights):
+            mine = [r for r in rows if r["weights"] == weights and r["variant"] == variant]
+            if "error" in mine[0]:
+                print(f"  {weights}: {variant}: {mine[0]['error']}")
+                continue
+            spread = ", ".join(f"{r['group']} {r['cosine']:.4f}/{r['norm_ratio']:.3f}" for r in mine)
+            print(f"  {weights}: {variant} (loss {mine[0]['loss']} vs {mine[0]['reference_loss']}): cosine/norm "
+                  f"ratio {spread}", flush=True)
+
+
+def watch_arms(args, record: dict, out: Path, processes: dict, folder: Path, deadline: float) -> list[dict]:
+    """Collect the arms' progress into the record every few seconds until they end (or the time is up)."""
+    arms = [ARMS_BY_NAME[name] for name in processes]
+    record["arms"] = []
+    printed: dict[str, int] = {}
+    while True:
+        running = [name for name, (process, _) in processes.items() if process.poll() is None]
+        record["arms"] = [arm_progress(folder, arm, args.batch_size) for arm in arms]
+        write_json_atomically(out, record)
+        for arm in record["arms"]:
+            for window in arm["windows"][printed.get(arm["arm"], 0):]:
+                number = {key: window[key] if window[key] is not None else float("nan")
+                          for key in ("grad_norm_mean", "grad_norm_max", "clipped_fraction", "ms_per_step")}
+                print(f"  {arm['arm']:16} step {window['step']:5d}  loss {window['loss']:7.3f}  grad norm "
+                      f"{number['grad_norm_mean']:6.2f} (max {number['grad_norm_max']:6.2f}, clipped "
+                      f"{number['clipped_fraction']:4.0%})  {number['ms_per_step']:6.1f} ms/step", flush=True)
+            printed[arm["arm"]] = len(arm["windows"])
+        if not running:
+            break
+        if time.time() > deadline + args.grace_seconds:
+            for name in running:
+                processes[name][0].kill()
+                print(f"  {name}: still running {args.grace_seconds:.0f} s past the deadline: stopped", flush=True)
+            time.sleep(1)
+            break
+        time.sleep(args.poll_seconds)
+    for process, log in processes.values():
+        process.wait()
+        log.close()
+    return [arm_progress(folder, arm, args.batch_size) for arm in arms]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.arm:
+        arm_main(args)
+        return
+    try:
+        device = resolve_device(args.device)
+        manifest = read_manifest(args.pack)
+        prepared = load_pack(args.pack)
+    except (ConfigError, PackError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    out = args.out or default_out(device, "diagnosis")
+    record = {"kind": "gpu-diagnosis", "command": " ".join(sys.argv), "code_version": args.code_version,
+              "pack": {k: manifest[k] for k in ("fingerprint", "prepared_from", "bytes")},
+              "environment": environment(device),
+              "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "passed"}}
+    print(f"pack {manifest['fingerprint']}: {len(prepared.train):,} train, {len(prepared.dev):,} dev questions; "
+          f"device {record['environment']['device']}, torch {torch.__version__}", flush=True)
+    folder = Path(tempfile.mkdtemp(prefix="qanet-diagnose-"))
+    deadline = time.time() + args.wall_seconds - elapsed() - args.reserve_seconds
+    processes = start_arms(args, device, folder, deadline)  # first: they train while the kernels are compared
+    print(f"arms started: {', '.join(processes)}; training until {args.steps} steps or "
+          f"{deadline - time.time():.0f} s from now", flush=True)
+
+    torch.manual_seed(args.seed)  # the arms' initial weights
+    config = arm_config(args, ARMS_BY_NAME["fp32"])
+    model = build_model(config, prepared).to(device)
+    initial = {name: value.clone() for name, value in model.state_dict().items()}
+    batches = real_batches(prepared, device, args, args.gradient_batches)
+    source = BatchSource(prepared.train, device)
+    heads = config.model.heads
+    stage(record, out, "kernels", lambda: kernel_agreement(
+        captured_attention_inputs(model, batches[0])
+        + random_attention_inputs(source, prepared, heads, config.model.hidden // heads, args, device), device))
+    print(f"kernels ({record['stage_seconds']['kernels']} s), against fp32 math:", flush=True)
+    summarise_kernels(record["kernels"])
+    stage(record, out, "gradients", lambda: gradient_agreement(model, batches, "initialisation"))
+    print(f"gradients at initialisation ({record['stage_seconds']['gradients']} s), per group against fp32 math:")
+    summarise_gradients(record["gradients"])
+
+    stage(record, out, "arms", lambda: watch_arms(args, record, out, processes, folder, deadline))
+
+    def trained_gradients() -> list[dict]:
+        rows = []
+        for arm in record["arms"]:
+            weights = folder / f"{arm['arm']}.pt"
+            if weights.exists():
+                model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+                rows += gradient_agreement(model, batches, f"{arm['arm']} after {arm['steps']} steps")
+        model.load_state_dict(initial)
+        return rows
+
+    stage(record, out, "trained_gradients", trained_gradients)
+    print(f"gradients on the arms' trained weights ({record['stage_seconds']['trained_gradients']} s):")
+    summarise_gradients(record["trained_gradients"])
+    record["verdict"] = verdict(record, config.train.warmup_steps)
+    record["wall_seconds"] = round(elapsed(), 1)
+    write_json_atomically(out, record)
+    print("\n" + verdict_table(record["verdict"]) + f"\n\n{elapsed():.0f} s -> {out}", flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pack", type=Path, required=True, help="a pack from `python -m bench data pack`")
+    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
+    parser.add_argument("--steps", type=int, default=1500, help="training steps per arm (default: %(default)s)")
+    parser.add_argument("--eval-every", type=int, default=500, help="arms: steps between sampled evaluations")
+    parser.add_argument("--eval-questions", type=int, default=1000, help="arms: dev questions per evaluation")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--context-len", type=int, default=400)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--loss-every", type=int, default=100, help="arms: steps per loss window")
+    parser.add_argument("--warmup-steps", type=int, default=1000, help="arms: the learning rate's warm-up (paper: "
+                                                                       "%(default)s); windows after it are judged")
+    parser.add_argument("--small", action="store_true", help="the CPU-sized model (CI), not the paper's")
+    parser.add_argument("--gradient-batches", type=int, default=2, help="real batches behind each gradient")
+    parser.add_argument("--wall-seconds", type=float, default=330.0,
+                        help="the whole call's budget: arms stop in time for the last stage (default: %(default)s)")
+    parser.add_argument("--reserve-seconds", type=float, default=30.0,
+                        help="kept from the budget for the trained-weights gradients and the verdict")
+    parser.add_argument("--grace-seconds", type=float, default=20.0,
+                        help="an arm still running this long past the deadline (compiling, say) is killed")
+    parser.add_argument("--poll-seconds", type=float, default=10.0)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the record (default: results/reference/gpu-diagnosis-CARD.json); on a lent machine, "
+                             "under $OUT")
+    parser.add_argument("--code-version", default=None, help="the git sha, where the copy has no .git")
+    parser.add_argument("--arm", choices=list(ARMS_BY_NAME), help=argparse.SUPPRESS)  # a child process
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    # what the arms need to build the same configuration as the parent
+    args.passed = ["--pack", str(args.pack), "--device", args.device, "--steps", str(args.steps), "--eval-every",
+                   str(args.eval_every), "--eval-questions", str(args.eval_questions), "--batch-size",
+                   str(args.batch_size), "--context-len", str(args.context_len), "--lr", str(args.lr), "--seed",
+                   str(args.seed), "--loss-every", str(args.loss_every),
+                   "--warmup-steps", str(args.warmup_steps), *(["--small"] if args.small else [])]
+    return args
+
+
+if __name__ == "__main__":
+    main()

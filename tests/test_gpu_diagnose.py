@@ -1,0 +1,129 @@
+"""benchmarks/gpu_diagnose.py: its CPU path end to end (what CI can run), and the verdict it draws."""
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, run_with_only
+from tests.test_gpu_reference import pack  # noqa: F401 - a fixture
+
+SCRIPT = ROOT / "benchmarks" / "gpu_diagnose.py"
+
+
+@pytest.fixture(scope="module")
+def diagnose():
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("gpu_diagnose", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_diagnose"] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_diagnosis_runs_end_to_end_on_the_cpu_with_only_torch_and_numpy(pack, tmp_path,  # noqa: F811
+                                                                            only_torch_and_numpy):
+    out = tmp_path / "diagnosis.json"
+    result = run_with_only(only_torch_and_numpy, str(SCRIPT), "--pack", str(pack), "--device", "cpu", "--small",
+                           "--batch-size", "4", "--context-len", "100", "--steps", "30", "--eval-every", "10",
+                           "--eval-questions", "20", "--loss-every", "5", "--warmup-steps", "10",
+                           "--gradient-batches", "1", "--poll-seconds", "1", "--out", str(out))
+    record = json.loads(out.read_text())
+    assert record["kind"] == "gpu-diagnosis" and not record.get("errors"), record.get("errors")
+    kernels = {row["kernel"] for row in record["kernels"]}
+    assert kernels == {"flash bfloat16", "flash float32", "math bfloat16"}  # what a CPU has
+    inputs = {row["input"] for row in record["kernels"]}
+    assert {"embedding encoder, keys 100", "embedding encoder, keys 50", "model encoder, keys 100",
+            "random q/k/v, real mask, keys 192", "random q/k/v, real mask, keys 320"} <= inputs, inputs
+    fp32_flash = [row for row in record["kernels"] if row["kernel"] == "flash float32"]
+    assert {row["tensor"] for row in fp32_flash} == {"out", "dq", "dk", "dv"}
+    assert all(row["cosine"] > 0.9999 and row["non_finite"] == 0 for row in fp32_flash)
+    groups = {row["group"] for row in record["gradients"]}
+    assert {"embedding", "model_encoder", "pointer", "self-attention (both encoders)"} <= groups
+    assert {row["weights"] for row in record["gradients"]} == {"initialisation"}
+    assert all(0.99 < row["cosine"] <= 1.0 and 0.9 < row["norm_ratio"] < 1.1 for row in record["gradients"])
+    [arm] = record["arms"]  # only fp32 eager means what it says on a CPU
+    assert arm["arm"] == "fp32" and arm["status"] == "ok" and arm["steps"] == 30
+    assert [w["step"] for w in arm["windows"]] == [5, 10, 15, 20, 25, 30]
+    assert all(w["ms_per_step"] > 0 and w["grad_norm_mean"] > 0 for w in arm["windows"])
+    assert [(e["step"], e["total"]) for e in arm["evaluations"]] == [(10, 20), (20, 20), (30, 60)]
+    assert {row["weights"] for row in record["trained_gradients"]} == {"fp32 after 30 steps"}
+    causes = {row["cause"]: row["finding"] for row in record["verdict"]["rows"]}
+    assert causes == {"paper configuration unstable at lr 1e-3": "cleared"}, record["verdict"]
+    assert record["verdict"]["training_path"] == "fp32"
+    assert "paper configuration unstable at lr 1e-3  cleared" in result.stdout
+    assert set(record["stage_seconds"]) == {"kernels", "gradients", "arms", "trained_gradients"}
+
+
+def _arm(name: str, losses: list[float], f1: float, status: str = "ok", first_step: int = 100) -> dict:
+    windows = [{"step": first_step + 100 * i, "loss": loss} for i, loss in enumerate(losses)]
+    return {"arm": name, "status": status, "windows": windows, "steps": windows[-1]["step"],
+            "evaluations": [{"step": 1000, "total": 1000, "f1": f1}]}
+
+
+HEALTHY = [9.0, 8.0, 7.0, 6.5, 6.0, 5.8, 5.6, 5.5, 5.4, 5.3, 5.2, 5.1, 5.0, 4.9, 4.8]
+RISING = [9.0, 8.0, 7.5, 7.3, 7.2, 7.2, 7.3, 7.3, 7.2, 7.2, 7.4, 7.8, 8.2, 8.6, 9.0]
+
+
+def test_an_arm_is_learning_rising_diverged_or_too_short(diagnose):
+    assert diagnose.arm_health(_arm("a", HEALTHY, 30), 1000) == "learning"
+    assert diagnose.arm_health(_arm("a", RISING, 10), 1000) == "rising"
+    assert diagnose.arm_health(_arm("a", HEALTHY[:8], 30), 1000) == "too short"  # 3 windows past step 500
+    assert diagnose.arm_health(_arm("a", HEALTHY[:9], 30), 1000) == "learning"
+    falling_fast = [9.0, 8.5, 8.0, 7.5, 7.0, 6.5, 6.0, 5.5, 5.0, 4.5]
+    assert diagnose.arm_health(_arm("a", falling_fast, 30), 1000) == "learning"
+    assert diagnose.arm_health(_arm("a", HEALTHY, 30, status="diverged"), 1000) == "diverged"
+    assert diagnose.arm_health(_arm("a", HEALTHY[:12] + [float("nan")] * 3, 30), 1000) == "diverged"
+    noisy = [9, 8, 7, 6.5, 6, 5.8, 5.6, 5.5, 5.4, 5.5, 5.3, 5.45, 5.25, 5.4, 5.2]  # +-2 %: noise, not a rise
+    assert diagnose.arm_health(_arm("a", noisy, 30), 1000) == "learning"
+
+
+def _diagnosis(diagnose, **losses) -> dict:
+    arms = {name: _arm(name, HEALTHY, 30) for name in diagnose.ARMS_BY_NAME}
+    arms.update({name: _arm(name, curve, 8) for name, curve in losses.items()})
+    return {"arms": list(arms.values()), "kernels": []}
+
+
+def test_the_verdict_names_the_one_thing_that_breaks_training(diagnose):
+    result = diagnose.verdict(_diagnosis(diagnose, **{"bf16-cudnn": RISING}))
+    findings = {row["cause"]: row["finding"] for row in result["rows"]}
+    assert findings == {"cuDNN attention backward": "implicated", "bf16 itself": "cleared", "CUDA graphs": "cleared",
+                        "Inductor's bf16 code": "cleared", "paper configuration unstable at lr 1e-3": "cleared"}
+    assert result["training_path"] == "bf16-inductor" and "--compile-mode reduce-overhead" in result["flags"]
+
+    result = diagnose.verdict(_diagnosis(diagnose, **{"bf16-inductor": RISING}))
+    findings = {row["cause"]: row["finding"] for row in result["rows"]}
+    assert findings["Inductor's bf16 code"] == "implicated" and findings["cuDNN attention backward"] == "cleared"
+    assert result["training_path"] == "bf16-cudagraphs" and "--compile-mode cudagraphs" in result["flags"]
+
+
+def test_when_fp32_degenerates_too_the_configuration_is_implicated_and_no_path_is_offered(diagnose):
+    everything = {name: RISING for name in diagnose.ARMS_BY_NAME}
+    result = diagnose.verdict(_diagnosis(diagnose, **everything))
+    findings = {row["cause"]: row["finding"] for row in result["rows"]}
+    assert findings["paper configuration unstable at lr 1e-3"] == "implicated"
+    assert findings["bf16 itself"] == "not resolved"  # both sides degenerate: the cause is what they share
+    assert result["training_path"] is None and "no arm learned" in result["summary"]
+
+
+def test_a_lower_f1_beyond_the_gap_implicates_even_without_a_rising_loss(diagnose):
+    diagnosis = _diagnosis(diagnose)
+    [cudagraphs] = [arm for arm in diagnosis["arms"] if arm["arm"] == "bf16-cudagraphs"]
+    cudagraphs["evaluations"][0]["f1"] = 30 - diagnose.F1_GAP - 1
+    findings = {row["cause"]: row["finding"] for row in diagnose.verdict(diagnosis)["rows"]}
+    assert findings["CUDA graphs"] == "implicated"
+    assert findings["Inductor's bf16 code"] == "cleared"  # Inductor's arm learned better than the graphs' arm
+
+
+def test_cudnn_kernel_gradients_that_disagree_implicate_it(diagnose):
+    def rows(cudnn_cosine: float, non_finite: int = 0) -> list[dict]:
+        return [{"kernel": kernel, "tensor": tensor, "cosine": cosine, "non_finite": bad, "eligible": True}
+                for kernel, cosine, bad in (("cudnn bfloat16", cudnn_cosine, non_finite),
+                                            ("efficient bfloat16", 0.9999, 0))
+                for tensor in ("out", "dq", "dk", "dv")]
+
+    assert diagnose.kernel_finding(rows(0.9998))[0] == "cleared"
+    assert diagnose.kernel_finding(rows(0.7))[0] == "implicated"
+    assert diagnose.kernel_finding(rows(0.9998, non_finite=3))[0] == "implicated"
+    assert diagnose.kernel_finding([r for r in rows(0.7) if r["kernel"] != "cudnn bfloat16"]) is None  # a CPU
