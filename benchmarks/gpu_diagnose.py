@@ -89,12 +89,16 @@ ARMS = (
         "reduce-overhead"),
     Arm("bf16", "bf16 eager, without cuDNN", True, "auto", None),
     Arm("fp32", "fp32 eager", False, "auto", None),
+    # the path of the first GPU runs, which did not learn (not run unless --arms names it)
+    Arm("bf16-inductor-cudnn", "bf16, Inductor + CUDA graphs, cuDNN attention (the first GPU runs' path)", True,
+        "cudnn", "reduce-overhead"),
 )
 ARMS_BY_NAME = {arm.name: arm for arm in ARMS}
+DEFAULT_ARMS = ("bf16-cudnn", "bf16-cudagraphs", "bf16-inductor", "bf16", "fp32")
 # what each cause is judged on: (suspect arm, the arm that differs from it in that one respect)
 PAIRS = {"cuDNN attention backward": ("bf16-cudnn", "bf16-cudagraphs"),
          "Inductor's bf16 code": ("bf16-inductor", "bf16-cudagraphs"), "CUDA graphs": ("bf16-cudagraphs", "bf16"),
-         "bf16 itself": ("bf16", "fp32")}
+         "bf16 itself": ("bf16", "fp32"), "cuDNN under Inductor": ("bf16-inductor-cudnn", "bf16-inductor")}
 # the reference run's flags for each training path, fastest first
 PATH_FLAGS = {"bf16-inductor": "--compile-mode reduce-overhead --attention-kernels auto",
               "bf16-cudagraphs": "--compile-mode cudagraphs --attention-kernels auto",
@@ -311,7 +315,7 @@ def arm_main(args: argparse.Namespace) -> None:
 
 def start_arms(args: argparse.Namespace, device: torch.device, folder: Path, deadline: float) -> dict:
     processes = {}
-    for arm in ARMS:
+    for arm in (ARMS_BY_NAME[name] for name in args.arms):
         if device.type != "cuda" and arm.cuda_only():
             continue
         command = [sys.executable, __file__, "--arm", arm.name, "--work", str(folder), "--deadline", str(deadline),
@@ -574,6 +578,14 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + verdict_table(record["verdict"]) + f"\n\n{elapsed():.0f} s -> {out}", flush=True)
 
 
+def arm_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in ARMS_BY_NAME]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected arms among {', '.join(ARMS_BY_NAME)}")
+    return names
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pack", type=Path, required=True, help="a pack from `python -m bench data pack`")
@@ -601,6 +613,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the record (default: results/reference/gpu-diagnosis-CARD.json); on a lent machine, "
                              "under $OUT")
     parser.add_argument("--code-version", default=None, help="the git sha, where the copy has no .git")
+    parser.add_argument("--arms", type=arm_names, default=DEFAULT_ARMS,
+                        help=f"the training arms, comma-separated (default: {','.join(DEFAULT_ARMS)}; also "
+                             f"{', '.join(sorted(set(ARMS_BY_NAME) - set(DEFAULT_ARMS)))})")
     parser.add_argument("--arm", choices=list(ARMS_BY_NAME), help=argparse.SUPPRESS)  # a child process
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)

@@ -89,7 +89,8 @@ def test_the_verdict_names_the_one_thing_that_breaks_training(diagnose):
     result = diagnose.verdict(_diagnosis(diagnose, **{"bf16-cudnn": RISING}))
     findings = {row["cause"]: row["finding"] for row in result["rows"]}
     assert findings == {"cuDNN attention backward": "implicated", "bf16 itself": "cleared", "CUDA graphs": "cleared",
-                        "Inductor's bf16 code": "cleared", "paper configuration unstable at lr 1e-3": "cleared"}
+                        "Inductor's bf16 code": "cleared", "cuDNN under Inductor": "cleared",
+                        "paper configuration unstable at lr 1e-3": "cleared"}
     assert result["training_path"] == "bf16-inductor" and "--compile-mode reduce-overhead" in result["flags"]
 
     result = diagnose.verdict(_diagnosis(diagnose, **{"bf16-inductor": RISING}))
@@ -114,6 +115,15 @@ def test_a_lower_f1_beyond_the_gap_implicates_even_without_a_rising_loss(diagnos
     findings = {row["cause"]: row["finding"] for row in diagnose.verdict(diagnosis)["rows"]}
     assert findings["CUDA graphs"] == "implicated"
     assert findings["Inductor's bf16 code"] == "cleared"  # Inductor's arm learned better than the graphs' arm
+
+
+def test_the_arms_are_chosen_by_name_and_a_wrong_name_is_refused_in_one_line(diagnose, capsys):
+    args = diagnose.parse_args(["--pack", "p", "--arms", "bf16-inductor, bf16-inductor-cudnn"])
+    assert args.arms == ("bf16-inductor", "bf16-inductor-cudnn")
+    assert diagnose.parse_args(["--pack", "p"]).arms == diagnose.DEFAULT_ARMS
+    with pytest.raises(SystemExit) as refused:
+        diagnose.parse_args(["--pack", "p", "--arms", "fp32,fp16"])
+    assert refused.value.code == 2 and "argument --arms: 'fp32,fp16': expected arms among" in capsys.readouterr().err
 
 
 def test_cudnn_kernel_gradients_that_disagree_implicate_it(diagnose):
