@@ -109,7 +109,7 @@ NOT_IN_ID = ("device", "threads", "tensorboard", "attention_kernels")
 # Measurements, placement and resume history vary between two executions of the same run; nothing else may.
 MEASURED = ("wall_seconds", "train_seconds", "eval_seconds", "compile_seconds", "train_examples_per_s",
             "peak_memory_mb", "environment", "checkpoint", "resumed_from", "execution", "time_bounded", "restarted",
-            "attention_kernel", "optuna")
+            "attention_kernel", "compile_shapes", "optuna")
 COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
            "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters", "time_bounded",
            "time_bounded_on", "device", "threads", "torch", "cuda", "git_sha", "git_dirty", "id", "error"]

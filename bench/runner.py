@@ -307,6 +307,7 @@ def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, re
         "train_seconds": round(result.train_seconds, 2),
         "eval_seconds": round(result.eval_seconds, 2),
         "compile_seconds": round(result.compile_seconds, 2),
+        "compile_shapes": [{**shape, "seconds": round(shape["seconds"], 2)} for shape in result.compile_shapes],
         "train_examples_per_s": round(result.train_examples_per_s, 2),
         "peak_memory_mb": round(result.peak_memory_mb, 1),
         "attention_kernel": result.attention_kernel,

@@ -205,6 +205,9 @@ def run(args: argparse.Namespace, prepared: Prepared, record: dict, out: Path) -
         def on_evaluation(self, step: int, entry: dict) -> None:
             save(step, entry)
 
+        def on_warning(self, step: int, message: str) -> None:
+            print(f"warning at step {step}: {message}", flush=True)
+
     def save(step: int, entry: dict) -> None:
         result = trainer.result
         loss = "-" if entry["train_loss"] is None else f"{entry['train_loss']:.3f}"
@@ -235,6 +238,7 @@ def _run_fields(trainer: Trainer, config: RunConfig, wall: float) -> dict:
         "train_examples_per_s": round(result.train_examples / result.train_seconds, 1) if result.train_seconds else 0,
         "peak_memory_mb": round(peak_memory_mb(trainer.device), 1), "parameters": result.parameters,
         "attention_kernel": result.attention_kernel, "compile_shapes": result.compile_shapes,
+        "warnings": result.warnings,
     }
 
 
@@ -286,23 +290,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def open_pack(args: argparse.Namespace) -> tuple[torch.device, dict, Prepared]:
+    """The device and the pack's manifest and data, or exit 2 with one line naming what is wrong."""
     try:
-        device = resolve_device(args.device)
-        manifest = read_manifest(args.pack)
-        prepared = load_pack(args.pack)
+        return resolve_device(args.device), read_manifest(args.pack), load_pack(args.pack)
     except (ConfigError, PackError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def new_record(kind: str, args: argparse.Namespace, device: torch.device, manifest: dict) -> dict:
+    """What every GPU record opens with: the command, code version, pack and environment."""
+    return {"kind": kind, "command": " ".join(sys.argv), "code_version": args.code_version,
+            "pack": {k: manifest[k] for k in ("fingerprint", "prepared_from", "bytes")},
+            "environment": environment(device)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    device, manifest, prepared = open_pack(args)
     compiler = shutil.which("cc") or shutil.which("gcc")  # Triton builds a small C launcher with it
     print(f"pack {manifest['fingerprint']} ({manifest['bytes'] / 2**20:.1f} MiB): {len(prepared.train):,} train, "
           f"{len(prepared.dev):,} dev questions; device {environment(device)['device']}, torch {torch.__version__}, "
           f"C compiler {compiler or 'none (torch.compile will fail)'}", flush=True)
     out = args.out or default_out(device, args.mode)
-    record = {"kind": "gpu-reference", "command": " ".join(sys.argv), "code_version": args.code_version,
-              "pack": {k: manifest[k] for k in ("fingerprint", "prepared_from", "bytes")},
-              "environment": environment(device)}
+    record = new_record("gpu-reference", args, device, manifest)
     if args.mode in ("check", "both"):
         check_args = argparse.Namespace(**{**vars(args), "eval_questions": args.eval_questions or 2000})
         record["check"] = check(check_args, prepared)

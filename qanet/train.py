@@ -226,7 +226,9 @@ class TrainResult:
     error: str | None = None
     resumed_from: list[int] = field(default_factory=list)  # the checkpoint step of each resume
     warnings: list[str] = field(default_factory=list)  # troubles that did not stop the run (LossCurveWatch)
-    attention_kernel: str = ""  # the SDPA kernel training's attention ran with (train.attention_kernels)
+    # the SDPA kernel that scaled_dot_product_attention selects for training's context self-attention under
+    # train.attention_kernels (the profiler confirms it in benchmarks/gpu_reference.py --mode check)
+    attention_kernel: str = ""
 
     @property
     def train_examples_per_s(self) -> float:
@@ -357,6 +359,8 @@ def attention_kernel_in_use(config: RunConfig, device: torch.device) -> str:
                         requires_grad=True)
     mask = torch.ones(2, 1, 1, length, dtype=torch.bool, device=device)
     names = {int(kernel.value): name for name, kernel in ATTENTION_KERNELS.items()}
+    if not hasattr(torch, "_fused_sdp_choice"):  # a private function: a torch without it cannot say
+        return "unknown"
     try:
         with sdpa_kernel(training_attention_kernels(train.attention_kernels, device)):
             return names[torch._fused_sdp_choice(query, query, query, mask, model.attention_dropout, False)]
@@ -546,6 +550,10 @@ class LossMonitor:
                 "window_uniform_guess_total": self.window_uniform_guess_total}
 
     def load_state_dict(self, state: dict) -> None:
+        if "since_evaluation" not in state:  # a checkpoint from before the gradient statistics: its loss sum only
+            state = {"since_evaluation": {"totals": [state["total"], 0.0, 0.0], "grad_norm_max": 0.0,
+                                          "steps": state["count"]},
+                     "window": StepSums(self.bad_step.device).state_dict(), "window_uniform_guess_total": 0.0}
         self.since_last_evaluation.load_state_dict(state["since_evaluation"])
         self.window.load_state_dict(state["window"])
         self.window_uniform_guess_total = state["window_uniform_guess_total"]
@@ -576,17 +584,19 @@ class LossCurveWatch:
 
     def __init__(self, warmup_steps: int) -> None:
         self.warmup_steps = warmup_steps
-        self.best_loss = math.inf  # the lowest window mean after the warm-up
+        self.best_loss = math.inf  # the lowest window mean so far, the warm-up's included
         self.best_steps = ""
         self.rising_windows = 0  # in a row, up to the last one
         self.rising_since = 0  # the first step of the first of them
 
     def judge(self, window: CheckWindow) -> str | None:
-        """A warning when this window makes PATIENCE rising in a row, else None; or Diverged."""
-        if window.first_step <= self.warmup_steps:
-            return None
+        """A warning when this window makes PATIENCE rising in a row, else None; or Diverged. Windows of the
+        warm-up are not judged, but the best may be one of them: a run that degenerates during the warm-up and
+        stays there is judged against what it had reached."""
         if window.loss < self.best_loss:
             self.best_loss, self.best_steps = window.loss, window.step_range
+        if window.first_step <= self.warmup_steps:
+            return None
         threshold = max(self.RISE * self.best_loss, self.best_loss + self.RISE_FLOOR * window.uniform_guess_loss)
         if window.loss <= threshold:
             self.rising_windows = 0
@@ -603,8 +613,8 @@ class LossCurveWatch:
         if self.rising_windows != self.PATIENCE:
             return None
         return (f"training loss rising since step {self.rising_since:,}: its mean stayed above {threshold:.2f} for "
-                f"{self.PATIENCE} check windows in a row ({window.loss:.2f} over {window.step_range}; its best after "
-                f"the warm-up: {self.best_loss:.2f} over {self.best_steps})")
+                f"{self.PATIENCE} check windows in a row ({window.loss:.2f} over {window.step_range}; its best: "
+                f"{self.best_loss:.2f} over {self.best_steps})")
 
     def state_dict(self) -> dict:
         return {"best_loss": self.best_loss, "best_steps": self.best_steps, "rising_windows": self.rising_windows,
@@ -918,8 +928,6 @@ class Trainer:
         state = read_checkpoint(path, self.device)
         if state["fingerprint"] != self.prepared.fingerprint:
             raise ValueError(f"{path}: made from data {state['fingerprint']}, not {self.prepared.fingerprint}")
-        if "loss_watch" not in state:
-            raise ValueError(f"{path}: written by an older version of qanet-bench; delete it to start the run again")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -930,7 +938,8 @@ class Trainer:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         self.step = state["step"]
         self.losses.load_state_dict(state["loss"])
-        self.loss_watch.load_state_dict(state["loss_watch"])
+        if "loss_watch" in state:  # a checkpoint from before the watch: it starts watching from here
+            self.loss_watch.load_state_dict(state["loss_watch"])
         self.result = TrainResult(**{**state["progress"], "status": "ok", "error": None,  # the outcome is decided anew
                                     "attention_kernel": self.result.attention_kernel})  # and the kernel here
         self.result.resumed_from.append(self.step)

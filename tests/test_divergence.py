@@ -49,7 +49,7 @@ def test_a_loss_that_keeps_rising_is_named_once_per_rise():
     named = [i for i, warning in enumerate(judged) if warning]
     assert named == [6, 12]
     assert judged[6] == ("training loss rising since step 1,201: its mean stayed above 5.00 for 3 check windows "
-                         "in a row (5.30 over steps 1,301-1,350; its best after the warm-up: 4.00 over steps "
+                         "in a row (5.30 over steps 1,301-1,350; its best: 4.00 over steps "
                          "1,151-1,200)")
     assert judged[12].startswith("training loss rising since step 1,501:")
 
@@ -60,12 +60,18 @@ def test_a_rise_of_a_loss_near_zero_must_also_be_a_twentieth_of_a_uniform_guess(
                                                        "above 0.60")
 
 
-def test_the_warm_up_is_not_judged():
-    """The loss of a fresh model and of the warm-up says nothing: neither the best nor a divergence."""
+def test_the_warm_up_is_not_judged_but_its_best_counts():
+    """The loss of a fresh model and of the warm-up is not judged; its best window is what a later one is
+    judged against, so a run that degenerates during the warm-up and stays flat is caught once it is over."""
     watch = LossCurveWatch(WARMUP)
-    assert _judged([3.0, 50.0, 80.0], watch=watch, start=WARMUP - 3 * EVERY) == [None] * 3
-    assert watch.best_loss == np.inf
-    assert _judged([7, 8.8, 8.9, 9.0], watch=watch)[3]  # 7.0 after the warm-up is the best: 8.75 is a rise
+    assert _judged([80.0, 50.0, 9.0], watch=watch, start=WARMUP - 3 * EVERY) == [None] * 3
+    assert watch.best_loss == 9.0
+    assert _judged([9.5, 11.5, 11.6, 11.7], 12.0, watch=watch)[3]  # a quarter above 9.0, three windows in a row
+    flat = LossCurveWatch(WARMUP)
+    assert _judged([9.0, 8.5, 40.0, 40.0], 12.0, watch=flat, start=WARMUP - 4 * EVERY) == [None] * 4
+    with pytest.raises(Diverged, match="mean training loss 40.00 over steps 1,001-1,050 is above 12.00.* after "
+                                       "8.50 over steps 851-900"):
+        flat.judge(_windows([40.0], 12.0)[0])
 
 
 def test_a_rise_above_a_uniform_guess_is_divergence():

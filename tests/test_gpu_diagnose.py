@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 
 import pytest
@@ -69,9 +71,10 @@ RISING = [9.0, 8.0, 7.5, 7.3, 7.2, 7.2, 7.3, 7.3, 7.2, 7.2, 7.4, 7.8, 8.2, 8.6, 
 def test_an_arm_is_learning_rising_diverged_or_too_short(diagnose):
     assert diagnose.arm_health(_arm("a", HEALTHY, 30), 1000) == "learning"
     assert diagnose.arm_health(_arm("a", RISING, 10), 1000) == "rising"
-    assert diagnose.arm_health(_arm("a", HEALTHY[:8], 30), 1000) == "too short"  # 3 windows past step 500
-    assert diagnose.arm_health(_arm("a", HEALTHY[:9], 30), 1000) == "learning"
-    falling_fast = [9.0, 8.5, 8.0, 7.5, 7.0, 6.5, 6.0, 5.5, 5.0, 4.5]
+    assert diagnose.arm_health(_arm("a", HEALTHY[:10], 30), 1000) == "too short"  # no window after step 1,000
+    assert diagnose.arm_health(_arm("a", HEALTHY[:11], 30), 1000) == "learning"  # steps 1,001-1,100
+    assert diagnose.arm_health({**_arm("a", HEALTHY, 30), "warnings": ["rising"]}, 1000) == "rising"  # the trainer's
+    falling_fast = [9.0, 8.5, 8.0, 7.5, 7.0, 6.5, 6.0, 5.5, 5.0, 4.5, 4.0, 3.5]
     assert diagnose.arm_health(_arm("a", falling_fast, 30), 1000) == "learning"
     assert diagnose.arm_health(_arm("a", HEALTHY, 30, status="diverged"), 1000) == "diverged"
     assert diagnose.arm_health(_arm("a", HEALTHY[:12] + [float("nan")] * 3, 30), 1000) == "diverged"
@@ -127,13 +130,97 @@ def test_the_arms_are_chosen_by_name_and_a_wrong_name_is_refused_in_one_line(dia
 
 
 def test_cudnn_kernel_gradients_that_disagree_implicate_it(diagnose):
-    def rows(cudnn_cosine: float, non_finite: int = 0) -> list[dict]:
-        return [{"kernel": kernel, "tensor": tensor, "cosine": cosine, "non_finite": bad, "eligible": True}
-                for kernel, cosine, bad in (("cudnn bfloat16", cudnn_cosine, non_finite),
-                                            ("efficient bfloat16", 0.9999, 0))
+    def rows(cudnn_cosine: float, non_finite: int = 0, cudnn_error: float = 0.009, efficient_cosine: float = 0.9999
+             ) -> list[dict]:
+        return [{"input": "keys 400", "kernel": kernel, "tensor": tensor, "cosine": cosine, "max_rel_error": error,
+                 "non_finite": bad, "eligible": True}
+                for kernel, cosine, error, bad in (("cudnn bfloat16", cudnn_cosine, cudnn_error, non_finite),
+                                                   ("efficient bfloat16", efficient_cosine, 0.009, 0))
                 for tensor in ("out", "dq", "dk", "dv")]
 
     assert diagnose.kernel_finding(rows(0.9998))[0] == "cleared"
     assert diagnose.kernel_finding(rows(0.7))[0] == "implicated"
     assert diagnose.kernel_finding(rows(0.9998, non_finite=3))[0] == "implicated"
-    assert diagnose.kernel_finding([r for r in rows(0.7) if r["kernel"] != "cudnn bfloat16"]) is None  # a CPU
+    assert diagnose.kernel_finding(rows(1.0, cudnn_error=1.0))[0] == "implicated"  # right direction, twice the size
+    assert diagnose.kernel_finding(rows(0.5, efficient_cosine=0.98))[0] == "not resolved"  # the control disagrees too
+    ineligible = [r for r in rows(0.7) if r["kernel"] != "cudnn bfloat16"]
+    ineligible.append({"input": "keys 400", "kernel": "cudnn bfloat16", "eligible": False, "why": "No kernel"})
+    finding, evidence = diagnose.kernel_finding(ineligible)
+    assert finding == "not resolved" and "No kernel" in evidence
+
+
+def test_the_training_path_is_never_an_arm_the_verdict_implicates(diagnose):
+    diagnosis = _diagnosis(diagnose)
+    [inductor] = [arm for arm in diagnosis["arms"] if arm["arm"] == "bf16-inductor"]
+    inductor["evaluations"][0]["f1"] = 15  # its loss falls, but it trails the CUDA-graph arm by 15 points
+    result = diagnose.verdict(diagnosis)
+    assert {row["cause"]: row["finding"] for row in result["rows"]}["Inductor's bf16 code"] == "implicated"
+    assert result["training_path"] == "bf16-cudagraphs"
+
+
+def test_an_arm_that_left_no_result_is_failed_with_how_it_ended_and_its_output(diagnose, tmp_path):
+    (tmp_path / "fp32.out").write_text("Traceback ...\nRuntimeError: CUDA error: an illegal memory access\n")
+    process = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    ended = diagnose.how_it_ended(process, open(tmp_path / "log", "w"))  # noqa: SIM115 - closed by it
+    arm = diagnose.arm_progress(tmp_path, diagnose.ARMS_BY_NAME["fp32"], 32, ended)
+    assert arm["status"] == "failed" and arm["error"].startswith("exited with 3: Traceback")
+    assert "illegal memory access" in arm["error"]
+    assert diagnose.arm_health(arm, 1000) == "failed"
+    assert diagnose.arm_progress(tmp_path, diagnose.ARMS_BY_NAME["fp32"], 32)["status"] == "running"
+
+
+def test_the_verdict_of_a_committed_record_is_printed_without_a_device(diagnose, capsys):
+    record = ROOT / "results" / "reference" / "gpu-diagnosis-nvidia-h200.json"
+    diagnose.main(["--judge", str(record)])
+    table = capsys.readouterr().out
+    assert "cuDNN attention backward                 cleared" in table
+    assert "Inductor's bf16 code                     not resolved  training: bf16-inductor: too short" in table
+
+
+def test_every_training_path_the_verdict_can_name_is_a_valid_reference_run(diagnose):
+    import gpu_reference
+
+    for flags in diagnose.PATH_FLAGS.values():
+        args = gpu_reference.parse_args(["--pack", "p", *flags.split()])
+        assert args.attention_kernels == "auto"
+        assert args.eager or args.compile_mode in ("cudagraphs", "reduce-overhead")
+
+
+TINY_DIAGNOSIS = ("--device cpu --small --batch-size 4 --context-len 100 --steps 30 --eval-every 10 "
+                  "--eval-questions 20 --loss-every 5 --warmup-steps 10 --gradient-batches 1 --poll-seconds 1")
+TINY_RUN = "--device cpu --steps 10 --eval-questions 20 --batch-size 4 --context-len 100 --eval-every-seconds 2"
+
+
+def _session(pack_dir, tmp_path, only_torch_and_numpy, diagnose_args: str) -> subprocess.CompletedProcess:
+    """benchmarks/gpu_session.sh as on the GPU machine: a plain python3 with only torch and numpy."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    (bin_dir / "python3").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CODE_VERSION": "abc123",
+           "PYTHONPATH": str(only_torch_and_numpy), "DIAGNOSE_ARGS": diagnose_args, "RUN_ARGS": TINY_RUN}
+    return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), str(pack_dir), str(tmp_path / "out"),
+                           "200"], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_the_session_runs_the_reference_run_on_the_path_the_verdict_names(pack, tmp_path,  # noqa: F811
+                                                                           only_torch_and_numpy):
+    result = _session(pack, tmp_path, only_torch_and_numpy, TINY_DIAGNOSIS)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    diagnosis = json.loads((tmp_path / "out" / "gpu-diagnosis.json").read_text())
+    run = json.loads((tmp_path / "out" / "gpu-run.json").read_text())
+    assert diagnosis["verdict"]["flags"] == "--eager --fp32"  # on a CPU, the one arm that means what it says
+    assert "reference run: --eager --fp32;" in result.stdout
+    assert run["config"]["train"]["bf16"] is False and run["status"] == "ok" and run["steps"] == 10
+    assert diagnosis["code_version"] == run["code_version"] == "abc123"
+    assert (tmp_path / "out" / "gpu-diagnosis.log").read_text() and (tmp_path / "out" / "gpu-run.log").read_text()
+
+
+def test_a_failed_diagnosis_still_leaves_a_reference_run_and_fails_the_session(pack, tmp_path,  # noqa: F811
+                                                                                only_torch_and_numpy):
+    result = _session(pack, tmp_path, only_torch_and_numpy, TINY_DIAGNOSIS + " --steps 0")
+    assert result.returncode == 1
+    assert "reference run: the default path (the verdict named none)" in result.stdout
+    assert "diagnosis exited with 2, reference run with 0" in result.stdout
+    run = json.loads((tmp_path / "out" / "gpu-run.json").read_text())
+    assert run["status"] == "ok" and run["config"]["train"]["bf16"] is True  # the default path's settings

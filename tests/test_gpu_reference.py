@@ -32,6 +32,7 @@ def test_the_reference_script_runs_end_to_end_on_the_cpu_with_only_torch_and_num
     assert any(name.startswith("aten::_scaled_dot_product") for name in fp32["attention"]), fp32
     assert "bf16 compiled: skipped" in result.stdout
     assert record["status"] == "ok" and record["steps"] == 20 and record["config"]["model"]["model_blocks"] == 7
+    assert record["attention_kernel"] == "flash" and record["warnings"] == [] and record["compile_shapes"] == []
     assert record["environment"]["torch"] and record["pack"]["fingerprint"].endswith(".fp16")
     curve = record["curve"]
     assert len(curve) >= 2 and curve[-1]["total"] == 60 and curve[-1]["step"] == 20  # every dev question at the end

@@ -246,8 +246,9 @@ def test_records_are_plain_json_with_the_documented_fields(tmp_path):
     record = json.loads(next((tmp_path / "runs" / "tiny").glob("*.json")).read_text())
     for key in ("id", "study", "variant", "seed", "scale", "status", "config", "dataset_fingerprint", "metrics",
                 "curve", "wall_seconds", "train_examples_per_s", "eval_seconds", "peak_memory_mb", "parameters",
-                "environment", "warnings"):
+                "environment", "warnings", "attention_kernel", "compile_seconds", "compile_shapes"):
         assert key in record, key
+    assert record["attention_kernel"] == "flash" and record["compile_shapes"] == []  # CPU, not compiled
     for key in ("python", "torch", "device", "threads", "git"):
         assert key in record["environment"], key
 

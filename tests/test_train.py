@@ -178,7 +178,7 @@ def test_a_rising_loss_is_named_in_the_result_and_the_log_and_survives_a_resume(
     assert whole.status == resumed.status == "ok" and resumed.resumed_from == [145]
     [warning] = whole.warnings
     found = re.fullmatch(r"training loss rising since step 121: its mean stayed above (\d+\.\d\d) for 3 check "
-                         r"windows in a row \(\d+\.\d\d over steps 141-150; its best after the warm-up: (\d+\.\d\d) "
+                         r"windows in a row \(\d+\.\d\d over steps 141-150; its best: (\d+\.\d\d) "
                          r"over steps [\d,]+-[\d,]+\)", warning)
     assert found, warning
     threshold, best = map(float, found.groups())
@@ -540,3 +540,22 @@ def test_stop_training_from_on_begin_ends_the_run_before_any_step(thirty_two, tm
     config = _config(thirty_two, **{"train.steps": 4})
     result = Trainer(config, prepare(config.data, tmp_path), hooks=[NotThisOne()]).run()
     assert result.status == "stopped" and result.steps == 0 and result.curve == []
+
+
+def test_a_checkpoint_written_before_the_loss_watch_resumes(thirty_two, tmp_path):
+    """Checkpoints of earlier versions hold the loss sum only ({"total", "count"}) and no loss watch."""
+    config = _config(thirty_two, **{"train.steps": 12, "train.eval_every": 100, "train.checkpoint_every": 100,
+                                    "train.loss_check_every": 4})
+    prepared = prepare(config.data, tmp_path)
+    Trainer(config, prepared, tmp_path / "old").run()  # its last checkpoint: step 12, whole dev set scored
+    path = tmp_path / "old" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    state["loss"] = {"total": 25.0, "count": 5}  # as if 5 steps since the last evaluation had summed 25
+    del state["loss_watch"]
+    torch.save(state, path)
+    config.train.steps = 20
+    trainer = Trainer(config, prepared, tmp_path / "old")
+    assert trainer.step == 12 and trainer.losses.since_evaluation()["loss"] == 5.0
+    result = trainer.run()
+    assert result.status == "ok" and result.resumed_from == [12] and result.steps == 20, result.error
+    assert result.curve[-1]["step"] == 20 and result.curve[-1]["grad_norm_mean"] > 0
