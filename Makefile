@@ -44,7 +44,7 @@ gpu-pack: setup  ## SQuAD v1.1 train + dev with GloVe 6B 50d as a pack of about 
 
 CALL_SECONDS ?= 540
 gpu-session:  ## on the GPU, one call: the diagnosis, then the reference run on the path its verdict names
-	CODE_VERSION=$$(git rev-parse HEAD 2>/dev/null) bash benchmarks/gpu_session.sh $(PACK) $(OUT) $(CALL_SECONDS)
+	CODE_VERSION=$${CODE_VERSION:-$$(git rev-parse HEAD 2>/dev/null)} bash benchmarks/gpu_session.sh $(PACK) $(OUT) $(CALL_SECONDS)
 
 gpu-check:  ## on the GPU: fp32 eager, bf16 eager, bf16 compiled; 300 steps each (about 2 minutes)
 	PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_reference.py --mode check --pack $(PACK) --out $(OUT)/gpu-check.json

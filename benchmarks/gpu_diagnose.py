@@ -63,7 +63,9 @@ TORCH_CHOICE = list(ATTENTION_KERNELS.values())  # every kernel enabled: SDPA's 
 # a kernel's gradients whose cosine with fp32 math's falls below this disagree with it (bf16's own rounding
 # keeps them above 0.9999 at our shapes)
 AGREEING_COSINE = 0.99
-LOSS_RISE = 1.05  # a window mean this far above the best window after warm-up: the loss is rising
+LOSS_RISE = 1.05  # the last three windows' mean this far above the best before them: rising (arm_health)
+WARMUP_STEPS = 1000  # the paper's learning-rate warm-up
+POST_WARMUP_WINDOWS = 3  # an arm is judged once this many loss windows lie wholly after the warm-up
 F1_GAP = 5.0  # points of dev F1 (on the sample) that separate two arms beyond sampling noise
 
 
@@ -82,7 +84,7 @@ class Arm:
 
 # The issue asked for cuDNN to be judged in bf16 eager; it is judged on CUDA graphs here, the compiled kind of
 # path the failing runs took, so that its arm differs from the CUDA-graph arm in the kernel alone. (Alone, an
-# eager bf16 step takes ~174 ms on an H200 and a graph ~47 ms; side by side, the five arms ran at 150-375 ms.)
+# eager bf16 step takes ~174 ms on an H200 and a graph ~47 ms; side by side, the five arms ran at 126-374 ms.)
 # The eager arms answer the CUDA-graph and bf16 questions, the fp32 eager arm the configuration's.
 ARMS = (
     Arm("bf16-cudnn", "bf16, CUDA graphs, cuDNN attention (torch's own choice in bf16)", True, "cudnn",
@@ -373,11 +375,13 @@ def last_step(arm: dict) -> int:
 
 
 def arm_health(arm: dict, warmup_steps: int) -> str:
-    """learning, rising, diverged, failed, or too short to tell (no loss window wholly after the warm-up, or
-    fewer than four from half the warm-up on, where the learning rate is 90% of its peak). Rising: the trainer
+    """learning, rising, diverged, failed, or too short to tell (fewer than POST_WARMUP_WINDOWS loss windows
+    wholly after the warm-up: the first runs' rise began between steps 1,000 and 1,700). Rising: the trainer
     warned of a rising loss, or the mean of the last three windows is LOSS_RISE above the best window before
-    them. Why 5%: a window is 100 steps of 32 questions; on the H200 the arms' successive windows past step
-    500 moved by 0-4% and never rose two in a row, while the first runs' loss rose 12% within 700 steps."""
+    them from half the warm-up on (the learning rate is then 90% of its peak). Why 5%: a window is 100 steps
+    of 32 questions; on the H200 the arms' successive windows past step 500 fell by up to 8% and none rose,
+    while the first runs' loss rose 12% within 700 steps. A rise the trainer warned of counts even if the
+    loss came back down."""
     if arm.get("status") == "diverged":
         return "diverged"
     if arm.get("status") == "failed":
@@ -389,7 +393,7 @@ def arm_health(arm: dict, warmup_steps: int) -> str:
         return "rising"
     span = windows[0]["step"] if windows else 0  # steps a window: the first one ends there
     judged = [w["loss"] for w in windows if w["step"] > warmup_steps / 2]
-    if len(judged) < 4 or not any(w["step"] - span >= warmup_steps for w in windows):
+    if sum(w["step"] - span >= warmup_steps for w in windows) < POST_WARMUP_WINDOWS or len(judged) < 4:
         return "too short"
     recent = sum(judged[-3:]) / 3
     return "rising" if recent > LOSS_RISE * min(judged[:-3]) else "learning"
@@ -428,17 +432,21 @@ def kernel_finding(rows: list[dict]) -> tuple[str, str]:
         return {(r["input"], r["tensor"]): r for r in rows
                 if r.get("kernel") == kernel and r.get("eligible") and r["tensor"].startswith("d")}
     cudnn, efficient = gradients("cudnn bfloat16"), gradients("efficient bfloat16")
-    if not cudnn or not efficient:
-        why = next((r.get("why", "") for r in rows if r.get("kernel") == "cudnn bfloat16"), "not run here")
-        return "not resolved", f"cuDNN or the memory-efficient kernel did not run ({why[:120]})"
+    shared = cudnn.keys() & efficient.keys()  # the inputs both kernels took
+    if not shared:
+        why = next((r.get("why", "") for r in rows if not r.get("eligible")
+                    and r.get("kernel") in ("cudnn bfloat16", "efficient bfloat16")), "")
+        return "not resolved", f"cuDNN and the memory-efficient kernel ran on no input together ({why[:120]})"
+    cudnn = {key: cudnn[key] for key in shared}
+    efficient = {key: efficient[key] for key in shared}
     worst_cudnn = min(r["cosine"] for r in cudnn.values())
     worst_efficient = min(r["cosine"] for r in efficient.values())
-    error_ratio = max(cudnn[key]["max_rel_error"] / max(efficient[key]["max_rel_error"], 1e-12)
-                      for key in cudnn.keys() & efficient.keys())
+    error_ratio = max(cudnn[key]["max_rel_error"] / max(efficient[key]["max_rel_error"], 1e-12) for key in shared)
     non_finite = sum(r["non_finite"] for r in cudnn.values())
-    evidence = (f"dq/dk/dv against fp32 math: cosine >= {worst_cudnn:.5f} for cuDNN, >= {worst_efficient:.5f} for "
-                f"memory-efficient; cuDNN's max relative error at most {error_ratio:.2f}x the memory-efficient "
-                f"kernel's; cuDNN non-finite values {non_finite}")
+    inputs = len({name for name, _ in shared})
+    evidence = (f"dq/dk/dv on {inputs} inputs, against fp32 math: cosine >= {worst_cudnn:.5f} for cuDNN, "
+                f">= {worst_efficient:.5f} for memory-efficient; cuDNN's max relative error at most "
+                f"{error_ratio:.2f}x the memory-efficient kernel's; cuDNN non-finite values {non_finite}")
     if worst_efficient < AGREEING_COSINE:
         return "not resolved", evidence + " (the memory-efficient kernel disagrees too)"
     wrong = worst_cudnn < AGREEING_COSINE or error_ratio > KERNEL_ERROR_RATIO or non_finite > 0
@@ -524,6 +532,14 @@ def summarise_gradients(rows: list[dict]) -> None:
 
 def watch_arms(args, record: dict, out: Path, processes: dict, folder: Path, deadline: float) -> list[dict]:
     """Collect the arms' progress into the record every few seconds until they end (or the time is up)."""
+    try:
+        return _watch(args, record, out, processes, folder, deadline)
+    except BaseException:
+        stop_arms(processes)  # at once: they must not train on through the stages after this one
+        raise
+
+
+def _watch(args, record: dict, out: Path, processes: dict, folder: Path, deadline: float) -> list[dict]:
     arms = [ARMS_BY_NAME[name] for name in processes]
     record["arms"] = []
     printed: dict[str, int] = {}
@@ -573,7 +589,9 @@ def main(argv: list[str] | None = None) -> None:
         arm_main(args)
         return
     if args.judge:
-        print(verdict_table(verdict(read_diagnosis(args.judge), args.warmup_steps)))
+        record = read_diagnosis(args.judge)
+        warmup = args.warmup_steps or record.get("settings", {}).get("warmup_steps") or WARMUP_STEPS
+        print(verdict_table(verdict(record, warmup)))
         return
     device, manifest, prepared = open_pack(args)
     if len(trainable_questions(prepared.train, args.context_len)) < args.batch_size * args.gradient_batches:
@@ -677,8 +695,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--loss-every", type=positive_int, default=100, help="arms: steps per loss window")
-    parser.add_argument("--warmup-steps", type=int, default=1000, help="arms: the learning rate's warm-up (paper: "
-                                                                       "%(default)s); windows after it are judged")
+    parser.add_argument("--warmup-steps", type=positive_int, default=None,
+                        help=f"arms: the learning rate's warm-up (default {WARMUP_STEPS}, the paper's); windows "
+                             f"after it are judged (--judge: the record's own)")
     parser.add_argument("--small", action="store_true", help="the CPU-sized model (CI), not the paper's")
     parser.add_argument("--gradient-batches", type=positive_int, default=2, help="real batches behind each gradient")
     parser.add_argument("--wall-seconds", type=float, default=330.0,
@@ -701,6 +720,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.pack and not args.judge:
         parser.error("--pack is required (or --judge RECORD)")
+    if not args.judge:
+        args.warmup_steps = args.warmup_steps or WARMUP_STEPS
     # what the arms need to build the same configuration as the parent
     args.passed = ["--pack", str(args.pack), "--device", args.device, "--steps", str(args.steps), "--eval-every",
                    str(args.eval_every), "--eval-questions", str(args.eval_questions), "--batch-size",

@@ -564,8 +564,8 @@ class LossCurveWatch:
     of a fresh model says nothing): `judge` names a loss that keeps rising, once per rise, and raises Diverged
     when it rises above a uniform guess's. Host numbers in, a verdict out: it never waits for the device.
 
-    - A window is rising when its mean is above RISE x the best window mean after the warm-up, and at least
-      RISE_FLOOR x a uniform guess's loss above it; PATIENCE rising windows in a row are named.
+    - A window is rising when its mean is above RISE x the best window mean so far (the warm-up's included),
+      and at least RISE_FLOOR x a uniform guess's loss above it; PATIENCE rising windows in a row are named.
     - A rising window whose mean is also above the loss of a uniform guess over its batches is a divergence.
       The rise matters, not that loss alone: a fresh model starts above it (its logits are random, not flat:
       1.6-2x in training mode at the paper's size) and may stay within a few percent of it for hundreds of

@@ -71,10 +71,10 @@ RISING = [9.0, 8.0, 7.5, 7.3, 7.2, 7.2, 7.3, 7.3, 7.2, 7.2, 7.4, 7.8, 8.2, 8.6, 
 def test_an_arm_is_learning_rising_diverged_or_too_short(diagnose):
     assert diagnose.arm_health(_arm("a", HEALTHY, 30), 1000) == "learning"
     assert diagnose.arm_health(_arm("a", RISING, 10), 1000) == "rising"
-    assert diagnose.arm_health(_arm("a", HEALTHY[:10], 30), 1000) == "too short"  # no window after step 1,000
-    assert diagnose.arm_health(_arm("a", HEALTHY[:11], 30), 1000) == "learning"  # steps 1,001-1,100
+    assert diagnose.arm_health(_arm("a", HEALTHY[:12], 30), 1000) == "too short"  # two windows after step 1,000
+    assert diagnose.arm_health(_arm("a", HEALTHY[:13], 30), 1000) == "learning"  # steps 1,001-1,300
     assert diagnose.arm_health({**_arm("a", HEALTHY, 30), "warnings": ["rising"]}, 1000) == "rising"  # the trainer's
-    falling_fast = [9.0, 8.5, 8.0, 7.5, 7.0, 6.5, 6.0, 5.5, 5.0, 4.5, 4.0, 3.5]
+    falling_fast = [9.0, 8.5, 8.0, 7.5, 7.0, 6.5, 6.0, 5.5, 5.0, 4.5, 4.0, 3.5, 3.0, 2.5]
     assert diagnose.arm_health(_arm("a", falling_fast, 30), 1000) == "learning"
     assert diagnose.arm_health(_arm("a", HEALTHY, 30, status="diverged"), 1000) == "diverged"
     assert diagnose.arm_health(_arm("a", HEALTHY[:12] + [float("nan")] * 3, 30), 1000) == "diverged"
@@ -169,12 +169,21 @@ def test_an_arm_that_left_no_result_is_failed_with_how_it_ended_and_its_output(d
     assert diagnose.arm_progress(tmp_path, diagnose.ARMS_BY_NAME["fp32"], 32)["status"] == "running"
 
 
-def test_the_verdict_of_a_committed_record_is_printed_without_a_device(diagnose, capsys):
+def test_the_verdict_of_a_committed_record_is_printed_without_a_device(diagnose, capsys, tmp_path):
     record = ROOT / "results" / "reference" / "gpu-diagnosis-nvidia-h200.json"
     diagnose.main(["--judge", str(record)])
     table = capsys.readouterr().out
-    assert "cuDNN attention backward                 cleared" in table
+    assert "cuDNN attention backward                 cleared       kernels: dq/dk/dv on 7 inputs" in table
     assert "Inductor's bf16 code                     not resolved  training: bf16-inductor: too short" in table
+    assert "no arm learned past the warm-up" in table  # none ran 300 steps past step 1,000
+    # the record's own warm-up is the default; --warmup-steps overrides it
+    shorter = json.loads(record.read_text())
+    shorter["settings"]["warmup_steps"] = 500
+    (tmp_path / "shorter.json").write_text(json.dumps(shorter))
+    diagnose.main(["--judge", str(tmp_path / "shorter.json")])
+    assert "bf16-cudnn: learning through step 1,200" in capsys.readouterr().out
+    diagnose.main(["--judge", str(tmp_path / "shorter.json"), "--warmup-steps", "1000"])
+    assert "bf16-cudnn: too short through step 1,200" in capsys.readouterr().out
 
 
 def test_every_training_path_the_verdict_can_name_is_a_valid_reference_run(diagnose):
