@@ -49,7 +49,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_reference import default_out, new_record, open_pack, paper_config  # noqa: E402
+from gpu_reference import default_out, new_record, open_pack, paper_config, positive_int  # noqa: E402
 
 from bench.records import write_json_atomically  # noqa: E402 - torch and stdlib only
 from qanet.config import SMALL_MODEL, apply_overrides  # noqa: E402
@@ -663,12 +663,6 @@ def read_diagnosis(path: Path) -> dict:
     if not isinstance(record, dict) or record.get("kind") != "gpu-diagnosis":
         sys.exit(f"error: {path}: not a diagnosis record (no kind gpu-diagnosis)")
     return record
-
-
-def positive_int(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1")
-    return int(text)
 
 
 def arm_names(text: str) -> tuple[str, ...]:

@@ -248,13 +248,20 @@ def default_out(device: torch.device, mode: str) -> Path:
     return ROOT / "results" / "reference" / f"gpu-{mode}-{slug}.json"
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1, or one line naming the value."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1")
+    return int(text)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pack", type=Path, required=True, help="a pack from `python -m bench data pack`")
     parser.add_argument("--mode", choices=["check", "run", "both"], default="both")
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
-    parser.add_argument("--check-steps", type=int, default=300, help="training steps per check variant")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--check-steps", type=positive_int, default=300, help="training steps per check variant")
+    parser.add_argument("--steps", type=positive_int, default=None,
                         help="stop the run after this many steps (default: only the time budget); also caps the check")
     parser.add_argument("--minutes", type=float, default=7.0, help="training time of the run (default: %(default)s)")
     parser.add_argument("--eval-every-seconds", type=float, default=60.0)
@@ -263,13 +270,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "%(default)s, for the GPU machine's 10 minutes a command)")
     parser.add_argument("--reserve-seconds", type=float, default=90.0,
                         help="kept from the wall limit for the evaluations (default: %(default)s)")
-    parser.add_argument("--eval-questions", type=int, default=None,
+    parser.add_argument("--eval-questions", type=positive_int, default=None,
                         help="dev questions per evaluation (check: 2,000 by default; run: all, the official number)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--context-len", type=int, default=400)
+    parser.add_argument("--context-len", type=positive_int, default=400)
     # one width, one graph: a cold Inductor compilation of one shape took 205 s on an H200 (cudagraphs: 22 s)
-    parser.add_argument("--pad-multiple", type=int, default=400,
+    parser.add_argument("--pad-multiple", type=positive_int, default=400,
                         help="run: pad batches to multiples of this many tokens; each width is one compiled graph "
                              "(default: %(default)s, the context limit: one graph)")
     # CUDA graphs of the eager kernels: the path the diagnosis saw learn; Inductor's is not settled (README, GPU)

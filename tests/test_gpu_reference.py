@@ -5,7 +5,7 @@ import pytest
 from qanet.config import DataConfig, SyntheticConfig
 from qanet.data.pack import write_pack
 from qanet.data.prepare import prepare
-from tests.conftest import ROOT, run_with_only
+from tests.conftest import ROOT, run_python, run_with_only
 
 SCRIPT = str(ROOT / "benchmarks" / "gpu_reference.py")
 
@@ -60,3 +60,10 @@ print(sorted(name for name in ("torch", "numpy", "spacy", "pandas", "optuna", "e
              if importlib.util.find_spec(name)))
 """
     assert run_with_only(only_torch_and_numpy, "-c", script).stdout.strip() == "['numpy', 'torch']"
+
+
+def test_a_number_that_is_not_a_positive_integer_is_refused_in_one_line():
+    result = run_python(SCRIPT, "--pack", "p", "--batch-size", "0", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == ("gpu_reference.py: error: argument --batch-size: '0': expected "
+                                                      "an integer >= 1")
