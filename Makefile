@@ -46,7 +46,7 @@ CALL_SECONDS ?= 540
 gpu-session:  ## on the GPU, one call: the diagnosis, then the reference run on the path its verdict names
 	CODE_VERSION=$${CODE_VERSION:-$$(git rev-parse HEAD 2>/dev/null)} bash benchmarks/gpu_session.sh $(PACK) $(OUT) $(CALL_SECONDS)
 
-gpu-check:  ## on the GPU: fp32 eager, bf16 eager, bf16 compiled; 300 steps each (about 2 minutes)
+gpu-check:  ## on the GPU: fp32 eager, bf16 eager, bf16 compiled (CUDA graphs), 300 steps each; not yet timed with these defaults
 	PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_reference.py --mode check --pack $(PACK) --out $(OUT)/gpu-check.json
 
 gpu-run:  ## on the GPU: 7 minutes of training (CUDA graphs, one shape), the whole dev set scored every 60 s

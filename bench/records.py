@@ -109,10 +109,11 @@ NOT_IN_ID = ("device", "threads", "tensorboard", "attention_kernels")
 # Measurements, placement and resume history vary between two executions of the same run; nothing else may.
 MEASURED = ("wall_seconds", "train_seconds", "eval_seconds", "compile_seconds", "train_examples_per_s",
             "peak_memory_mb", "environment", "checkpoint", "resumed_from", "execution", "time_bounded", "restarted",
-            "attention_kernel", "compile_shapes", "optuna")
+            "timed_alone", "attention_kernel", "compile_shapes", "optuna")
 COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
            "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters", "time_bounded",
-           "time_bounded_on", "device", "threads", "torch", "cuda", "git_sha", "git_dirty", "id", "error"]
+           "time_bounded_on", "timed_alone", "device", "threads", "torch", "cuda", "git_sha", "git_dirty", "id",
+           "error"]
 
 
 def comparable(record: dict) -> dict:
@@ -164,19 +165,34 @@ def read_records(directory: Path) -> list[dict]:
     return [record for record in records if record is not None]
 
 
+def study_records(study: str, root: Path = RUNS) -> list[dict]:
+    """The records of `study` under a records root (ROOT/STUDY/), or in ROOT itself where ROOT is such a
+    folder by another name (`results/reference/faithfulness-cpu`); a folder of another study's records is
+    refused in one line."""
+    root = Path(root)
+    if (root / study).is_dir() or not any(root.glob("*.json")):
+        return read_records(root / study)
+    records = read_records(root)
+    others = sorted({str(record.get("study")) for record in records} - {study})
+    if others:
+        raise RecordError(f"{root}: records of {', '.join(others)}, not of {study}")
+    return records
+
+
 def records_frame(study: str, root: Path = RUNS):
     """One row per run record of a study, tidy columns (see COLUMNS), then one column per
     configuration field named by its dotted key (model.hidden, train.optimizer, ...)."""
     import pandas as pd
 
     rows = []
-    for record in read_records(Path(root) / study):
+    for record in study_records(study, root):
         metrics = record.get("metrics") or {}
         environment_info = record.get("environment") or {}
         row = {key: record.get(key) for key in COLUMNS}
         row.update({key: metrics.get(key) for key in ("exact", "f1", "total")})
         row.update({f"{key}": value for key, value in metrics.items() if key.startswith(("HasAns", "NoAns"))})
         row.update(time_bounded=bool(record.get("time_bounded")), time_bounded_on=_time_bounded_on(record),
+                   timed_alone=bool(record.get("timed_alone")),  # records from before the field: not known
                    device=environment_info.get("device"), threads=environment_info.get("threads"),
                    torch=environment_info.get("torch"), cuda=environment_info.get("cuda"),
                    git_sha=(environment_info.get("git") or {}).get("sha"),
@@ -189,18 +205,22 @@ def records_frame(study: str, root: Path = RUNS):
     return frame if rows else pd.DataFrame(columns=COLUMNS)
 
 
-CURVE_COLUMNS = ["study", "variant", "seed", "scale", "step", "train_seconds", "metric", "value"]
+CURVE_COLUMNS = ["study", "variant", "seed", "scale", "status", "step", "train_seconds", "total", "metric",
+                 "value"]
 
 
 def curves_frame(study: str, root: Path = RUNS):
-    """The records' learning curves in tidy long form, one row per (run, evaluation, metric): for plotting
-    with seaborn, e.g. `sns.lineplot(curves[curves.metric == "f1"], x="step", y="value", hue="variant")`."""
+    """The records' learning curves in tidy long form, one row per (run, evaluation, metric), in each run's
+    order: for plotting with seaborn, e.g. `sns.lineplot(curves[curves.metric == "f1"], x="step", y="value",
+    hue="variant")`. `status` is the run's outcome (a pruned or diverged run's curve is no ok run's), `total`
+    the questions that evaluation scored (a sample of dev, or the whole of it: a run's last evaluation)."""
     import pandas as pd
 
     rows = [{"study": record["study"], "variant": record["variant"], "seed": record["seed"],
-             "scale": record["scale"], "step": entry["step"], "train_seconds": entry.get("train_seconds"),
-             "metric": metric, "value": entry[metric]}
-            for record in read_records(Path(root) / study) for entry in record.get("curve") or []
+             "scale": record["scale"], "status": record["status"], "step": entry["step"],
+             "train_seconds": entry.get("train_seconds"), "total": entry.get("total"), "metric": metric,
+             "value": entry[metric]}
+            for record in study_records(study, root) for entry in record.get("curve") or []
             for metric in ("exact", "f1", "train_loss") if entry.get(metric) is not None]
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
@@ -213,6 +233,15 @@ def _time_bounded_on(record: dict) -> str | None:
         return None
     threads = f", {execution['threads']} threads" if execution.get("device") == "cpu" else ""
     return f"{bound.get('hardware')}{threads}"
+
+
+def wall_clock_comparable(runs) -> bool:
+    """Whether the ok runs' times measure the variants: each run timed alone (its process trained no other run
+    meanwhile) or bounded by a minutes budget. Runs trained side by side share the machine's cores and memory
+    bandwidth, so their clocks measure the sharing as much as the variant: reports bold no cost column and plot
+    no time panel for them."""
+    ok = runs[runs["status"] == "ok"]
+    return bool((ok["timed_alone"].fillna(False).astype(bool) | ok["time_bounded"].fillna(False).astype(bool)).all())
 
 
 def mixed_hardware(frame) -> str:

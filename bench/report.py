@@ -12,13 +12,14 @@ same seeds, and Welch's t otherwise. Failed, out-of-memory and diverged runs are
 from __future__ import annotations
 
 import dataclasses
+import html
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from bench.records import RecordError
+from bench.records import RecordError, wall_clock_comparable
 from bench.study import Study, value_text
 from qanet.config import get_value
 
@@ -83,10 +84,11 @@ def base_settings(study: Study, scale: str) -> str:
     return ", ".join(f"{short_key(key)} = {value_text(get_value(base, key))}" for key in study.axes)
 
 
-def variant_labels(study: Study, scale: str = "full") -> dict[str, str]:
-    """Variant name -> what it is, for tables and legends: `char_encoder = depthwise1d`; the base of a
-    one-at-a-time study with one axis as its value with "(base)", with several as "base configuration"
-    (report.md spells it out: `base_settings`)."""
+def variant_labels(study: Study, scale: str) -> dict[str, str]:
+    """Variant name -> what it is at `scale`, for tables and legends: `char_encoder = depthwise1d`; the base
+    of a one-at-a-time study with one axis as its value there with "(base)" (a scale may change it: the smoke
+    scale's hidden is 64), with several as "base configuration" (report.md spells it out: `base_settings`).
+    The one source of labels: tables, plots and README figures all take them from here."""
     labels = {}
     for name, settings in study.variants().items():
         if name in study.named:
@@ -102,121 +104,253 @@ def default_baseline(study: Study) -> str:
     return "base" if study.design == "one-at-a-time" else next(iter(study.variants()))
 
 
-def summarise(frame: pd.DataFrame, study: Study, baseline: str) -> pd.DataFrame:
+# What a column's best is (the larger or the smaller value), for the columns a row can be clearly best in.
+SCORES = {"exact": "max", "f1": "max"}
+COSTS = {"train_examples_per_s": "max", "wall_minutes": "min", "peak_memory_mb": "min"}
+FEW_SEEDS = 3  # below this many seeds (or pairs) a report warns: the t interval is wide and its normality untested
+
+
+def summarise(frame: pd.DataFrame, study: Study, baseline: str, scale: str) -> pd.DataFrame:
     """One row per variant (in the study's order) with numbers only: outcome counts, EM/F1 mean, sd and
-    95% CI, the difference to `baseline` with its CI and method, and the costs of the ok runs."""
-    labels = variant_labels(study)
+    95% CI, the difference to `baseline` with its CI, method and the seeds it pairs, the costs of the ok
+    runs, and `COLUMN_best`: whether that column's value is clearly the best (`clearly_best`)."""
+    labels = variant_labels(study, scale)
+    _refuse_repeated_runs(frame, study)
+    frame = frame.assign(wall_minutes=frame["wall_seconds"] / 60)
+    ok = frame[frame["status"] == "ok"]
+    by_variant = {variant: ok[ok["variant"] == variant].set_index("seed")
+                  for variant in labels if variant in set(frame["variant"])}
+    rows = []
+    for variant, done in by_variant.items():
+        runs = frame[frame["variant"] == variant]
+        row = {"variant": variant, "label": labels[variant], "baseline": variant == baseline}
+        row.update({status: int((runs["status"] == status).sum()) for status in OUTCOMES})
+        row["seeds_ok"] = " ".join(str(seed) for seed in sorted(done.index))
+        for metric in SCORES:
+            interval = mean_interval(done[metric])
+            row.update({f"{metric}_mean": interval.mean, f"{metric}_sd": done[metric].std(ddof=1),
+                        f"{metric}_low": interval.low, f"{metric}_high": interval.high})
+        if variant != baseline and baseline in by_variant and not by_variant[baseline].empty:
+            row.update(_difference_columns(done, by_variant[baseline]))
+        row.update(train_examples_per_s=done["train_examples_per_s"].mean(), wall_minutes=done["wall_minutes"].mean(),
+                   peak_memory_mb=done["peak_memory_mb"].mean(), parameters=done["parameters"].max(),
+                   steps=done["steps"].mean())
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    if "diff_n" in summary:
+        summary["diff_n"] = summary["diff_n"].astype("Int64")  # a count: 3 in the CSV, not 3.0
+    costs_comparable = bool(len(ok)) and wall_clock_comparable(frame)
+    for column, best in {**SCORES, **(COSTS if costs_comparable else {})}.items():
+        winner = clearly_best({variant: done[column] for variant, done in by_variant.items()}, best)
+        summary[f"{column}_best"] = summary["variant"] == winner
+    for column in ([] if costs_comparable else COSTS):
+        summary[f"{column}_best"] = False
+    return summary
+
+
+def _refuse_repeated_runs(frame: pd.DataFrame, study: Study) -> None:
     repeated = frame[frame.duplicated(["variant", "seed"], keep=False)]
     if not repeated.empty:  # two records of one (variant, seed): the study's settings changed between runs
         first = repeated.iloc[0]
         raise RecordError(f"{study.name}: {len(repeated)} records for {first['variant']} seed {first['seed']} "
                           f"(ids {', '.join(repeated[repeated['variant'] == first['variant']]['id'])}): the study "
                           f"changed between runs; move the old records out of its folder")
-    ok = frame[frame["status"] == "ok"]
-    base_scores = ok[ok["variant"] == baseline].set_index("seed")
-    rows = []
-    for variant in [v for v in labels if v in set(frame["variant"])]:
-        runs, done = frame[frame["variant"] == variant], ok[ok["variant"] == variant].set_index("seed")
-        row = {"variant": variant, "label": labels[variant], "baseline": variant == baseline}
-        row.update({status: int((runs["status"] == status).sum()) for status in OUTCOMES})
-        for metric in METRICS:
-            interval = mean_interval(done[metric])
-            row.update({f"{metric}_mean": interval.mean, f"{metric}_sd": done[metric].std(ddof=1),
-                        f"{metric}_low": interval.low, f"{metric}_high": interval.high})
-            if variant != baseline and not base_scores.empty:
-                difference = difference_interval(done[metric], base_scores[metric])
-                row.update({f"{metric}_diff": difference.mean, f"{metric}_diff_low": difference.low,
-                            f"{metric}_diff_high": difference.high, "diff_method": difference.method})
-        row.update(train_examples_per_s=done["train_examples_per_s"].mean(),
-                   wall_minutes=done["wall_seconds"].mean() / 60, peak_memory_mb=done["peak_memory_mb"].mean(),
-                   parameters=done["parameters"].max(), steps=done["steps"].mean())
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
-# column -> (header, header in LaTeX, best: max or min, or None where "best" means nothing)
+def _difference_columns(done: pd.DataFrame, base: pd.DataFrame) -> dict:
+    """The differences to the baseline and what they rest on: the seeds paired (`diff_n` of them; 0 for
+    Welch's t) and the ok seeds of either side that pairing left out."""
+    paired = sorted(set(done.index) & set(base.index))
+    columns = {}
+    for metric in SCORES:
+        difference = difference_interval(done[metric], base[metric])
+        columns.update({f"{metric}_diff": difference.mean, f"{metric}_diff_low": difference.low,
+                        f"{metric}_diff_high": difference.high, "diff_method": difference.method})
+    welch = columns["diff_method"] == "Welch t"
+    unpaired = sorted(set(done.index) ^ set(base.index))
+    columns.update(diff_n=0 if welch else len(paired), diff_runs=f"{len(done)} vs {len(base)}",
+                   diff_seeds_unpaired="" if welch else " ".join(map(str, unpaired)))
+    return columns
+
+
+def clearly_best(values: dict[str, pd.Series], best: str) -> str | None:
+    """The variant whose value (a Series by seed, one per variant) beats every other variant's with a 95%
+    interval of the difference (`difference_interval`: paired by seed where it can be) that excludes 0; None
+    when no variant does, or when fewer than two have values."""
+    present = {variant: series.dropna() for variant, series in values.items() if series.notna().any()}
+    if len(present) < 2:
+        return None
+    means = {variant: series.mean() for variant, series in present.items()}
+    leader = (max if best == "max" else min)(means, key=means.get)
+    for variant, series in present.items():
+        if variant == leader:
+            continue
+        difference = difference_interval(present[leader], series)
+        beaten = difference.low > 0 if best == "max" else difference.high < 0  # False where the CI is NaN
+        if not beaten:
+            return None
+    return leader
+
+
+def decimals(half_width: float) -> int:
+    """Decimals that show a value with an uncertainty of this size (a 95% interval's half-width, or the sd shown
+    beside it): to its first significant digit, or its first two where they start with 1 or 2 (0.15 shown as
+    0.2 would be a third off); at most 2, and 1 where there is none."""
+    if not (half_width > 0 and math.isfinite(half_width)):
+        return 1
+    exponent = math.floor(math.log10(half_width))
+    significant = 2 if half_width / 10 ** exponent < 3 else 1
+    return min(2, max(0, significant - 1 - exponent))
+
+
+# column -> (header, header in LaTeX)
 _COLUMNS = {
-    "label": ("variant", "variant", None),
-    "runs": ("seeds", "seeds", None),
-    "exact": ("EM", "EM", "max"),
-    "exact_ci": ("EM 95% CI", r"EM 95\% CI", None),
-    "f1": ("F1", "F1", "max"),
-    "f1_ci": ("F1 95% CI", r"F1 95\% CI", None),
-    "exact_diff": ("ΔEM [95% CI]", r"$\Delta$EM [95\% CI]", None),
-    "f1_diff": ("ΔF1 [95% CI]", r"$\Delta$F1 [95\% CI]", None),
-    "train_examples_per_s": ("train ex/s", "train ex/s", "max"),
-    "wall_minutes": ("wall min", "wall min", "min"),
-    "peak_memory_mb": ("peak MB", "peak MB", "min"),
-    "parameters": ("parameters", "parameters", None),
-    "steps": ("steps", "steps", None),
+    "label": ("variant", "variant"),
+    "runs": ("seeds", "seeds"),
+    "n": ("n", "$n$"),
+    "exact": ("EM", "EM"),
+    "exact_ci": ("EM 95% CI", r"EM 95\% CI"),
+    "f1": ("F1", "F1"),
+    "f1_ci": ("F1 95% CI", r"F1 95\% CI"),
+    "exact_diff": ("ΔEM [95% CI]", r"$\Delta$EM [95\% CI]"),
+    "f1_diff": ("ΔF1 [95% CI]", r"$\Delta$F1 [95\% CI]"),
+    "train_examples_per_s": ("train ex/s", "train ex/s"),
+    "wall_minutes": ("wall min", "wall min"),
+    "peak_memory_mb": ("peak MB", "peak MB"),
+    "parameters": ("parameters", "parameters"),
+    "steps": ("steps", "steps"),
 }
+FULL = tuple(column for column in _COLUMNS if column != "n")
+COMPACT = ("label", "n", "exact", "f1", "f1_diff")  # what a paper's table needs; --columns for more
+TABLE_COLUMNS = tuple(_COLUMNS)
+_BOLD = {"exact": "exact_best", "f1": "f1_best", "train_examples_per_s": "train_examples_per_s_best",
+         "wall_minutes": "wall_minutes_best", "peak_memory_mb": "peak_memory_mb_best"}
+_WRAP = {"md": ("**", "**"), "latex": (r"\textbf{", "}"), "html": ("<strong>", "</strong>")}
 
 
-def table(summary: pd.DataFrame, latex: bool = False) -> pd.DataFrame:
-    """The summary as text cells for a paper: `mean ± sd`, `[low, high]`, the baseline marked; with `latex`
-    every cell is escaped and the best value of EM, F1, throughput, time and memory is bold (none where the
-    best shown value is shared)."""
+def table(summary: pd.DataFrame, style: str = "md", columns: tuple[str, ...] = FULL) -> pd.DataFrame:
+    """The summary as text cells for a paper in `style` (md, latex or html: escaped for it): `mean ± sd`,
+    `[low, high]`, differences with their pairs (`n = 3`), each with the decimals its interval allows; a
+    value that is clearly the best of its column (`clearly_best`) in bold, the same rule in every style."""
+    latex = style == "latex"
     pm = r" $\pm$ " if latex else " ± "
-
-    def number(value, digits: int = 2) -> str:
-        return "–" if value != value else _minus(f"{value:,.{digits}f}", latex)
-
-    def interval(low, high, signed: bool = False) -> str:
-        form = "+.2f" if signed else ".2f"
-        return "" if low != low else _minus(f"[{low:{form}}, {high:{form}}]", latex)
-
-    def score(metric: str) -> list[str]:
-        return [number(row[f"{metric}_mean"]) + ("" if row[f"{metric}_sd"] != row[f"{metric}_sd"]
-                                                 else pm + number(row[f"{metric}_sd"])) for _, row in rows]
-
-    def difference(metric: str) -> list[str]:
-        texts = []
-        for _, row in rows:
-            mean = row.get(f"{metric}_diff", math.nan)
-            if row["baseline"] or mean != mean:
-                texts.append("baseline" if row["baseline"] else "–")
-            else:
-                texts.append(_minus(f"{mean:+.2f}", latex) + " "
-                             + interval(row[f"{metric}_diff_low"], row[f"{metric}_diff_high"], signed=True))
-        return texts
-
     rows = list(summary.iterrows())
+
+    def plain(value: float, places: int) -> str:
+        return "–" if value != value else _minus(f"{value:,.{places}f}", latex)
+
+    def half(low: float, high: float) -> float:
+        return (high - low) / 2
+
+    def score(row, metric: str) -> str:  # its uncertainty is the sd it shows
+        sd = row[f"{metric}_sd"]
+        places = decimals(sd)
+        return plain(row[f"{metric}_mean"], places) + ("" if sd != sd else pm + plain(sd, places))
+
+    def interval(row, metric: str) -> str:
+        low, high = row[f"{metric}_low"], row[f"{metric}_high"]
+        places = decimals(half(low, high))
+        return "–" if low != low else f"[{plain(low, places)}, {plain(high, places)}]"
+
+    def difference(row, metric: str) -> str:
+        mean = row.get(f"{metric}_diff", math.nan)
+        if row["baseline"] or mean != mean:
+            return "baseline" if row["baseline"] else "–"
+        pairs = f"n = {int(row['diff_n'])}"
+        pairs = (f"${pairs}$" if latex else pairs) if row["diff_n"] else f"Welch, {row['diff_runs']}"
+        return f"{difference_text(mean, row[f'{metric}_diff_low'], row[f'{metric}_diff_high'], latex)} ({pairs})"
+
+    label = summary["label"].map(_latex_escape if latex else html.escape if style == "html" else str)
     cells = pd.DataFrame({
-        "label": [_latex_escape(label) if latex else label for label in summary["label"]],
+        "label": label,
         "runs": [_runs_text(row) for _, row in rows],
-        "exact": score("exact"),
-        "exact_ci": [interval(row["exact_low"], row["exact_high"]) or "–" for _, row in rows],
-        "f1": score("f1"),
-        "f1_ci": [interval(row["f1_low"], row["f1_high"]) or "–" for _, row in rows],
-        "exact_diff": difference("exact"),
-        "f1_diff": difference("f1"),
-        "train_examples_per_s": [number(v, 1) for v in summary["train_examples_per_s"]],
-        "wall_minutes": [number(v, 1) for v in summary["wall_minutes"]],
-        "peak_memory_mb": [number(v, 0) for v in summary["peak_memory_mb"]],
-        "parameters": [number(v, 0) for v in summary["parameters"]],
-        "steps": [number(v, 0) for v in summary["steps"]],
+        "n": [_n_text(row) for _, row in rows],
+        "exact": [score(row, "exact") for _, row in rows],
+        "exact_ci": [interval(row, "exact") for _, row in rows],
+        "f1": [score(row, "f1") for _, row in rows],
+        "f1_ci": [interval(row, "f1") for _, row in rows],
+        "exact_diff": [difference(row, "exact") for _, row in rows],
+        "f1_diff": [difference(row, "f1") for _, row in rows],
+        "train_examples_per_s": [plain(v, 1) for v in summary["train_examples_per_s"]],
+        "wall_minutes": [plain(v, 1) for v in summary["wall_minutes"]],
+        "peak_memory_mb": [plain(v, 0) for v in summary["peak_memory_mb"]],
+        "parameters": [plain(v, 0) for v in summary["parameters"]],
+        "steps": [plain(v, 0) for v in summary["steps"]],
     }).map(str.strip)
-    if latex:
-        _bold_the_best(cells, summary)
+    opening, closing = _WRAP[style]
+    for column, flag in _BOLD.items():
+        if flag in summary:
+            best = summary[flag].fillna(False).astype(bool).to_numpy()
+            cells.loc[best, column] = opening + cells.loc[best, column] + closing
     headers = {column: names[1] if latex else names[0] for column, names in _COLUMNS.items()}
-    return cells.rename(columns=headers)
+    return cells[list(columns)].rename(columns=headers)
 
 
-def _bold_the_best(cells: pd.DataFrame, summary: pd.DataFrame) -> None:
-    for column, (_, _, best) in _COLUMNS.items():
-        if best is None:
+def conclusions(summary: pd.DataFrame, metric: str = "f1") -> list[str]:
+    """What the differences to the baseline show, one line per variant, never more strongly than the interval
+    allows: a difference whose 95% interval includes 0 is "not resolved". report.md and the README say these."""
+    name = METRICS[metric]
+    [baseline] = list(summary.loc[summary["baseline"], "label"])
+    lines = []
+    for _, row in summary[~summary["baseline"]].iterrows():
+        mean, low, high = (row.get(f"{metric}_diff{end}", math.nan) for end in ("", "_low", "_high"))
+        if mean != mean:
+            lines.append(f"{row['label']}: no ok run to compare with {baseline}")
             continue
-        values = summary[{"exact": "exact_mean", "f1": "f1_mean"}.get(column, column)]
-        shown = cells[column].str.split(" ").str[0]  # the value as printed: a tie when printed alike
-        if values.notna().sum() < 2:
-            continue
-        winner = values.idxmax() if best == "max" else values.idxmin()
-        if (shown == shown[winner]).sum() == 1:
-            cells.loc[winner, column] = rf"\textbf{{{cells.loc[winner, column]}}}"
+        basis = f"{row['diff_n']} seeds paired" if row["diff_n"] else f"Welch's t over {row['diff_runs']} runs"
+        if low != low:
+            verdict = "no interval (fewer than two values)"
+        elif low > 0 or high < 0:
+            verdict = f"{'higher' if low > 0 else 'lower'} than {baseline}"
+        else:
+            verdict = "not resolved (the interval includes 0)"
+        lines.append(f"{row['label']}: Δ{name} {difference_text(mean, low, high)}, {basis}: {verdict}")
+    return lines
+
+
+def curve_tables(curves: pd.DataFrame, labels: dict[str, str], baseline: str, metric: str = "f1") -> str:
+    """Two Markdown tables of the ok runs' curves (`curves_frame`): the mean score at each evaluation, and each
+    variant's difference to `baseline` there, paired by seed, with its 95% interval and pairs."""
+    name = METRICS[metric]
+    ok = curves[(curves["status"] == "ok") & (curves["metric"] == metric)]
+    scores = ok.pivot_table(index=["variant", "seed"], columns="step", values="value")
+    steps = sorted(ok["step"].unique())
+    present = [variant for variant in labels if variant in scores.index.get_level_values(0)]
+    means = [[labels[variant]] + [f"{scores.loc[variant][step].mean():.1f}" for step in steps] for variant in present]
+    differences = []
+    for variant in [variant for variant in present if variant != baseline]:
+        intervals = [difference_interval(scores.loc[variant][step], scores.loc[baseline][step]) for step in steps]
+        differences.append([labels[variant], *(difference_text(d.mean, d.low, d.high) for d in intervals)])
+    header = [f"{step:,}" for step in steps]
+    align = ["left"] + ["right"] * len(steps)
+
+    def markdown(rows: list[list[str]], first: str) -> str:
+        return pd.DataFrame(rows, columns=[first, *header]).to_markdown(index=False, disable_numparse=True,
+                                                                         colalign=align)
+
+    return (markdown(means, f"mean dev {name} at step") + "\n\n"
+            + markdown(differences, f"Δ{name} to {labels[baseline]} [95% CI] at step") + "\n")
 
 
 def _runs_text(row) -> str:
     return ", ".join(f"{row[status]} {status}" for status in OUTCOMES if row[status]) or "0"
+
+
+def _n_text(row) -> str:
+    """The ok seeds the row's numbers rest on, and the runs that ended otherwise: `2 (1 oom)`."""
+    others = ", ".join(f"{row[status]} {status}" for status in OUTCOMES[1:] if row[status])
+    return f"{row['ok']} ({others})" if others else str(row["ok"])
+
+
+def difference_text(mean: float, low: float, high: float, latex: bool = False) -> str:
+    """`+1.2 [−0.5, +2.9]`: a difference and its 95% interval with the decimals the interval allows (the
+    difference alone where there is no interval). Tables, conclusions, curve tables and the forest say it so."""
+    places = decimals((high - low) / 2)
+
+    def signed(value: float) -> str:
+        return _minus(f"{value:+.{places}f}", latex)
+
+    return signed(mean) + ("" if low != low else f" [{signed(low)}, {signed(high)}]")
 
 
 def _minus(text: str, latex: bool) -> str:
@@ -232,20 +366,45 @@ def _latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIALS.get(character, character) for character in str(text))
 
 
-def to_markdown(summary: pd.DataFrame) -> str:
-    cells = table(summary)
-    align = ("left", "left") + ("right",) * (len(cells.columns) - 2)  # names and outcomes left, numbers right
+def to_markdown(summary: pd.DataFrame, columns: tuple[str, ...] = FULL) -> str:
+    cells = table(summary, "md", columns)
+    # names and outcomes left, numbers right
+    align = ["left" if column in ("label", "runs") else "right" for column in columns]
     return cells.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n"
 
 
-def to_latex(summary: pd.DataFrame, caption: str, label: str) -> str:
-    """A booktabs table across the page (`table*`), scaled to the text width: it needs the booktabs and
-    graphicx packages."""
-    cells = table(summary, latex=True)
-    columns = "ll" + "r" * (len(cells.columns) - 2)
-    tabular = cells.style.hide(axis="index").to_latex(hrules=True, column_format=columns)
-    return (f"\\begin{{table*}}[t]\n\\centering\n\\caption{{{_latex_escape(caption)}}}\n\\label{{{label}}}\n"
-            f"\\resizebox{{\\textwidth}}{{!}}{{%\n{tabular}}}\n\\end{{table*}}\n")
+def to_html(summary: pd.DataFrame) -> str:
+    cells = table(summary, "html")
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in cells.columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>\n" for row in cells.to_numpy())
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>"
+
+
+def to_latex(summary: pd.DataFrame, about: str, label: str, columns: tuple[str, ...] = COMPACT) -> str:
+    """A booktabs table (`table`, or `table*` across the page beyond five columns) at its natural size, whose
+    caption says what its numbers are: the study (`about`, escaped), then what ± and the intervals are, the
+    tests and the n behind them. Needs the booktabs package."""
+    cells = table(summary, "latex", columns)
+    alignment = "".join("l" if column in ("label", "runs") else "r" for column in columns)
+    tabular = cells.style.hide(axis="index").to_latex(hrules=True, column_format=alignment)
+    environment = "table" if len(columns) <= 5 else "table*"
+    caption = f"{_latex_escape(about.rstrip('. '))}. {_method_latex(summary)}"
+    return (f"\\begin{{{environment}}}[t]\n\\centering\n\\caption{{{caption}}}\n\\label{{{label}}}\n{tabular}"
+            f"\\end{{{environment}}}\n")
+
+
+def _method_latex(summary: pd.DataFrame) -> str:
+    """The caption's statement of method: what the table's ± and intervals are, over how many seeds."""
+    counts = sorted(set(summary["ok"]))
+    seeds = f"$n = {counts[0]}$ seeds" if len(counts) == 1 else "the $n$ seeds of each row"
+    [baseline] = list(summary.loc[summary["baseline"], "label"]) or ["the baseline"]
+    text = (f"EM and F1: mean $\\pm$ sample standard deviation over {seeds} (ok runs; others counted, never "
+            f"averaged). $\\Delta$: the difference to {_latex_escape(baseline)} with its 95\\% confidence interval, "
+            "Student's $t$ on the per-seed differences over the $n$ pairs given")
+    if "Welch t" in set(summary.get("diff_method", pd.Series(dtype=str)).dropna()):
+        text += " (Welch's $t$ where the seeds could not be paired)"
+    return text + (". Bold: better than every other row, every paired 95\\% interval excluding 0; decimals "
+                   "follow the width of the interval.")
 
 
 def to_csv(summary: pd.DataFrame) -> str:

@@ -11,13 +11,17 @@ from pathlib import Path
 import pandas as pd
 
 from bench import plots
-from bench.records import RUNS, RecordError, curves_frame, mixed_hardware, records_frame
+from bench.records import RUNS, RecordError, curves_frame, mixed_hardware, records_frame, wall_clock_comparable
 from bench.report import (
+    COMPACT,
+    FEW_SEEDS,
+    TABLE_COLUMNS,
     base_settings,
+    conclusions,
     default_baseline,
     summarise,
-    table,
     to_csv,
+    to_html,
     to_latex,
     to_markdown,
     variant_labels,
@@ -25,19 +29,24 @@ from bench.report import (
 from bench.study import SCALES, Study, StudyError, available, is_search, load_study
 
 REPORTS = Path("results") / "reports"
+WALL_CLOCK_LEFT_OUT = ("wall clock on a shared machine: some ok runs were trained beside others and had no time "
+                       "budget, so their times are not plotted and no cost column is bold")
 FORMATS = ("md", "latex", "csv", "html")
 METHOD = ("EM and F1: mean ± sd over the ok seeds, 95% CI from Student's t. ΔEM, ΔF1: the difference to the "
-          "baseline, paired by seed (t on the per-seed differences) over the seeds both have ok runs for, where "
-          "there are at least two, Welch's t otherwise. Failed, out-of-memory and diverged runs are counted in the "
-          "seeds column, never averaged.")
+          "baseline with its 95% CI, paired by seed (t on the per-seed differences) over the n seeds both have ok "
+          "runs for, where there are at least two, Welch's t otherwise. Bold: better than every other row, with "
+          "every paired 95% interval excluding 0 (cost columns only for runs timed alone or time-bounded). "
+          "Decimals follow the width of each interval. Failed, out-of-memory and diverged runs are counted in "
+          "the seeds column, never averaged.")
 
 
 def register(commands) -> None:
     report = commands.add_parser(
         "report", help="a study's records as a table, plots and report.md for a paper",
         description="Read a study's records and write, under OUT/STUDY/: the table (Markdown, LaTeX with booktabs, "
-                    "CSV, HTML), plots (PNG and PDF: scores, curves, cost, and for one-at-a-time studies a forest "
-                    "plot of every change's effect) and report.md. " + METHOD,
+                    "CSV, HTML), plots (PNG and PDF: a forest plot of each variant's difference to the baseline, "
+                    "scores, curves, cost; time panels only for runs timed alone or time-bounded) and report.md. "
+                    + METHOD,
     )
     report.add_argument("studies", nargs="*", metavar="STUDY",
                         help="study names or .toml paths; several make one combined table of those that share "
@@ -49,7 +58,12 @@ def register(commands) -> None:
                                            "one-at-a-time study, else the first variant)")
     report.add_argument("--format", type=_formats, default=list(FORMATS),
                         help=f"comma-separated, from {','.join(FORMATS)} (default: all)")
-    report.add_argument("--records", type=Path, default=RUNS, help="records root (default: results/runs)")
+    report.add_argument("--columns", type=_columns, default=COMPACT,
+                        help=f"the LaTeX table's columns, comma-separated, from {','.join(TABLE_COLUMNS)} (default: "
+                             f"{','.join(COMPACT)}; Markdown, CSV and HTML hold them all)")
+    report.add_argument("--records", type=Path, default=RUNS,
+                        help="records root (default: results/runs), or one study's folder of records by another "
+                             "name (results/reference/faithfulness-cpu)")
     report.add_argument("--out", type=Path, default=REPORTS, help="reports root (default: results/reports)")
     report.add_argument("--storage", help="for an Optuna search: its storage URL (default: as bench study's)")
     report.add_argument("--mixed-hardware", action="store_true",
@@ -62,6 +76,14 @@ def _formats(text: str) -> list[str]:
     unknown = [item for item in chosen if item not in FORMATS]
     if unknown or not chosen:
         raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(FORMATS)}")
+    return chosen
+
+
+def _columns(text: str) -> tuple[str, ...]:
+    chosen = tuple(item.strip() for item in text.split(","))
+    unknown = [item for item in chosen if item not in TABLE_COLUMNS]
+    if unknown or "label" not in chosen:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(TABLE_COLUMNS)}, label included")
     return chosen
 
 
@@ -123,21 +145,22 @@ def write_report(study: Study, args: argparse.Namespace) -> dict:
         raise RecordError(f"{args.records / study.name}: {mixed}; compare them anyway with --mixed-hardware")
     labels = variant_labels(study, scale)
     baseline = _baseline(study, labels, args.baseline)
-    summary = summarise(frame, study, baseline)
+    summary = summarise(frame, study, baseline, scale)
     out = args.out / study.name
     out.mkdir(parents=True, exist_ok=True)
     caption = f"{study.name} ({scale}): {study.description}"
-    written = _write_tables(summary, caption, f"tab:{study.name}", out, args.format)
+    written = _write_tables(summary, caption, f"tab:{study.name}", out, args.format, args.columns)
     palette = plots.colours(list(summary["label"]))
-    figures = plots.scores(summary, frame, palette, out)
-    curve = curves_frame(study.name, args.records)
-    curve = curve[curve["scale"] == scale]
-    if not curve.empty:
-        figures += plots.curves(curve, labels, palette, out)
-    figures += plots.cost(frame, labels, palette, out)
-    if study.design == "one-at-a-time" and "f1_diff" in summary and summary["f1_diff"].notna().any():
+    figures = []  # report.md shows them in this order: the differences first, they are the study's answer
+    if "f1_diff" in summary and summary["f1_diff"].notna().any():
         figures += plots.forest(summary, labels[baseline], palette, out)
-    warnings = _warnings(frame, summary, mixed)
+    figures += plots.scores(summary, frame, palette, out)
+    wall_clock = wall_clock_comparable(frame)
+    curve = curves_frame(study.name, args.records)
+    figures += plots.curves(curve[curve["scale"] == scale], labels, palette, out, wall_clock)
+    if wall_clock:
+        figures += plots.cost(frame, labels, palette, out)
+    warnings = _warnings(frame, summary, mixed, wall_clock)
     pngs = [path for path in figures if path.suffix == ".png"]
     about = study.description
     if study.design == "one-at-a-time" and len(study.axes) > 1:
@@ -166,9 +189,10 @@ def _baseline(study: Study, labels: dict[str, str], asked: str | None) -> str:
                      f"{'; '.join(labels.values())})")
 
 
-def _write_tables(summary, caption: str, label: str, out: Path, formats: list[str]) -> list[Path]:
+def _write_tables(summary, caption: str, label: str, out: Path, formats: list[str],
+                  columns: tuple[str, ...]) -> list[Path]:
     texts = {"md": ("table.md", lambda: to_markdown(summary)),
-             "latex": ("table.tex", lambda: to_latex(summary, caption, label)),
+             "latex": ("table.tex", lambda: to_latex(summary, caption, label, columns)),
              "csv": ("table.csv", lambda: to_csv(summary))}
     written = []
     for name in formats:
@@ -179,9 +203,10 @@ def _write_tables(summary, caption: str, label: str, out: Path, formats: list[st
     return written
 
 
-def _warnings(frame, summary, mixed: str) -> list[str]:
-    """One line for each way the records could mislead: mixed code, devices, hardware; too few seeds."""
-    warnings = []
+def _warnings(frame, summary, mixed: str, wall_clock: bool) -> list[str]:
+    """One line for each way the records could mislead: mixed code, devices, hardware; a shared machine's
+    clock; too few seeds."""
+    warnings = [] if wall_clock else [WALL_CLOCK_LEFT_OUT]
     shas = sorted({sha for sha in frame["git_sha"].dropna()})
     if len(shas) > 1:
         warnings.append(f"the records come from {len(shas)} code versions: {', '.join(sha[:10] for sha in shas)}")
@@ -194,8 +219,28 @@ def _warnings(frame, summary, mixed: str) -> list[str]:
     if mixed:
         warnings.append(mixed + " (compared anyway: --mixed-hardware)")
     for _, row in summary.iterrows():
-        if row["ok"] < 2:
-            warnings.append(f"{row['label']}: {row['ok']} ok seed(s), no confidence interval")
+        warnings += _seed_warnings(row)
+    return warnings
+
+
+def _seed_warnings(row) -> list[str]:
+    """Where a row's numbers rest on too few seeds, and where pairing with the baseline left seeds out."""
+    if row["ok"] < 2:
+        return [f"{row['label']}: {row['ok']} ok seed(s), no confidence interval"]
+    warnings = []
+    if row["ok"] < FEW_SEEDS:
+        warnings.append(f"{row['label']}: {row['ok']} ok seeds, fewer than {FEW_SEEDS}: its interval is wide and "
+                        f"rests on seed-to-seed noise being normal")
+    pairs = row.get("diff_n")
+    if pd.notna(pairs) and 0 < pairs < FEW_SEEDS:
+        warnings.append(f"{row['label']}: its difference to the baseline rests on {int(pairs)} pairs, "
+                        f"fewer than {FEW_SEEDS}")
+    if row.get("diff_method") == "Welch t":
+        warnings.append(f"{row['label']}: no two seeds with ok runs on both sides, so its difference is Welch's t "
+                        f"over {row['diff_runs']} runs, not paired")
+    elif isinstance(row.get("diff_seeds_unpaired"), str) and row["diff_seeds_unpaired"]:
+        warnings.append(f"{row['label']}: pairing with the baseline left out seed(s) {row['diff_seeds_unpaired']} "
+                        f"(an ok run on one side only)")
     return warnings
 
 
@@ -213,9 +258,17 @@ def _report_markdown(name: str, scale: str, about: str, summary, warnings: list[
     lines = [f"# {name} ({scale})", "", about, ""]
     lines += [f"> **Warning:** {warning}" for warning in warnings] + ([""] if warnings else [])
     lines += [to_markdown(summary), METHOD, ""]
+    lines += [f"* {line}" for line in _differences(summary)] + [""]
     lines += [f"![{path.stem}]({path.name})" for path in pngs] + [""]
     lines += ["## Environment", "", *_environment_lines(frame), ""]
     return "\n".join(lines)
+
+
+def _differences(summary) -> list[str]:
+    """What each difference to the baseline shows, as the README says it (`conclusions`), EM then F1."""
+    if not summary["baseline"].any():
+        return []
+    return [line for metric in ("exact", "f1") for line in conclusions(summary, metric)]
 
 
 _STYLE = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;
@@ -228,12 +281,13 @@ img{max-width:100%;display:block;margin:1.5em 0}.wide{overflow-x:auto}"""
 
 def _report_html(name: str, scale: str, about: str, summary, warnings: list[str], frame, pngs: list[Path]) -> str:
     """One self-contained page: styles inline, plots embedded, no script, font or style from elsewhere."""
-    cells = '<div class="wide">' + table(summary).to_html(index=False, border=0, escape=True) + "</div>"
+    cells = '<div class="wide">' + to_html(summary) + "</div>"
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(name)}</title>",
              f"<style>{_STYLE}</style></head><body>", f"<h1>{html.escape(name)} ({scale})</h1>",
              f"<p>{html.escape(about)}</p>"]
     parts += [f'<p class="warning">{html.escape(warning)}</p>' for warning in warnings]
-    parts += [cells, f"<p>{html.escape(METHOD)}</p>"]
+    parts += [cells, f"<p>{html.escape(METHOD)}</p>", "<ul>"]
+    parts += [f"<li>{html.escape(line)}</li>" for line in _differences(summary)] + ["</ul>"]
     parts += [f'<img alt="{path.stem}" src="{png_data_uri(path)}">' for path in pngs]
     parts += ["<h2>Environment</h2><ul>"]
     parts += [f"<li>{html.escape(line[2:])}</li>" for line in _environment_lines(frame)]
@@ -263,11 +317,13 @@ def write_combined(reports: list[dict], args: argparse.Namespace) -> None:
     rows = [shared[0]["summary"][shared[0]["summary"]["baseline"]]]
     rows += [report["summary"][~report["summary"]["baseline"]] for report in shared]
     combined = pd.concat(rows, ignore_index=True)
+    # "clearly best" was judged within each study; across studies only the differences to the baseline compare
+    combined[[column for column in combined if column.endswith("_best")]] = False
     out = args.out / "combined"
     out.mkdir(parents=True, exist_ok=True)
     names = ", ".join(report["study"].name for report in shared)
     written = _write_tables(combined, f"{names}: each change against the shared baseline", "tab:combined", out,
-                            args.format)
+                            args.format, args.columns)
     print(f"combined ({names}):")
     print(to_markdown(combined))
     print(f"wrote {', '.join(str(path) for path in written)}")

@@ -149,7 +149,8 @@ def run_study(args: argparse.Namespace) -> None:
             client.close()
     records = records_frame(study.name, args.out)
     records = records[records["scale"] == args.scale]
-    print(to_markdown(summarise(records, study, default_baseline(study))) if not records.empty else "no records")
+    print(to_markdown(summarise(records, study, default_baseline(study), args.scale)) if not records.empty
+          else "no records")
     mixed = mixed_hardware(records)
     if mixed:
         print(f"note: {mixed}")

@@ -188,11 +188,13 @@ def run_lock(spec: RunSpec) -> Iterator[bool]:
 
 
 def execute(spec: RunSpec, device: str | None = None, threads: int | None = None, hooks: list[Hooks] = (),
-            force: bool = False) -> dict:
+            force: bool = False, alone: bool = False) -> dict:
     """Train or resume one run and write its record, whatever happens; returns the record. Its events go
     to `spec.log_path` as they happen, and to `hooks` (progress display, pruning). A run that another
     process is training is left to it (the answer has status LOCKED, nothing is written), and one that
-    another process finished meanwhile is not trained again (its record is the answer), unless `force`."""
+    another process finished meanwhile is not trained again (its record is the answer), unless `force`.
+    `alone`: the caller trains no other run meanwhile (its record's `timed_alone`: its times and memory
+    are not another run's load; other programs on the machine are not known); say so only where it is so."""
     with run_lock(spec) as mine:
         if not mine:
             return {"id": spec.id, "variant": spec.variant, "seed": spec.seed, "status": LOCKED,
@@ -213,10 +215,11 @@ def execute(spec: RunSpec, device: str | None = None, threads: int | None = None
             spec.discard_progress()
         else:  # resuming: a restart of an earlier attempt is still this record's story
             restarted = (_read_json(spec.context_path) or {}).get("restarted") or ""
-        return _train_and_record(spec, config, context, hooks, restarted)
+        return _train_and_record(spec, config, context, hooks, restarted, alone)
 
 
-def _train_and_record(spec: RunSpec, config: RunConfig, context: dict, hooks: list[Hooks], restarted: str) -> dict:
+def _train_and_record(spec: RunSpec, config: RunConfig, context: dict, hooks: list[Hooks], restarted: str,
+                      alone: bool) -> dict:
     started = time.perf_counter()
     result, status, error, trainer = None, "ok", None, None
     hooks = [JsonLinesLog(spec.log_path), *hooks]
@@ -247,6 +250,7 @@ def _train_and_record(spec: RunSpec, config: RunConfig, context: dict, hooks: li
     record["execution"] = context
     record["time_bounded"] = _time_bound(config, result, context)
     record["restarted"] = restarted or None
+    record["timed_alone"] = alone
     try:
         write_json_atomically(spec.record_path, record)
     except OSError as error:
@@ -299,6 +303,7 @@ def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, re
         "resumed_from": result.resumed_from,
         "warnings": result.warnings,
         "metrics": result.metrics,
+        "holdout_metrics": result.holdout_metrics,  # the held-out training questions' (data.holdout_questions)
         "curve": result.curve,
         "train_questions": result.train_questions,
         "train_questions_left_out": result.train_questions_left_out,
@@ -355,7 +360,7 @@ def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = N
 
     if jobs == 1 and not gpus and backend != "dask":
         for spec in specs:
-            yield execute(spec, hooks=hooks, force=force)
+            yield execute(spec, hooks=hooks, force=force, alone=True)
         return
     with ExitStack() as stack:
         stack.enter_context(parallel_config(backend=backend))  # "dask" is registered here, not by Parallel

@@ -5,9 +5,11 @@
     preset = "paper"
     seed = 0                        # the sampler's seed and every trial's training seed
     trials = 20
-    objective = "f1"                # or "exact": dev score of the run, maximised
+    objective = "f1"                # or "exact": the run's score on training questions held out, maximised
+    holdout_questions = 2000        # held out of every trial's training (data.holdout_questions)
     sampler = "tpe"                 # or "random"
-    pruner = "median"               # or "hyperband", "none": fed the dev score at each evaluation
+    startup_trials = 10             # TPE draws at random until the study holds this many trials
+    pruner = "median"               # or "hyperband", "threshold", "none": fed the held-out score at each evaluation
     [budget]
     steps = 25000
     [set]
@@ -19,16 +21,25 @@
     log = true
     [scale.smoke]                   # what the smoke scale changes besides its own settings
     trials = 8
+    startup_trials = 4
+    holdout_questions = 1200
     set = { "train.steps" = 300, "train.eval_every" = 100 }
 
 Each trial is executed like a study's run (bench.runner.execute): a record under OUT/NAME/ with variant
 "trial N" and an `optuna` field (study, trial number, storage), and the trial's user attribute
 `record_id` names the record. A pruned trial is a record with status "pruned".
+
+The objective is scored on training questions held out of every trial (whole paragraphs, the same for every
+trial: qanet.data.batching.holdout_questions), never on the dev set: a dev score of the best of many trials is
+biased upwards by the choosing, so the dev set is left for the final study that --export-best writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import itertools
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,14 +47,17 @@ from typing import Any
 
 from bench.study import NOT_A_SETTING, SCALES, StudyError, read_study_file, scale_settings
 from qanet.config import PRESETS, ConfigError, RunConfig, build_config
+from qanet.data.batching import HOLDOUT_SEED
 from qanet.train import Hooks, StopTraining
 
 OBJECTIVES = ("f1", "exact")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "threshold", "none")
 _KEYS = {"kind": str, "description": str, "preset": str, "seed": int, "trials": int, "objective": str,
-         "sampler": str, "pruner": str, "prune_below": float, "budget": dict, "set": dict, "params": dict,
-         "scale": dict}
+         "holdout_questions": int, "sampler": str, "startup_trials": int, "pruner": str, "prune_below": float,
+         "budget": dict, "set": dict, "params": dict, "scale": dict}
+COUNTS = ("trials", "startup_trials", "holdout_questions")  # integers >= 1 that a [scale.X] may change
+OBJECTIVE_NAMES = {"f1": "F1", "exact": "EM"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,12 @@ class Param:
             return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log)
         return trial.suggest_categorical(self.key, list(self.choices))
 
+    def ends(self) -> list:
+        """The values at the ends of the range (every choice of a categorical)."""
+        if self.type == "categorical":
+            return list(self.choices)
+        return [int(self.low), int(self.high)] if self.type == "int" else [self.low, self.high]
+
 
 @dataclass
 class SearchStudy:
@@ -74,9 +94,11 @@ class SearchStudy:
     seed: int
     trials: int
     objective: str
+    holdout_questions: int  # training questions held out of every trial, its objective scored on them
     sampler: str
+    startup_trials: int  # TPE's random start: n_startup_trials
     pruner: str
-    prune_below: float  # the threshold pruner's: a run whose dev score falls below it is pruned
+    prune_below: float  # the threshold pruner's: a run whose held-out score falls below it is pruned
     budget: dict[str, Any]
     fixed: dict[str, Any]
     params: dict[str, dict[str, Any]]  # key -> its distribution as written
@@ -85,8 +107,29 @@ class SearchStudy:
     def error(self, key: str, value: Any, problem: str) -> StudyError:
         return StudyError(f"{self.path}: {key} = {value!r}: {problem}")
 
-    def trials_at(self, scale: str) -> int:
-        return self.scales.get(scale, {}).get("trials", self.trials)
+    def count_at(self, key: str, scale: str) -> int:
+        """`trials`, `startup_trials` or `holdout_questions` at a scale: its [scale.X] value, else the file's."""
+        return self.scales.get(scale, {}).get(key, getattr(self, key))
+
+    def sampling_text(self, scale: str, trials: int) -> str:
+        """How `trials` trials are drawn: TPE draws at random until the study holds `startup_trials` trials."""
+        startup = self.count_at("startup_trials", scale)
+        if self.sampler == "random" or trials <= startup:
+            return "random search"
+        return f"TPE, its first {startup} trials random"
+
+    @property
+    def metric_name(self) -> str:
+        return f"held-out train {OBJECTIVE_NAMES[self.objective]}"
+
+    def objective_text(self, scale: str) -> str:
+        return (f"{self.metric_name} ({self.count_at('holdout_questions', scale)} questions, "
+                f"seed {HOLDOUT_SEED})")
+
+    @property
+    def curve_key(self) -> str:
+        """The score a trial reports at each evaluation: its curve entry's held-out objective."""
+        return f"holdout_{self.objective}"
 
     def params_at(self, scale: str) -> list[Param]:
         """The distributions at a scale: a scale may narrow one (`[scale.smoke.params."train.warmup_steps"]
@@ -94,32 +137,69 @@ class SearchStudy:
         narrowed = self.scales.get(scale, {}).get("params", {})
         return [_param(self.path, key, {**spec, **narrowed.get(key, {})}) for key, spec in self.params.items()]
 
+    def extremes(self, scale: str) -> list[dict[str, Any]]:
+        """Every combination of the ends of the searched ranges at a scale."""
+        ends = [[(param.key, value) for value in param.ends()] for param in self.params_at(scale)]
+        return [dict(combination) for combination in itertools.product(*ends)]
+
+    def pinned(self, scale: str, sampled: dict[str, Any]) -> dict[str, Any]:
+        """What a trial sets over the scale's own settings: the [scale.X] set, the held-out questions and
+        the sampled values (an exported study pins them at that scale)."""
+        return {**self.scales.get(scale, {}).get("set", {}),
+                "data.holdout_questions": self.count_at("holdout_questions", scale), **sampled}
+
     def config(self, sampled: dict[str, Any], scale: str) -> RunConfig:
-        """The run of one trial: preset, fixed settings, budget, the scale's settings, the sampled values."""
+        """The run of one trial: preset, fixed settings, budget, the scale's settings, then `pinned`."""
         overrides = {**self.fixed, **{f"train.{key}": value for key, value in self.budget.items()},
-                     **scale_settings(scale), **self.scales.get(scale, {}).get("set", {}), **sampled,
-                     "train.seed": self.seed}
+                     **scale_settings(scale), **self.pinned(scale, sampled), "train.seed": self.seed}
         try:
             return build_config(self.preset, overrides)
         except ConfigError as error:
             raise StudyError(f"{self.path}: {error}") from None
 
-    def sampler_object(self, seed: int):
+    def longest_warmup(self, scale: str) -> int:
+        """The longest learning-rate warm-up of any trial at a scale (Adam's; Adadelta has none)."""
+        configs = [self.config(sampled, scale) for sampled in self.extremes(scale)]
+        return max(config.train.warmup_steps if config.train.optimizer == "adam" else 0 for config in configs)
+
+    def definition(self, scale: str) -> dict[str, Any]:
+        """Everything that decides what the trials at a scale are and how they are drawn, pruned and scored:
+        the whole study but its description and trial count (raising it continues a search). Where the
+        data files lie is left out: workers on several machines find the same data at different paths."""
+        scale_own = {key: value for key, value in scale_settings(scale).items() if key not in ("data.train",
+                                                                                              "data.dev")}
+        return {"scale": scale, "scale_settings": scale_own, "preset": self.preset, "seed": self.seed,
+                "objective": self.objective, "holdout_questions": self.count_at("holdout_questions", scale),
+                "sampler": self.sampler, "startup_trials": self.count_at("startup_trials", scale),
+                "pruner": self.pruner, "prune_below": self.prune_below, "budget": self.budget, "set": self.fixed,
+                "scale_set": self.scales.get(scale, {}).get("set", {}),
+                "params": [dataclasses.asdict(param) for param in self.params_at(scale)]}
+
+    def definition_hash(self, scale: str) -> str:
+        return hashlib.sha256(json.dumps(self.definition(scale), sort_keys=True).encode()).hexdigest()
+
+    def sampler_object(self, seed: int, scale: str):
         import optuna
 
         if self.sampler == "random":
             return optuna.samplers.RandomSampler(seed=seed)
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)  # workers in parallel spread out
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.count_at("startup_trials", scale),
+                                          constant_liar=True)  # workers in parallel spread out
 
-    def pruner_object(self):
+    def pruner_object(self, scale: str):
+        """The pruner, never pruning during the longest warm-up a trial can have: a score reported while the
+        learning rate is still rising says how long the warm-up is, not how good the settings are. The median
+        pruner starts after 2 trials, whatever the sampler's random start: the median of 2 finished curves
+        is enough to stop a run far below them, and waiting for 10 would prune nothing in a short search."""
         import optuna
 
+        warmup = self.longest_warmup(scale)
         if self.pruner == "median":
-            return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-        if self.pruner == "hyperband":
-            return optuna.pruners.HyperbandPruner()
+            return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup)
+        if self.pruner == "hyperband":  # its first rung no earlier than the warm-up's end
+            return optuna.pruners.HyperbandPruner(min_resource=warmup or "auto")
         if self.pruner == "threshold":
-            return optuna.pruners.ThresholdPruner(lower=self.prune_below)
+            return optuna.pruners.ThresholdPruner(lower=self.prune_below, n_warmup_steps=warmup)
         return optuna.pruners.NopPruner()
 
 
@@ -137,7 +217,8 @@ def load_search(name: str) -> SearchStudy:
     study = SearchStudy(
         name=path.stem, path=path, description=raw.get("description", ""), preset=raw.get("preset", "paper"),
         seed=raw.get("seed", 0), trials=raw.get("trials", 20), objective=raw.get("objective", "f1"),
-        sampler=raw.get("sampler", "tpe"), pruner=raw.get("pruner", "median"),
+        holdout_questions=raw.get("holdout_questions", 2000), sampler=raw.get("sampler", "tpe"),
+        startup_trials=raw.get("startup_trials", 10), pruner=raw.get("pruner", "median"),
         prune_below=float(raw.get("prune_below", 1.0)), budget=raw.get("budget", {}),
         fixed=raw.get("set", {}), params=raw.get("params", {}),
         scales=raw.get("scale", {}))
@@ -174,8 +255,6 @@ def _check(study: SearchStudy) -> None:
     for key, allowed in (("objective", OBJECTIVES), ("sampler", SAMPLERS), ("pruner", PRUNERS)):
         if getattr(study, key) not in allowed:
             raise study.error(key, getattr(study, key), f"expected one of {', '.join(allowed)}")
-    if study.trials < 1:
-        raise study.error("trials", study.trials, "expected an integer >= 1")
     for section, keys in (("set", study.fixed), ("params", study.params)):
         for key in keys:
             if key in NOT_A_SETTING:
@@ -184,31 +263,46 @@ def _check(study: SearchStudy) -> None:
     if not study.params:
         raise study.error("params", {}, "nothing to search: add [params.\"train.lr\"] or another")
     for scale, settings in study.scales.items():
-        if scale not in SCALES or not isinstance(settings, dict) or set(settings) - {"trials", "set", "params"}:
-            raise study.error(f"scale.{scale}", settings, f"expected a scale ({', '.join(SCALES)}) with trials, "
-                                                          f"set and/or params")
+        if (scale not in SCALES or not isinstance(settings, dict) or set(settings) - {*COUNTS, "set", "params"}
+                or not all(isinstance(settings.get(key, {}), dict) for key in ("set", "params"))):
+            raise study.error(f"scale.{scale}", settings, f"expected a scale ({', '.join(SCALES)}) with "
+                                                          f"{', '.join(COUNTS)}, set and/or params")
         for key in settings.get("params", {}):
             if key not in study.params:
                 raise study.error(f"scale.{scale}.params.{key}", settings["params"][key], "not a searched setting")
-    for scale in SCALES:
-        params = study.params_at(scale)
-        for extreme in ("low", "high"):  # every setting and both ends of every range must build
-            study.config({p.key: p.choices[0] if p.type == "categorical" else
-                          (int(getattr(p, extreme)) if p.type == "int" else getattr(p, extreme))
-                          for p in params}, scale)
+    _check_counts(study)
+    scale_sets = [(f"scale.{scale}.set", settings.get("set", {})) for scale, settings in study.scales.items()]
+    for section, keys in (("set", study.fixed), ("params", study.params), *scale_sets):
+        if "data.holdout_questions" in keys:  # a trial's held-out slice is the search's own key
+            raise study.error(f"{section}.data.holdout_questions", keys["data.holdout_questions"],
+                              "set holdout_questions = N instead (top level or [scale.X])")
+    for scale in SCALES:  # every setting and every combination of the ends of the ranges must build
+        for sampled in study.extremes(scale):
+            study.config(sampled, scale)
+
+
+def _check_counts(study: SearchStudy) -> None:
+    """`trials`, `startup_trials` and `holdout_questions`, top level and per scale: integers >= 1."""
+    tables = [("", {key: getattr(study, key) for key in COUNTS}),
+              *((f"scale.{scale}.", settings) for scale, settings in study.scales.items())]
+    for where, table in tables:
+        for key in COUNTS:
+            value = table.get(key, 1)
+            if type(value) is not int or value < 1:
+                raise study.error(f"{where}{key}", value, "expected an integer >= 1")
 
 
 class ReportToTrial(Hooks):
-    """Hands each evaluation's dev score to the Optuna trial, and ends the run as "pruned" when the pruner
-    says so."""
+    """Hands each evaluation's held-out score (the curve entry's `key`, e.g. holdout_f1) to the Optuna
+    trial, and ends the run as "pruned" when the pruner says so."""
 
-    def __init__(self, trial, objective: str) -> None:
-        self.trial, self.objective = trial, objective
+    def __init__(self, trial, key: str) -> None:
+        self.trial, self.key = trial, key
 
     def on_evaluation(self, step: int, entry: dict) -> None:
-        self.trial.report(entry[self.objective], step)
+        self.trial.report(entry[self.key], step)
         if self.trial.should_prune():
-            raise StopTraining("pruned", f"pruned at step {step} (dev {self.objective} {entry[self.objective]:.2f})")
+            raise StopTraining("pruned", f"pruned at step {step} ({self.key} {entry[self.key]:.2f})")
 
 
 class RunFailed(RuntimeError):
@@ -232,20 +326,20 @@ def objective_function(study: SearchStudy, scale: str, out: Path, storage: str, 
                                                           "storage": without_password(storage),
                                                           "params": sampled}})
         trial.set_user_attr("record_id", spec.id)
-        reporter = ReportToTrial(trial, study.objective)
-        record = execute(spec, threads=threads, hooks=[reporter])
+        reporter = ReportToTrial(trial, study.curve_key)
+        record = execute(spec, threads=threads, hooks=[reporter], alone=threads is None)
         while record["status"] == LOCKED:  # another worker is training these very settings
             time.sleep(5)
-            record = execute(spec, threads=threads, hooks=[reporter])
+            record = execute(spec, threads=threads, hooks=[reporter], alone=threads is None)
         if (record.get("optuna") or {}).get("trial") != trial.number:  # another trial's run: its curve is ours
             for entry in record.get("curve") or []:
-                trial.report(entry[study.objective], entry["step"])
+                trial.report(entry[study.curve_key], entry["step"])
         if record["status"] == "pruned":
             raise optuna.TrialPruned(record["error"])
         if record["status"] != "ok":
             last_line = ((record["error"] or "").strip().splitlines() or [""])[-1]
             raise RunFailed(f"trial {trial.number}: {record['status']}: {last_line}")
-        return record["metrics"][study.objective]
+        return record["holdout_metrics"][study.objective]
 
     return objective
 

@@ -14,14 +14,16 @@ from bench.search import RunFailed, SearchStudy, load_search, objective_function
 from bench.study import SCALES, StudyError
 
 OPTUNA = Path("results") / "optuna"
+DEFINITION = "definition_sha256"  # the Optuna study's user attribute: SearchStudy.definition_hash of its trials
 
 
 def register(commands) -> None:
     study = commands.add_parser(
         "study", help="an Optuna search (a study file with kind = \"optuna\"): trials with pruning",
         description="Run the trials of an Optuna search study: each trial is a normal run with a record under "
-                    "OUT/NAME/, pruned on its dev score at each evaluation. Stopping and running again continues "
-                    "the search; several processes or machines given one --storage share it.",
+                    "OUT/NAME/, scored and pruned on training questions held out of it (never on the dev set). "
+                    "Stopping and running again continues the search; several processes or machines given one "
+                    "--storage share it. A stored search whose study file or scale changed is not continued.",
     )
     study.add_argument("name", help="a study file with kind = \"optuna\" (name or path), e.g. lr_adam")
     study.add_argument("--scale", choices=SCALES, default="full", help="as for bench run (default: full)")
@@ -36,7 +38,8 @@ def register(commands) -> None:
                        help="a worker's heartbeat; one silent for 3 heartbeats is taken for dead, and its trial "
                             "failed and retried once (default: 20)")
     study.add_argument("--export-best", type=Path, metavar="PATH",
-                       help="write the best trial's settings as a study file for bench run, and stop")
+                       help="write the best trial as a study file for bench run (at this scale, its seed 0 is the "
+                            "trial's very run; its dev score is the one to report), and stop")
     study.set_defaults(handler=run_search)
 
 
@@ -75,13 +78,21 @@ def run_search(args: argparse.Namespace) -> None:
     url = storage_url(search, args.storage)
     name = optuna_name(search, args.scale)
     if args.export_best:
-        export_best(_existing_study(name, url, args.heartbeat), search, args.scale, args.export_best)
+        study = _existing_study(name, url, args.heartbeat)
+        refuse_a_changed_search(study, search, args.scale, url)
+        export_best(study, search, args.scale, args.export_best)
         return
     ensure_writable(args.out / search.name)
-    trials = args.trials or search.trials_at(args.scale)
-    optuna.create_study(study_name=name, storage=_storage(url, args.heartbeat), direction="maximize",
-                        load_if_exists=True)
-    print(f"{search.name} ({args.scale}): {trials} trials, {args.jobs} worker(s), storage {without_password(url)}")
+    trials = args.trials or search.count_at("trials", args.scale)
+    study = optuna.create_study(study_name=name, storage=_storage(url, args.heartbeat), direction="maximize",
+                                load_if_exists=True)
+    refuse_a_changed_search(study, search, args.scale, url)
+    study.set_user_attr(DEFINITION, search.definition_hash(args.scale))
+    with warnings.catch_warnings():  # "experimental" in Optuna 5; the dashboard names the objective by it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([search.metric_name])
+    print(f"{search.name} ({args.scale}): {trials} trials, {search.sampling_text(args.scale, trials)}, objective "
+          f"{search.objective_text(args.scale)}, {args.jobs} worker(s), storage {without_password(url)}")
     threads = run_threads(args.jobs, None, "loky")
     jobs = [(args.name, args.scale, url, trials, args.out, threads, args.heartbeat, worker)
             for worker in range(args.jobs)]
@@ -91,7 +102,18 @@ def run_search(args: argparse.Namespace) -> None:
         from joblib import Parallel, delayed
 
         Parallel(n_jobs=args.jobs)(delayed(work)(*job) for job in jobs)
-    summarise_search(optuna.load_study(study_name=name, storage=_storage(url, args.heartbeat)), search)
+    summarise_search(optuna.load_study(study_name=name, storage=_storage(url, args.heartbeat)), search, args.scale)
+
+
+def refuse_a_changed_search(study, search: SearchStudy, scale: str, url: str) -> None:
+    """Trials drawn, trained or scored under another definition would not compare with new ones: a stored
+    search whose study file (or the scale's own settings) changed since is not continued. One stored before
+    the definition was recorded is taken as it is."""
+    stored = study.user_attrs.get(DEFINITION)
+    if stored not in (None, search.definition_hash(scale)):
+        raise StudyError(f"{search.path}: changed since the Optuna study {study.study_name!r} in "
+                         f"{without_password(url)} ran its trials at scale {scale}: give another --storage, or "
+                         f"delete that study (optuna delete-study --study-name {study.study_name} --storage URL)")
 
 
 def work(study_file: str, scale: str, url: str, trials: int, out: Path, threads: int | None, heartbeat: int,
@@ -110,8 +132,8 @@ def work(study_file: str, scale: str, url: str, trials: int, out: Path, threads:
     # already there and by the worker's number, so that no two workers, and no resumed search, draw the same
     # first settings (the same settings are the same run id: one would wait on the other's lock)
     existing = len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
-    study = optuna.load_study(study_name=name, storage=storage, pruner=search.pruner_object(),
-                              sampler=search.sampler_object(search.seed + existing + 1000 * worker))
+    study = optuna.load_study(study_name=name, storage=storage, pruner=search.pruner_object(scale),
+                              sampler=search.sampler_object(search.seed + existing + 1000 * worker, scale))
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     if len(study.get_trials(deepcopy=False, states=finished)) >= trials:
         return
@@ -124,16 +146,17 @@ def _say_trial(study, trial) -> None:
     print(f"trial {trial.number}: {trial.state.name.lower()}{value} {json.dumps(trial.params)}", flush=True)
 
 
-def summarise_search(study, search: SearchStudy) -> None:
+def summarise_search(study, search: SearchStudy, scale: str) -> None:
     from optuna.trial import TrialState
 
     counts = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    print("trials: " + ", ".join(f"{state} {count}" for state, count in counts.items()))
+    print(f"trials ({search.sampling_text(scale, len(study.get_trials(deepcopy=False)))}): "
+          + ", ".join(f"{state} {count}" for state, count in counts.items()))
     if counts["complete"]:
         best = study.best_trial
-        print(f"best: trial {best.number}, dev {search.objective} {best.value:.2f}, {json.dumps(best.params)} "
-              f"(record {best.user_attrs.get('record_id')})")
+        print(f"best: trial {best.number}, {search.objective_text(scale)} {best.value:.2f}, "
+              f"{json.dumps(best.params)} (record {best.user_attrs.get('record_id')})")
 
 
 def _existing_study(name: str, url: str, heartbeat: int):
@@ -146,22 +169,31 @@ def _existing_study(name: str, url: str, heartbeat: int):
 
 
 def export_best(study, search: SearchStudy, scale: str, path: Path) -> None:
-    """The best trial as an ordinary study file: its settings fixed, three seeds, the search's budget."""
+    """The best trial as an ordinary study file, three seeds from the search's, the search's budget. At the
+    search's scale its first seed is the trial's very run (same settings, same id, the same training
+    questions held out): [scale.NAME.set] pins what the trial set over that scale's own settings. Its dev
+    score, never used to choose, is the number to report."""
     from optuna.trial import TrialState
 
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise StudyError(f"{study.study_name}: no complete trial yet, nothing to export")
     best = study.best_trial
-    about = (f"Best trial ({best.number}) of the Optuna search {search.name} at scale {scale}: dev "
-             f"{search.objective} {best.value:.2f}")
-    lines = [f"description = {json.dumps(about)}", f"preset = {json.dumps(search.preset)}", "seeds = [0, 1, 2]",
-             "", "[budget]"]
+    about = (f"Best trial ({best.number}) of the Optuna search {search.name} at scale {scale}: "
+             f"{search.objective_text(scale)} {best.value:.2f}")
+    seeds = [search.seed + offset for offset in range(3)]
+    lines = [f"description = {json.dumps(about)}", f"preset = {json.dumps(search.preset)}",
+             f"seeds = {json.dumps(seeds)}", "", "[budget]"]
     lines += [f"{key} = {_toml(value)}" for key, value in search.budget.items()]
-    lines += ["", "[set]"] + [f"{json.dumps(key)} = {_toml(value)}"
-                              for key, value in {**search.fixed, **best.params}.items()]
+    lines += ["", "[set]"] + _settings({**search.fixed, **best.params})
+    lines += ["", f"[scale.{scale}.set]  # seed {search.seed} at scale {scale} is the trial's run, record "
+                  f"{best.user_attrs.get('record_id')}"] + _settings(search.pinned(scale, best.params))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {path}: python -m bench run {path}")
+    print(f"wrote {path}: python -m bench run {path} --scale {scale}")
+
+
+def _settings(settings: dict) -> list[str]:
+    return [f"{json.dumps(key)} = {_toml(value)}" for key, value in settings.items()]
 
 
 def _toml(value) -> str:

@@ -1,5 +1,7 @@
 """The report of an Optuna search: the best trials, how the search went, what mattered (Optuna's own
-matplotlib plots), and the dev score against the learning rate with the pruned trials marked."""
+matplotlib plots, the curves the pruner judged among them), and the held-out score against the learning
+rate with the pruned trials marked. Scores are those the search chose on: training questions held out, not
+the dev set."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from bench import plots
 from bench.records import records_frame
@@ -14,13 +17,14 @@ from bench.search import SearchStudy
 
 
 def trials_frame(study, search: SearchStudy, records: pd.DataFrame) -> pd.DataFrame:
-    """One row per trial: number, state, value, the sampled settings, the steps its run reached, its record."""
+    """One row per trial: number, state, value (column `search.curve_key`: the held-out score), the sampled
+    settings, the steps its run reached, its record."""
     by_id = records.set_index("id") if not records.empty else pd.DataFrame()
     rows = []
     for trial in study.get_trials(deepcopy=False):
         record_id = trial.user_attrs.get("record_id")
         steps = by_id.loc[record_id, "steps"] if record_id in by_id.index else None
-        rows.append({"trial": trial.number, "state": trial.state.name.lower(), search.objective: trial.value,
+        rows.append({"trial": trial.number, "state": trial.state.name.lower(), search.curve_key: trial.value,
                      **trial.params, "steps": steps, "record": record_id})
     return pd.DataFrame(rows)
 
@@ -46,30 +50,68 @@ def write_search_report(search: SearchStudy, scale: str, study, records_root: Pa
     frame = trials_frame(study, search, records)
     out.mkdir(parents=True, exist_ok=True)
     (out / "trials.csv").write_text(frame.to_csv(index=False, lineterminator="\n"), encoding="utf-8")
-    (out / "best.md").write_text(best_table(frame, search.objective), encoding="utf-8")
+    (out / "best.md").write_text(best_table(frame, search.curve_key), encoding="utf-8")
     figures = []
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    target = search.metric_name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        drawings = {"history": lambda: optuna_plots.plot_optimization_history(study),
-                    "slice": lambda: optuna_plots.plot_slice(study)}
+        drawings = {}
+        if complete:
+            drawings["history"] = lambda: optuna_plots.plot_optimization_history(study, target_name=target)
+            drawings["slice"] = lambda: optuna_plots.plot_slice(study, target_name=target)
         if len(complete) >= 2 and len(study.best_trial.params) >= 2:
             # PED-ANOVA: Optuna's own, deterministic and without scikit-learn (which fANOVA needs)
             drawings["importances"] = lambda: optuna_plots.plot_param_importances(
-                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
-            drawings["contour"] = lambda: optuna_plots.plot_contour(study)
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), target_name=target)
+            drawings["contour"] = lambda: optuna_plots.plot_contour(study, target_name=target)
+        if any(t.intermediate_values for t in trials):  # the scores the pruner compared, pruned trials included
+            drawings["intermediate"] = lambda: _named(optuna_plots.plot_intermediate_values(study), target)
         for name, draw in drawings.items():
-            if complete:
-                axes = draw()
-                figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
-                figures += plots.save(figure, out, name)
+            axes = draw()
+            figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+            figures += plots.save(figure, out, name)
     if "train.lr" in frame and not frame.empty:
-        figures += plots.score_against_lr(frame, search.objective, study, out)
+        figures += score_against_lr(frame, search, study, out)
+    counted = len(frame)
     lines = [f"# {search.name} ({scale}): Optuna search", "", search.description, "",
-             f"{len(frame)} trials: " + ", ".join(f"{state} {count}" for state, count in
-                                                  (frame["state"].value_counts().sort_index().items()
-                                                   if not frame.empty else [])), "",
-             "## Best trials", "", best_table(frame, search.objective), "## Plots", ""]
+             f"{counted} trials ({search.sampling_text(scale, counted)}): "
+             + ", ".join(f"{state} {count}" for state, count in
+                         (frame["state"].value_counts().sort_index().items() if not frame.empty else [])), "",
+             f"Objective: {search.objective_text(scale)}, maximised: training questions held out of every trial "
+             f"(whole paragraphs), never the dev set; the dev score of the exported best trial "
+             f"(`python -m bench study {search.name} --scale {scale} --export-best PATH`) is the one to report.",
+             "", "## Best trials", "", best_table(frame, search.curve_key), "## Plots", ""]
     lines += [f"![{path.stem}]({path.name})" for path in figures if path.suffix == ".png"] + [""]
     (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
     return [out / "report.md", out / "best.md", out / "trials.csv", *figures]
+
+
+def _named(axes, target: str):
+    """Optuna's intermediate-values plot with its y axis named (it has no target_name)."""
+    axes.set_ylabel(f"{target} at each evaluation")
+    return axes
+
+
+def score_against_lr(trials: pd.DataFrame, search: SearchStudy, study, folder: Path) -> list[Path]:
+    """Each trial's held-out score against its learning rate (log scale): complete trials as points, pruned
+    ones as crosses at the last score reported before the pruner stopped them."""
+    plt, _ = plots._pyplot()  # the report's style and backend
+
+    last_reported = {t.number: t.intermediate_values[max(t.intermediate_values)]
+                     for t in study.get_trials(deepcopy=False) if t.intermediate_values}
+    figure, ax = plt.subplots(figsize=(6.5, 4))
+    complete = trials[trials["state"] == "complete"]
+    pruned = trials[trials["state"] == "pruned"]
+    ax.scatter(complete["train.lr"], complete[search.curve_key], color="tab:blue", s=36, label="complete")
+    ax.scatter(pruned["train.lr"], [last_reported.get(n) for n in pruned["trial"]], color="tab:red", marker="x",
+               s=40, label="pruned (last score reported)")
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap over less than a decade
+    ax.set_xlabel("learning rate (train.lr, log scale)")
+    ax.set_ylabel(f"{search.metric_name} (%)")
+    ax.set_title(f"{search.metric_name[0].upper()}{search.metric_name[1:]} against learning rate")
+    ax.legend(frameon=False)
+    figure.tight_layout()
+    return plots.save(figure, folder, "score_vs_lr")

@@ -17,6 +17,8 @@ key), the seeds, a design and a budget:
     "model.heads" = 4
     [variants."seed article"]       # a named variant with settings of its own, run with the others
     "model.hidden" = 100
+    [scale.smoke.set]               # settings pinned at one scale, over that scale's own (see below)
+    "train.steps" = 300
 
 `one-at-a-time` runs the base and changes one axis at a time away from it; `grid` runs every
 combination. Every variant's configuration is built and validated before anything runs, and
@@ -25,7 +27,8 @@ a problem is one line naming the file, the key and the value.
 Three scales: `full` (the study as written, for a GPU), `smoke` (the synthetic data, a CPU-sized
 model, about a minute a run) and `cpu` (real SQuAD v1.1 with GloVe 6B 50d, a reduced model and a
 step budget of minutes a run on a 2-core CPU). Smaller scales replace sizes and budget and keep
-each variant's own settings.
+each variant's own settings; `[scale.NAME.set]` settings replace the scale's in turn, at that scale
+only (a study exported from an Optuna search pins its trial's settings so).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ BUNDLED_STUDIES = next((path for path in (Path(__file__).resolve().parent / "stu
                                           Path(__file__).resolve().parents[1] / "studies") if path.is_dir()), None)
 # the top-level keys of a study file and the TOML type of each
 _KEYS = {"description": str, "preset": str, "design": str, "seeds": list, "budget": dict, "set": dict,
-         "axes": dict, "with": dict, "variants": dict}
+         "axes": dict, "with": dict, "variants": dict, "scale": dict}
 _TOML_TYPES = {str: "a string", list: "a list", dict: "a table"}
 SCALES = ("full", "smoke", "cpu")
 
@@ -107,6 +110,7 @@ class Study:
     axes: dict[str, list[Any]]
     coupled: dict[str, dict[str, Any]] = field(default_factory=dict)
     named: dict[str, dict[str, Any]] = field(default_factory=dict)  # [variants.NAME]
+    pinned: dict[str, dict[str, Any]] = field(default_factory=dict)  # scale -> its [scale.NAME.set]
 
     def error(self, key: str, value: Any, problem: str) -> StudyError:
         return StudyError(f"{self.path}: {key} = {value!r}: {problem}")
@@ -143,7 +147,8 @@ class Study:
 
     def _config(self, settings: dict[str, Any], seed: int, scale: str) -> RunConfig:
         # a smaller scale replaces sizes, data and budget; the study's other settings and its variants stay
-        overrides = {**self.fixed, **_budget_settings(self.budget), **scale_settings(scale)}
+        overrides = {**self.fixed, **_budget_settings(self.budget), **scale_settings(scale),
+                     **self.pinned.get(scale, {})}
         for key, value in settings.items():
             overrides[key] = value
             overrides.update(self.coupled.get(f"{key}={value_text(value)}", {}))
@@ -253,6 +258,7 @@ def load_study(name: str) -> Study:
         design=raw.get("design", "one-at-a-time"), seeds=raw.get("seeds", [0, 1, 2]), budget=raw.get("budget", {}),
         fixed=raw.get("set", {}), axes=raw.get("axes", {}), coupled=raw.get("with", {}),
         named=raw.get("variants", {}),
+        pinned={scale: table.get("set") for scale, table in raw.get("scale", {}).items()},
     )
     _check(study)
     for scale in SCALES:
@@ -271,6 +277,11 @@ def _check_shape(path: Path, raw: dict) -> None:
         for name, settings in raw.get(section, {}).items():
             if not isinstance(settings, dict) or not settings:
                 raise StudyError(f"{path}: {section}.{name} = {settings!r}: expected a table of settings")
+    for scale, table in raw.get("scale", {}).items():
+        if scale not in SCALES or not isinstance(table, dict) or set(table) != {"set"} or not isinstance(
+                table["set"], dict):
+            raise StudyError(f"{path}: scale.{scale} = {table!r}: expected [scale.NAME.set], a table of settings "
+                             f"for a scale ({', '.join(SCALES)})")
 
 
 def _check(study: Study) -> None:

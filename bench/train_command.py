@@ -54,7 +54,7 @@ def train_one(config: RunConfig, out: Path, fresh: bool = False) -> dict:
     [spec] = plan("train", [("train", config.train.seed, config)], "custom", out)
     bar = tqdm(total=config.train.steps, desc=f"train {spec.id}", unit="step", disable=None)
 
-    record = execute(spec, hooks=[StepBar(bar), EvaluationLines()], force=fresh)
+    record = execute(spec, hooks=[StepBar(bar), EvaluationLines()], force=fresh, alone=True)
     bar.close()
     if record["status"] == LOCKED:
         raise StudyError(f"run {spec.id}: {record['error']}")

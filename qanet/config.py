@@ -142,6 +142,9 @@ class DataConfig:
     `vocabulary` says which words may keep their pretrained vector: those of the training
     set, or of train and dev (what NLPLearn and every published QANet number do; the vectors
     are external and frozen, so no dev label leaks). Characters always come from train.
+    `holdout_questions` > 0 holds that many training questions (at least: whole paragraphs, chosen by a fixed
+    seeded shuffle, so no held-out context is trained on) out of training; every evaluation scores them too,
+    so that settings can be chosen on them and the dev set stays unseen until the final number.
     """
 
     train: str = "synthetic"
@@ -153,6 +156,7 @@ class DataConfig:
     context_len: int = 400
     question_len: int = 50
     strict: bool = False
+    holdout_questions: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def validate(self) -> None:
@@ -162,6 +166,7 @@ class DataConfig:
         for key in ("random_vector_dim", "char_len", "context_len", "question_len"):
             value = getattr(self, key)
             _check(value >= 1, f"data.{key}", value, "must be an integer >= 1")
+        _check(self.holdout_questions >= 0, "data.holdout_questions", self.holdout_questions, "must be >= 0")
         self.synthetic.validate()
 
 

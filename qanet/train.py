@@ -23,7 +23,15 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from qanet.config import ConfigError, RunConfig
-from qanet.data.batching import BatchSource, epoch_batches, evaluation_batches, full_batch_widths, trainable_questions
+from qanet.data.batching import (
+    BatchSource,
+    epoch_batches,
+    evaluation_batches,
+    evaluation_sample,
+    full_batch_widths,
+    holdout_questions,
+    trainable_questions,
+)
 from qanet.data.features import Split
 from qanet.data.prepare import Prepared
 from qanet.decode import best_spans
@@ -213,6 +221,7 @@ class TrainResult:
     steps: int
     metrics: dict  # the last evaluation
     curve: list[dict] = field(default_factory=list)  # one entry per evaluation
+    holdout_metrics: dict = field(default_factory=dict)  # the last evaluation's held-out training questions, if any
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     compile_seconds: float = 0.0  # torch.compile's warm-up before the clock started
@@ -221,8 +230,8 @@ class TrainResult:
     train_examples: int = 0
     parameters: int = 0
     peak_memory_mb: float = 0.0
-    train_questions: int = 0
-    train_questions_left_out: int = 0
+    train_questions: int = 0  # trained on
+    train_questions_left_out: int = 0  # neither trained on nor held out: unanswerable or answered past the truncation
     error: str | None = None
     resumed_from: list[int] = field(default_factory=list)  # the checkpoint step of each resume
     warnings: list[str] = field(default_factory=list)  # troubles that did not stop the run (LossCurveWatch)
@@ -396,13 +405,13 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 @torch.no_grad()
-def predict_answers(model: QANet, source: BatchSource, config: RunConfig, sample: int | None = None
+def predict_answers(model: QANet, source: BatchSource, config: RunConfig, questions: np.ndarray | None = None
                     ) -> dict[str, str]:
-    """Answer text for each dev question (or a fixed sample of them), cut from the original
+    """Answer text for each question of the source's split (or each of `questions`), cut from the original
     context by character offsets. Batches hold contexts of similar length, so little is padding."""
     model.eval()
     split = source.split
-    batches = evaluation_batches(split, config.train.eval_batch_size, sample)
+    batches = evaluation_batches(split, config.train.eval_batch_size, questions)
     questions_in_order = np.concatenate(batches)
     order = torch.from_numpy(questions_in_order).to(source.device)
     whole_context = int(split.contexts.lengths.max())  # evaluation never truncates or drops a question
@@ -651,7 +660,11 @@ class Trainer:
         self.ema = EMA(self.model, train.ema_decay) if train.ema else None
         self.train_data = BatchSource(prepared.train, self.device, train.pad_multiple)
         self.dev_data = BatchSource(prepared.dev, self.device, train.pad_multiple)
-        self.questions = trainable_questions(prepared.train, config.data.context_len)
+        self.holdout = holdout_questions(prepared.train.paragraph, config.data.holdout_questions)
+        self.questions = np.setdiff1d(trainable_questions(prepared.train, config.data.context_len), self.holdout)
+        if not len(self.questions) and len(self.holdout):  # an epoch of no batch would never end
+            raise ConfigError(f"data.holdout_questions = {config.data.holdout_questions}: leaves no question of "
+                              f"the {len(prepared.train)} of the training set to train on")
         self.lengths = prepared.train.context_lengths()
         # what a uniform guess loses on each question: ln n for its start and again for its end, over the n
         # tokens of its context that training keeps
@@ -665,7 +678,8 @@ class Trainer:
         self.result = TrainResult("ok", 0, {}, attention_kernel=attention_kernel_in_use(config, self.device),
                                   parameters=parameter_count(self.model),
                                   train_questions=len(self.questions),
-                                  train_questions_left_out=len(prepared.train) - len(self.questions))
+                                  train_questions_left_out=len(prepared.train) - len(self.holdout)
+                                  - len(self.questions))
         if self.checkpoint_dir and (self.checkpoint_dir / CHECKPOINT).exists():
             self._load_checkpoint(self.checkpoint_dir / CHECKPOINT)
 
@@ -771,15 +785,22 @@ class Trainer:
 
     def evaluate(self, sample: int | None = None) -> dict:
         """Official EM/F1 on the dev set, or on a fixed sample of `sample` questions, with EMA weights."""
+        return self._evaluate_on(self.dev_data, evaluation_sample(len(self.prepared.dev), sample))
+
+    def evaluate_holdout(self) -> dict:
+        """Official EM/F1 on the training questions held out (data.holdout_questions), with EMA weights."""
+        return self._evaluate_on(self.train_data, self.holdout)
+
+    def _evaluate_on(self, source: BatchSource, questions: np.ndarray) -> dict:
         started = time.perf_counter()
         if self.ema:
             self.ema.swap()
         try:
-            predictions = predict_answers(self.model, self.dev_data, self.config, sample)
+            predictions = predict_answers(self.model, source, self.config, questions)
         finally:
             if self.ema:
                 self.ema.swap()
-        metrics = score(self.prepared.dev, predictions)
+        metrics = score(source.split, predictions)
         self.result.eval_seconds += time.perf_counter() - started
         return metrics
 
@@ -893,10 +914,13 @@ class Trainer:
         self._stop_clock()
         training = self.losses.since_evaluation()
         metrics = self.evaluate(sample)
+        held_out = self.evaluate_holdout() if len(self.holdout) else {}
         entry = {"step": self.step, "train_loss": training.pop("loss"), **training,
-                 "train_seconds": round(self.result.train_seconds, 3), **metrics}
+                 "train_seconds": round(self.result.train_seconds, 3), **metrics,
+                 **{f"holdout_{key}": value for key, value in held_out.items()}}
         self.result.curve.append(entry)
         self.result.metrics = metrics
+        self.result.holdout_metrics = held_out
         self.losses.reset()
         self._notify("on_evaluation", self.step, entry)  # before the clock restarts: a hook's time is not training
         self._start_clock()

@@ -7,13 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.records import ROOT
 from qanet import layers
 from qanet.config import DataConfig, ModelConfig
 from qanet.data.prepare import prepare
 from qanet.data.vocab import OOV
 from qanet.model import QANet
-from tests.conftest import run_python
 
 WORDS, CHARS = 50, 20
 
@@ -198,51 +196,3 @@ def test_loss_is_the_sum_of_start_and_end_cross_entropies():
     y1, y2 = torch.tensor([1, 2, 3, 4]), torch.tensor([2, 3, 4, 5])
     expected = F.cross_entropy(start, y1) + F.cross_entropy(end, y2)
     torch.testing.assert_close(_model().loss(start, end, y1, y2), expected)
-
-
-# The evidence: the README's tables are what the committed run records give
-
-
-@pytest.mark.parametrize("folder, runs, variants", [("faithfulness-cpu", 15, 5), ("faithfulness-relu-cpu-6000", 4, 2)])
-def test_readme_faithfulness_tables_come_from_the_committed_records(folder, runs, variants):
-    records = ROOT / "results" / "reference" / folder
-    records_seen = [json.loads(path.read_text())["variant"] for path in records.glob("*.json")]
-    assert len(records_seen) == runs and len(set(records_seen)) == variants
-    printed = run_python("benchmarks/faithfulness_table.py", str(records)).stdout
-    table_rows = [line for line in printed.splitlines() if line.startswith("| ")]
-    assert len(table_rows) == 2 * (1 + variants)  # two tables: a header and a row per variant each
-    readme = (ROOT / "README.md").read_text()
-    assert [row for row in table_rows if row not in readme] == []
-
-
-def _record(folder, name, variant, seed, f1, status="ok"):
-    record = {"variant": variant, "seed": seed, "status": status, "metrics": {"exact": f1 - 10, "f1": f1},
-              "curve": [{"step": 100, "f1": f1 / 2}, {"step": 200, "f1": f1}]}
-    (folder / f"{name}.json").write_text(json.dumps(record))
-
-
-def test_faithfulness_table_pairs_by_seed_and_leaves_out_runs_not_ok(tmp_path):
-    for seed, f1 in [(0, 30.0), (1, 32.0), (2, 34.0)]:
-        _record(tmp_path, f"b{seed}", "base", seed, f1)
-    _record(tmp_path, "v0", "fix", 0, 31.0)
-    _record(tmp_path, "v1", "fix", 1, 35.0)
-    _record(tmp_path, "v2", "fix", 2, 99.0, status="failed")
-    result = run_python("benchmarks/faithfulness_table.py", str(tmp_path))
-    assert "| base | 0, 1, 2 | 22.00 ± 2.00 | 32.00 ± 2.00 | - |" in result.stdout
-    assert "| fix | 0, 1 | 23.00 ± 2.83 | 33.00 ± 2.83 | +2.00 ± 1.41 (+1.00, +3.00) |" in result.stdout
-    assert "| fix | 16.50 | 33.00 |" in result.stdout
-    assert "left out: fix seed 2 (failed, v2.json)" in result.stderr
-
-
-@pytest.mark.parametrize("damage, message", [
-    (lambda record: record.pop("curve"), "b1.json: not a run record, no curve"),
-    (lambda record: record.update(seed=0), "b1.json: a second ok record of base seed 0"),
-])
-def test_faithfulness_table_names_the_bad_record(tmp_path, damage, message):
-    _record(tmp_path, "b0", "base", 0, 30.0)
-    _record(tmp_path, "b1", "base", 1, 30.0)
-    record = json.loads((tmp_path / "b1.json").read_text())
-    damage(record)
-    (tmp_path / "b1.json").write_text(json.dumps(record))
-    result = run_python("benchmarks/faithfulness_table.py", str(tmp_path), check=False)
-    assert result.returncode != 0 and message in result.stderr

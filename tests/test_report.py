@@ -80,14 +80,13 @@ def test_latex_has_booktabs_rules_escapes_names_and_compiles_where_tex_is_instal
     assert r"char\_encoder = depthwise1d" in latex and "char_encoder" not in latex.replace(r"char\_encoder", "")
     assert r"$\pm$" in latex and r"\label{tab:chars}" in latex
     table = pd.read_csv(tmp_path / "chars" / "table.csv")
-    best_f1 = table.loc[table["f1_mean"].idxmax()]
-    best_row = next(line for line in latex.splitlines() if line.startswith(best_f1["label"].replace("_", r"\_")))
-    assert rf"\textbf{{{best_f1['f1_mean']:.2f}" in best_row  # the higher F1 is the bold one
+    clearly_best = table[["exact_best", "f1_best"]].to_numpy().any()  # 2 seeds of 8 steps: hardly ever
+    assert (r"\textbf" in latex) == clearly_best
     engine = shutil.which("pdflatex") or shutil.which("lualatex")
     if engine is None:
         pytest.skip("no TeX engine installed (pdflatex, lualatex): the LaTeX was checked, not compiled")
     document = tmp_path / "doc.tex"
-    document.write_text("\\documentclass{article}\\usepackage{booktabs,graphicx}\\begin{document}\n" + latex
+    document.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + latex
                         + "\\end{document}\n")
     subprocess.run([engine, "-interaction=nonstopmode", document.name], cwd=tmp_path, check=True,
                    capture_output=True, timeout=120)

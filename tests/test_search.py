@@ -1,8 +1,10 @@
 """Optuna searches: `bench study`, pruning through the trainer's hooks, records linked to trials, resume,
-export, PostgreSQL with two workers, and a worker killed mid-trial."""
+export, PostgreSQL with two workers, a worker killed mid-trial, the held-out objective, TPE's random start,
+the pruner's warm-up, and a changed search refused."""
 
 import glob
 import json
+import math
 import os
 import shutil
 import signal
@@ -18,8 +20,9 @@ import pytest
 
 from bench.cli import main as bench_main
 from bench.records import read_records
+from bench.runner import plan
 from bench.search import load_search, objective_function
-from bench.study import StudyError
+from bench.study import SMOKE, StudyError
 from bench.study import load_study as load_ablation
 from tests.conftest import ROOT
 
@@ -34,6 +37,8 @@ type = "float"
 low = 1e-5
 high = 1.0
 log = true
+[scale.smoke]
+holdout_questions = 24
 [scale.smoke.set]
 "train.steps" = {steps}
 "train.eval_every" = 4
@@ -48,6 +53,17 @@ log = true
 def _search(tmp_path, steps: int = 12, name: str = "tiny_search") -> Path:
     path = tmp_path / f"{name}.toml"
     path.write_text(SEARCH.format(steps=steps))
+    return path
+
+
+def _variant(tmp_path, name: str, *replacements: tuple[str, str]) -> Path:
+    """SEARCH (300 steps) with some of its text replaced."""
+    text = SEARCH.format(steps=300)
+    for old, new in replacements:
+        assert old in text
+        text = text.replace(old, new, 1)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
     return path
 
 
@@ -68,15 +84,27 @@ def test_a_search_runs_its_trials_links_records_resumes_and_exports_the_best(tmp
         assert record["optuna"]["trial"] == trial.number and record["optuna"]["study"] == "tiny_search"
         assert record["config"]["train"]["lr"] == pytest.approx(trial.params["train.lr"])
         assert record["status"] == {"COMPLETE": "ok", "PRUNED": "pruned", "FAIL": record["status"]}[trial.state.name]
+        # the trial saw the held-out scores of its run's curve, and its value is the held-out one
+        assert trial.intermediate_values == {entry["step"]: entry["holdout_f1"] for entry in record["curve"]}
+        assert record["holdout_metrics"]["total"] == 24 and record["metrics"]["total"] == 30  # 4 paragraphs; dev
+        if trial.state.name == "COMPLETE":
+            assert trial.value == record["holdout_metrics"]["f1"]
     said = capsys.readouterr().out
+    assert "4 trials, random search, objective held-out train F1 (24 questions, seed 0)" in said  # 4 <= 10
     best = max((t for t in trials if t.value is not None and t.state.name == "COMPLETE"), key=lambda t: t.value)
-    assert f"best: trial {best.number}, dev f1 {best.value:.2f}" in said
+    assert f"best: trial {best.number}, held-out train F1 (24 questions, seed 0) {best.value:.2f}" in said
     with pytest.raises(SystemExit):  # nothing complete in another storage: one line, exit 2
         bench_main([*common[:5], f"sqlite:///{tmp_path / 'empty.db'}", "--export-best", str(tmp_path / "x.toml")])
     exported = tmp_path / "best.toml"
     bench_main([*common, "--export-best", str(exported)])
-    [run] = load_ablation(str(exported)).runs("full", seeds=[0])
+    ablation = load_ablation(str(exported))
+    [run] = ablation.runs("full", seeds=[0])
     assert run.config.train.lr == pytest.approx(best.params["train.lr"]) and run.config.train.optimizer == "adam"
+    # at the search's scale, seed 0 of the exported study is the best trial's very run
+    assert ablation.seeds == [0, 1, 2]
+    [run] = ablation.runs("smoke", seeds=[0])
+    [spec] = plan(ablation.name, [(run.variant, run.seed, run.config)], "smoke", tmp_path / "runs" / ablation.name)
+    assert spec.id == best.user_attrs["record_id"]
 
 
 class _AlwaysPrune(optuna.pruners.BasePruner):
@@ -104,6 +132,12 @@ def test_a_pruned_trial_is_a_pruned_record_with_its_step(tmp_path):
     ('kind = "optuna"\n[params."train.seed"]\ntype = "int"\nlow = 0\nhigh = 9\n', "params.train.seed = "),
     ('kind = "optuna"\n[params."model.widht"]\ntype = "int"\nlow = 1\nhigh = 2\n', "model.widht: unknown key"),
     ('kind = "optuna"\ntrials = 0\n[params."train.lr"]\ntype = "float"\nlow = 0.1\nhigh = 1\n', "trials = 0"),
+    ('kind = "optuna"\nstartup_trials = 0\n[params."train.lr"]\ntype = "float"\nlow = 0.1\nhigh = 1\n',
+     "startup_trials = 0: expected an integer >= 1"),
+    ('kind = "optuna"\n[params."train.lr"]\ntype = "float"\nlow = 0.1\nhigh = 1\n[scale.smoke]\nholdout_questions = '
+     '"all"\n', "scale.smoke.holdout_questions = 'all': expected an integer >= 1"),
+    ('kind = "optuna"\n[set]\n"data.holdout_questions" = 5\n[params."train.lr"]\ntype = "float"\nlow = 0.1\n'
+     'high = 1\n', "set.data.holdout_questions = 5: set holdout_questions = N instead"),
 ])
 def test_bad_search_files_are_one_line(tmp_path, capsys, text, message):
     path = tmp_path / "bad.toml"
@@ -123,7 +157,102 @@ def test_bench_run_points_an_optuna_study_to_bench_study(tmp_path):
 def test_the_shipped_searches_load_at_every_scale():
     for name in ("lr_adam", "lr_adadelta"):
         search = load_search(name)
-        assert search.trials_at("smoke") <= 8 and search.config({"train.lr": 1e-3}, "smoke").train.steps == 300
+        sampled = {param.key: param.ends()[0] for param in search.params_at("smoke")}
+        assert search.count_at("trials", "smoke") <= 8 and search.config(sampled, "smoke").train.steps == 300
+        for scale in ("smoke", "cpu"):  # TPE has trials left after its random start
+            startup = search.count_at("startup_trials", scale)
+            assert search.sampling_text(scale, search.count_at("trials", scale)) == \
+                f"TPE, its first {startup} trials random"
+
+
+def test_tpe_draws_at_random_only_for_its_startup_trials(tmp_path):
+    search = load_search(str(_variant(tmp_path, "startup", ("holdout_questions = 24", "holdout_questions = 24\n"
+                                                                                     "startup_trials = 3"))))
+
+    def draws(sampler) -> list[dict]:
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(lambda trial: -abs(math.log10(trial.suggest_float("train.lr", 1e-5, 1.0, log=True)) + 2),
+                       n_trials=5)
+        return [trial.params for trial in study.trials]
+
+    tpe, random = draws(search.sampler_object(7, "smoke")), draws(optuna.samplers.RandomSampler(seed=7))
+    assert tpe[:3] == random[:3] and tpe[3:] != random[3:]  # TPE's start-up draws are its random sampler's
+    assert search.sampling_text("smoke", 3) == "random search" and search.sampling_text("full", 20) == \
+        "TPE, its first 10 trials random"
+    randomly = load_search(str(_variant(tmp_path, "randomly", ("trials = 4", 'trials = 4\nsampler = "random"'))))
+    assert randomly.sampling_text("smoke", 50) == "random search"
+
+
+SEARCHED_WARM_UP = ("[scale.smoke]\n", '[params."train.warmup_steps"]\ntype = "int"\nlow = 0\nhigh = 150\n\n'
+                                         "[scale.smoke]\n")
+
+
+def test_the_pruner_waits_for_the_longest_warm_up_a_trial_can_have(tmp_path):
+    fixed = ('"train.warmup_steps" = 0', '"train.warmup_steps" = 40')
+    searched = load_search(str(_variant(tmp_path, "searched", SEARCHED_WARM_UP)))
+    assert searched.longest_warmup("smoke") == 150
+    assert load_search(str(_variant(tmp_path, "fixed", fixed))).longest_warmup("smoke") == 40
+    adadelta = _variant(tmp_path, "adadelta", fixed, ('"adam"', '"adadelta"'))  # Adadelta has no warm-up
+    assert load_search(str(adadelta)).longest_warmup("smoke") == 0
+    assert load_search("lr_adam").longest_warmup("smoke") == 150  # the shipped search's warm-up range
+    study = optuna.create_study(direction="maximize", pruner=searched.pruner_object("smoke"))
+    for _ in range(2):  # two finished trials, well above the third at every step
+        study.add_trial(optuna.trial.create_trial(value=50.0, intermediate_values={100: 50.0, 200: 50.0}))
+    slow_start = study.ask()
+    slow_start.report(1.0, 100)  # a warm-up of up to 150 steps may still be running: not judged
+    assert not slow_start.should_prune()
+    slow_start.report(1.0, 200)
+    assert slow_start.should_prune()
+    hyperband = _variant(tmp_path, "hyperband", fixed, ("trials = 4\n", 'trials = 4\npruner = "hyperband"\n'))
+    assert load_search(str(hyperband)).pruner_object("smoke")._min_resource == 40  # its first rung
+
+
+def test_the_objective_is_the_held_out_score_never_the_dev_score(tmp_path, monkeypatch):
+    """A run another trial finished (the same settings) stands for this trial: its held-out curve is reported
+    and its held-out score returned, whatever its dev score."""
+    search = load_search(str(_search(tmp_path)))
+    curve = [{"step": 4, "f1": 90.0, "holdout_f1": 10.0}, {"step": 8, "f1": 95.0, "holdout_f1": 20.0}]
+    finished = {"status": "ok", "metrics": {"f1": 95.0}, "holdout_metrics": {"f1": 20.0}, "curve": curve,
+                "optuna": {"trial": 99}}
+    monkeypatch.setattr("bench.runner.execute", lambda spec, **kwargs: {**finished, "id": spec.id})
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective_function(search, "smoke", tmp_path / "runs", "memory", 1), n_trials=1)
+    [trial] = study.trials
+    assert trial.value == 20.0 and trial.intermediate_values == {4: 10.0, 8: 20.0}
+
+
+def test_a_stored_search_whose_file_changed_is_not_continued(tmp_path, capsys, monkeypatch):
+    study, storage = _search(tmp_path, steps=4, name="changing"), f"sqlite:///{tmp_path / 'optuna.db'}"
+    command = ["study", str(study), "--scale", "smoke", "--storage", storage, "--out", str(tmp_path / "runs")]
+    bench_main([*command, "--trials", "1"])
+    assert optuna.load_study(study_name="changing-smoke", storage=storage).metric_names == ["held-out train F1"]
+    study.write_text(study.read_text().replace("trials = 4", "trials = 5"))  # more trials: the same search
+    bench_main([*command, "--trials", "1"])
+    study.write_text(study.read_text().replace("high = 1.0", "high = 0.1"))
+    for more in (["--trials", "2"], ["--export-best", str(tmp_path / "best.toml")]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_status:
+            bench_main([*command, *more])
+        said = capsys.readouterr().err.strip().splitlines()
+        assert exit_status.value.code == 2 and len(said) == 1, said
+        assert said[0].startswith(f"error: {study}: changed since the Optuna study 'changing-smoke'")
+        assert "optuna delete-study --study-name changing-smoke" in said[0]
+    assert len(_trials(storage, "changing-smoke")) == 1 and not (tmp_path / "best.toml").exists()
+    search = load_search(str(study))
+    before = search.definition_hash("smoke")
+    monkeypatch.setitem(SMOKE, "train.eval_every", 7)  # the scale's own settings changed in the code
+    assert search.definition_hash("smoke") != before
+
+
+def test_a_studys_scale_table_pins_settings_at_that_scale_only(tmp_path):
+    path = tmp_path / "pinned.toml"
+    path.write_text('seeds = [0]\n[set]\n"train.warmup_steps" = 57\n[scale.cpu.set]\n"train.warmup_steps" = 57\n')
+    study = load_ablation(str(path))
+    assert [run.config.train.warmup_steps for run in study.runs("cpu")] == [57]  # over the scale's own 500
+    assert [run.config.train.warmup_steps for run in study.runs("smoke")] == [SMOKE["train.warmup_steps"]]
+    path.write_text('[scale.tiny.set]\n"train.steps" = 5\n')
+    with pytest.raises(StudyError, match=r"pinned.toml: scale.tiny = .*: expected \[scale.NAME.set\]"):
+        load_ablation(str(path))
 
 
 @pytest.fixture(scope="module")
@@ -204,10 +333,12 @@ def test_the_report_of_a_search_has_its_best_trials_and_optunas_plots(tmp_path, 
     bench_main(["report", str(study), "--storage", storage, "--records", str(tmp_path / "runs"), "--out",
                 str(tmp_path / "reports")])
     out = tmp_path / "reports" / "two_params"
-    for name in ("history", "slice", "importances", "contour", "score_vs_lr"):
+    for name in ("history", "slice", "importances", "contour", "intermediate", "score_vs_lr"):
         assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.pdf").exists(), name
     trials = _trials(storage, "two_params-smoke")
     best = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
     first_row = (out / "best.md").read_text().splitlines()[2]
     assert first_row.startswith(f"| {best.number} ") and best.user_attrs["record_id"] in first_row
-    assert f"{len(trials)} trials: " in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert f"{len(trials)} trials (random search): " in report and "![intermediate](intermediate.png)" in report
+    assert "Objective: held-out train F1 (24 questions, seed 0), maximised" in report

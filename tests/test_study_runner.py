@@ -454,7 +454,7 @@ def test_shipped_studies_budget_steps_so_one_id_is_one_amount_of_training():
 def test_a_time_bounded_record_names_its_hardware_and_report_refuses_to_mix_hardware(tmp_path, capsys):
     study = _study(tmp_path, TWO_BY_TWO)
     _run(study, tmp_path / "runs", "--seeds", "0", "--set", "train.minutes=5")
-    records = read_records(tmp_path / "runs" / "tiny")
+    records = sorted(read_records(tmp_path / "runs" / "tiny"), key=lambda record: record["variant"] == "base")
     cpu = records[0]["environment"]["device"]
     report = ["report", study, "--scale", "smoke", "--records", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
     for record in records:
@@ -557,7 +557,7 @@ def test_gpus_are_a_queue_a_slow_run_does_not_hold_back_the_runs_behind_it(tmp_p
     specs = [runner.RunSpec("tiny", f"v{i}", 0, "smoke", RunConfig().to_dict(), "f", str(tmp_path)) for i in range(4)]
     placed, first_started = {}, threading.Event()
 
-    def fake_execute(spec, device=None, threads=None, hooks=(), force=False):
+    def fake_execute(spec, device=None, threads=None, hooks=(), force=False, alone=False):
         placed[spec.variant] = device
         if spec.variant == "v0":
             first_started.set()

@@ -48,9 +48,24 @@ def evaluation_sample(questions: int, size: int | None) -> np.ndarray:
     return np.sort(np.random.default_rng(EVALUATION_SAMPLE_SEED).choice(questions, size, replace=False))
 
 
-def evaluation_batches(split: Split, batch_size: int, sample: int | None = None) -> list[np.ndarray]:
-    """Every question (or a fixed sample of them), longest contexts first so memory peaks at once."""
-    questions = evaluation_sample(len(split), sample)
+HOLDOUT_SEED = 0  # one held-out slice for every run, so that the trials of a search score the same questions
+
+
+def holdout_questions(paragraph: np.ndarray, count: int) -> np.ndarray:
+    """The training questions held out (sorted indices): whole paragraphs in an order shuffled with
+    HOLDOUT_SEED, the fewest that hold at least `count` questions (all of them if there are fewer). Whole
+    paragraphs, because a question about a context that training has read is not held out."""
+    if count <= 0:
+        return np.array([], dtype=np.int64)
+    order = np.random.default_rng(HOLDOUT_SEED).permutation(np.unique(paragraph))
+    held_out = np.cumsum(np.bincount(paragraph)[order])
+    taken = order[:np.searchsorted(held_out, count) + 1]
+    return np.flatnonzero(np.isin(paragraph, taken))
+
+
+def evaluation_batches(split: Split, batch_size: int, questions: np.ndarray | None = None) -> list[np.ndarray]:
+    """Every question of the split (or those given), longest contexts first so memory peaks at once."""
+    questions = np.arange(len(split)) if questions is None else np.asarray(questions, dtype=np.int64)
     order = questions[np.argsort(-split.context_lengths()[questions], kind="stable")]
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 

