@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-demo: setup  ## the main job on the embedded default: synthetic data, CPU, about 7 minutes; then its report
+demo: setup  ## the main job on the embedded default: synthetic data, CPU (13 min from a fresh clone here); then its report
 	$(BIN)/python -m bench run ablation_char_cnn --scale smoke
 	$(BIN)/python -m bench report ablation_char_cnn --scale smoke
 

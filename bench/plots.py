@@ -45,7 +45,7 @@ def save(figure, folder: Path, name: str) -> list[Path]:
 
 # One line style per variant, in the palette's order: with the colour it tells the curves apart in greyscale.
 _LINE_STYLES = ("-", "--", ":", "-.", (0, (5, 1.5, 1, 1.5, 1, 1.5)), (0, (8, 2)), (0, (1, 4)), (0, (4, 2, 1, 2)))
-MEMORY_AXIS = "peak memory per run (MB: GPU allocator peak; CPU: peak RSS)"
+MEMORY_AXIS = "peak memory per run (MB, the CUDA allocator's)"
 
 
 def line_style(palette: dict, label: str):
@@ -132,7 +132,8 @@ def scores(summary: pd.DataFrame, runs: pd.DataFrame, palette: dict, folder: Pat
         _from_zero(ax)
         ax.set_ylabel(f"dev {name} (%)")
         ax.set_title(name)
-    figure.suptitle(f"Mean and 95% t interval over {_n_text(summary['ok'])} seeds; lines join one seed's runs")
+    figure.suptitle(f"Mean and 95% t interval over {_n_text(summary['ok'])} seeds; lines join one seed's runs "
+                    "(their differences, paired t: the forest plot)")
     figure.tight_layout()
     return save(figure, folder, "scores")
 
@@ -166,8 +167,8 @@ def _ok_f1_curves(curve: pd.DataFrame) -> pd.DataFrame:
 def curves(curve: pd.DataFrame, labels: dict[str, str], palette: dict, folder: Path,
            wall_clock: bool) -> list[Path]:
     """Dev F1 of the ok runs during training, against steps and, where `wall_clock` (see
-    `bench.records.wall_clock_comparable`), against training time: the mean over seeds with a band of its 95% t interval
-    (none at a step fewer than two seeds reached). Open circles: evaluations on a sample of dev; filled
+    `bench.records.wall_clock_comparable`), against training time: the mean over seeds with a band of its 95% t
+    interval (none at a step fewer than two seeds reached). Open circles: evaluations on a sample of dev; filled
     diamonds: on the whole dev set (every run's last, the score the tables report). Each variant has its colour
     and its line style, so the curves read in greyscale too. No plot without an ok run's curve."""
     plt, _ = _pyplot()
@@ -179,16 +180,17 @@ def curves(curve: pd.DataFrame, labels: dict[str, str], palette: dict, folder: P
         panels.append(("training time (minutes, evaluation excluded)", "F1 over training time"))
     figure, axes = _f1_panels(plt, *map(list, zip(*panels, strict=True)))
     variants = _in_order(f1, labels, palette)
-    shade = max(0.08, 0.36 / len(variants))  # bands stack: the more variants, the lighter each, or they hide the lines
+    shade = max(0.12, 0.36 / len(variants))  # bands stack: the more variants, the lighter each, or they hide the lines
     for variant in variants:
         by_step = _over_seeds(f1[f1["variant"] == variant])
         style = {"color": palette[labels[variant]], "linestyle": line_style(palette, labels[variant])}
         for ax, x in zip(axes, (by_step["step"], by_step["minutes"]), strict=False):  # minutes: if a panel
-            ax.plot(x, by_step["mean"], label=labels[variant], linewidth=1.6, **style)
+            _mean_line(ax, x, by_step, labels[variant], style)
             ax.fill_between(x, by_step["low"], by_step["high"], color=style["color"], alpha=shade, linewidth=0)
             _mark_evaluations(ax, x, by_step, style["color"])
     axes[0].set_xticks(_evaluation_ticks(sorted(set(f1["step"]))))
     _from_zero(axes[0])
+    figure.suptitle(f"Mean over {_n_text(f1.groupby('variant')['seed'].nunique())} ok seeds, 95% t band")
     handles, names = axes[0].get_legend_handles_labels()
     keys = _evaluation_keys(f1)
     _legend_below(figure, handles + keys, names + [key.get_label() for key in keys])
@@ -197,6 +199,18 @@ def curves(curve: pd.DataFrame, labels: dict[str, str], palette: dict, folder: P
 
 _SAMPLED = {"marker": "o", "markersize": 4, "markerfacecolor": "white", "linestyle": "none"}
 _WHOLE_DEV = {"marker": "D", "markersize": 6, "markeredgecolor": "black", "markeredgewidth": 0.6, "linestyle": "none"}
+
+
+def _mean_line(ax, x: pd.Series, by_step: pd.DataFrame, label: str, style: dict) -> None:
+    """The mean over seeds: solid through the evaluations of one kind, dotted into a whole-dev-set evaluation
+    from a sampled one (other questions: the step between them is no trend)."""
+    x, mean, whole = np.asarray(x), by_step["mean"].to_numpy(), by_step["whole_dev"].to_numpy()
+    kind = whole if whole.all() else ~whole
+    ax.plot(x[kind], mean[kind], label=label, linewidth=1.6, **style)
+    for index in np.flatnonzero(whole & ~kind):
+        if index:
+            ax.plot(x[index - 1:index + 1], mean[index - 1:index + 1], color=style["color"], linestyle=":",
+                    linewidth=1.2)
 
 
 def _mark_evaluations(ax, x: pd.Series, by_step: pd.DataFrame, colour) -> None:
@@ -215,19 +229,25 @@ def _evaluation_keys(f1: pd.DataFrame) -> list:
     return [Line2D([], [], markeredgecolor="0.3", label="sample of dev", **_SAMPLED), *keys]
 
 
-def cost(runs: pd.DataFrame, labels: dict[str, str], palette: dict, folder: Path) -> list[Path]:
-    """Quality against cost, one point per ok run: F1 against wall time and against peak memory (the CUDA
-    allocator's peak on a GPU, the process's peak RSS on a CPU). Only for runs whose clocks compare
-    (`bench.records.wall_clock_comparable`): beside other runs, time and a process's memory measure the sharing
-    as much as the variant."""
+def cost(runs: pd.DataFrame, labels: dict[str, str], palette: dict, folder: Path, time: bool, memory: bool
+         ) -> list[Path]:
+    """Quality against cost, one point per ok run: F1 against wall time where the clocks compare (`time`:
+    `bench.records.wall_clock_comparable`) and against peak memory where it is each run's own (`memory`:
+    `bench.records.memory_per_run`, the CUDA allocator's peak); no plot where neither is."""
+    panels = [(x, xlabel, title) for x, xlabel, title, shown in (
+        ("wall_seconds", "wall time per run (minutes)", "F1 against time", time),
+        ("peak_memory_mb", MEMORY_AXIS, "F1 against memory", memory)) if shown]
+    if not panels:
+        return []
     plt, _ = _pyplot()
-    ok = runs[runs["status"] == "ok"]
-    figure, axes = _f1_panels(plt, ["wall time per run (minutes)", MEMORY_AXIS],
-                              ["F1 against time", "F1 against memory"])
+    ok = runs[runs["status"] == "ok"].assign(wall_seconds=lambda frame: frame["wall_seconds"] / 60)
+    columns, xlabels, titles = map(list, zip(*panels, strict=True))
+    figure, axes = _f1_panels(plt, xlabels, titles)
     for variant in _in_order(ok, labels, palette):
         chosen = ok[ok["variant"] == variant]
-        for ax, x in zip(axes, (chosen["wall_seconds"] / 60, chosen["peak_memory_mb"]), strict=True):
-            ax.scatter(x, chosen["f1"], color=palette[labels[variant]], label=labels[variant], s=30, alpha=0.85)
+        for ax, column in zip(axes, columns, strict=True):
+            ax.scatter(chosen[column], chosen["f1"], color=palette[labels[variant]], label=labels[variant], s=30,
+                       alpha=0.85)
     _legend_below(figure, *axes[0].get_legend_handles_labels())
     return save(figure, folder, "cost")
 

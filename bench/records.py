@@ -112,8 +112,8 @@ MEASURED = ("wall_seconds", "train_seconds", "eval_seconds", "compile_seconds", 
             "timed_alone", "attention_kernel", "compile_shapes", "optuna")
 COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
            "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters", "time_bounded",
-           "time_bounded_on", "timed_alone", "device", "threads", "torch", "cuda", "git_sha", "git_dirty", "id",
-           "error"]
+           "time_bounded_on", "timed_alone", "device_kind", "device", "threads", "torch", "cuda", "git_sha",
+           "git_dirty", "id", "error"]
 
 
 def comparable(record: dict) -> dict:
@@ -193,6 +193,7 @@ def records_frame(study: str, root: Path = RUNS):
         row.update({f"{key}": value for key, value in metrics.items() if key.startswith(("HasAns", "NoAns"))})
         row.update(time_bounded=bool(record.get("time_bounded")), time_bounded_on=_time_bounded_on(record),
                    timed_alone=bool(record.get("timed_alone")),  # records from before the field: not known
+                   device_kind=(record.get("execution") or {}).get("device"),
                    device=environment_info.get("device"), threads=environment_info.get("threads"),
                    torch=environment_info.get("torch"), cuda=environment_info.get("cuda"),
                    git_sha=(environment_info.get("git") or {}).get("sha"),
@@ -242,6 +243,13 @@ def wall_clock_comparable(runs) -> bool:
     no time panel for them."""
     ok = runs[runs["status"] == "ok"]
     return bool((ok["timed_alone"].fillna(False).astype(bool) | ok["time_bounded"].fillna(False).astype(bool)).all())
+
+
+def memory_per_run(runs) -> bool:
+    """Whether the ok runs' peak memory is each run's own: the CUDA allocator's peak, reset for every run. On a
+    CPU it is the process's peak RSS so far, so a run that follows others in one process reports the largest
+    of them all: no comparison between variants."""
+    return bool((runs.loc[runs["status"] == "ok", "device_kind"] == "cuda").all())
 
 
 def mixed_hardware(frame) -> str:

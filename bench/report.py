@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.records import RecordError, wall_clock_comparable
+from bench.records import RecordError, memory_per_run, wall_clock_comparable
 from bench.study import Study, value_text
 from qanet.config import get_value
 
@@ -106,7 +106,8 @@ def default_baseline(study: Study) -> str:
 
 # What a column's best is (the larger or the smaller value), for the columns a row can be clearly best in.
 SCORES = {"exact": "max", "f1": "max"}
-COSTS = {"train_examples_per_s": "max", "wall_minutes": "min", "peak_memory_mb": "min"}
+TIMES = {"train_examples_per_s": "max", "wall_minutes": "min"}
+MEMORY = {"peak_memory_mb": "min"}
 FEW_SEEDS = 3  # below this many seeds (or pairs) a report warns: the t interval is wide and its normality untested
 
 
@@ -139,12 +140,13 @@ def summarise(frame: pd.DataFrame, study: Study, baseline: str, scale: str) -> p
     summary = pd.DataFrame(rows)
     if "diff_n" in summary:
         summary["diff_n"] = summary["diff_n"].astype("Int64")  # a count: 3 in the CSV, not 3.0
-    costs_comparable = bool(len(ok)) and wall_clock_comparable(frame)
-    for column, best in {**SCORES, **(COSTS if costs_comparable else {})}.items():
+    # costs are compared only where each run measured its own: clocks not shared, memory not the process's
+    summary["times_comparable"], summary["memory_per_run"] = wall_clock_comparable(frame), memory_per_run(frame)
+    compared = {**SCORES, **(TIMES if summary["times_comparable"].all() else {}),
+                **(MEMORY if summary["memory_per_run"].all() else {})}
+    for column, best in {**SCORES, **TIMES, **MEMORY}.items():
         winner = clearly_best({variant: done[column] for variant, done in by_variant.items()}, best)
-        summary[f"{column}_best"] = summary["variant"] == winner
-    for column in ([] if costs_comparable else COSTS):
-        summary[f"{column}_best"] = False
+        summary[f"{column}_best"] = (summary["variant"] == winner) & (column in compared)
     return summary
 
 
@@ -174,9 +176,9 @@ def _difference_columns(done: pd.DataFrame, base: pd.DataFrame) -> dict:
 
 
 def clearly_best(values: dict[str, pd.Series], best: str) -> str | None:
-    """The variant whose value (a Series by seed, one per variant) beats every other variant's with a 95%
-    interval of the difference (`difference_interval`: paired by seed where it can be) that excludes 0; None
-    when no variant does, or when fewer than two have values."""
+    """The variant whose value (a Series by seed, one per variant) beats every other variant's with a paired
+    95% interval of the difference that excludes 0; None when no variant does, when a comparison cannot be
+    paired by seed (two shared seeds at least), or when fewer than two variants have values."""
     present = {variant: series.dropna() for variant, series in values.items() if series.notna().any()}
     if len(present) < 2:
         return None
@@ -187,9 +189,31 @@ def clearly_best(values: dict[str, pd.Series], best: str) -> str | None:
             continue
         difference = difference_interval(present[leader], series)
         beaten = difference.low > 0 if best == "max" else difference.high < 0  # False where the CI is NaN
-        if not beaten:
+        if difference.method != "paired t" or not beaten:
             return None
     return leader
+
+
+def seed_warnings(row) -> list[str]:
+    """Where a summary row's numbers rest on too few seeds, and where pairing with the baseline left seeds out:
+    the report's warnings and the README's."""
+    if row["ok"] < 2:
+        return [f"{row['label']}: {row['ok']} ok seed(s), no confidence interval"]
+    warnings = []
+    if row["ok"] < FEW_SEEDS:
+        warnings.append(f"{row['label']}: {row['ok']} ok seeds, fewer than {FEW_SEEDS}: its interval is wide and "
+                        f"rests on seed-to-seed noise being normal")
+    pairs = row.get("diff_n")
+    if pd.notna(pairs) and 0 < pairs < FEW_SEEDS:
+        warnings.append(f"{row['label']}: its difference to the baseline rests on {int(pairs)} pairs, "
+                        f"fewer than {FEW_SEEDS}")
+    if row.get("diff_method") == "Welch t":
+        warnings.append(f"{row['label']}: no two seeds with ok runs on both sides, so its difference is Welch's t "
+                        f"over {row['diff_runs']} runs, not paired")
+    elif isinstance(row.get("diff_seeds_unpaired"), str) and row["diff_seeds_unpaired"]:
+        warnings.append(f"{row['label']}: pairing with the baseline left out seed(s) {row['diff_seeds_unpaired']} "
+                        f"(an ok run on one side only)")
+    return warnings
 
 
 def decimals(half_width: float) -> int:
@@ -283,6 +307,10 @@ def table(summary: pd.DataFrame, style: str = "md", columns: tuple[str, ...] = F
             best = summary[flag].fillna(False).astype(bool).to_numpy()
             cells.loc[best, column] = opening + cells.loc[best, column] + closing
     headers = {column: names[1] if latex else names[0] for column, names in _COLUMNS.items()}
+    if not summary.get("times_comparable", pd.Series([True])).all():  # a shared machine's clock: said so
+        headers.update({column: f"{headers[column]} (shared machine)" for column in TIMES})
+    if not summary.get("memory_per_run", pd.Series([True])).all():
+        headers["peak_memory_mb"] += " (process peak)"
     return cells[list(columns)].rename(columns=headers)
 
 
@@ -310,18 +338,22 @@ def conclusions(summary: pd.DataFrame, metric: str = "f1") -> list[str]:
 
 def curve_tables(curves: pd.DataFrame, labels: dict[str, str], baseline: str, metric: str = "f1") -> str:
     """Two Markdown tables of the ok runs' curves (`curves_frame`): the mean score at each evaluation, and each
-    variant's difference to `baseline` there, paired by seed, with its 95% interval and pairs."""
+    variant's difference to `baseline` there with its 95% interval and test (`(n = 3)`: paired over 3 seeds).
+    The step whose evaluation scored the whole dev set is marked; the others scored a sample of it. Each
+    interval holds for its own step: over many steps, some exclude 0 by chance."""
     name = METRICS[metric]
     ok = curves[(curves["status"] == "ok") & (curves["metric"] == metric)]
     scores = ok.pivot_table(index=["variant", "seed"], columns="step", values="value")
     steps = sorted(ok["step"].unique())
+    whole = set(ok.loc[ok["total"] == ok["total"].max(), "step"])
     present = [variant for variant in labels if variant in scores.index.get_level_values(0)]
     means = [[labels[variant]] + [f"{scores.loc[variant][step].mean():.1f}" for step in steps] for variant in present]
     differences = []
     for variant in [variant for variant in present if variant != baseline]:
         intervals = [difference_interval(scores.loc[variant][step], scores.loc[baseline][step]) for step in steps]
-        differences.append([labels[variant], *(difference_text(d.mean, d.low, d.high) for d in intervals)])
-    header = [f"{step:,}" for step in steps]
+        differences.append([labels[variant], *(f"{difference_text(d.mean, d.low, d.high)} ({_test(d)})"
+                                               for d in intervals)])
+    header = [f"{step:,}" + (" (whole dev)" if step in whole and len(whole) < len(steps) else "") for step in steps]
     align = ["left"] + ["right"] * len(steps)
 
     def markdown(rows: list[list[str]], first: str) -> str:
@@ -330,6 +362,10 @@ def curve_tables(curves: pd.DataFrame, labels: dict[str, str], baseline: str, me
 
     return (markdown(means, f"mean dev {name} at step") + "\n\n"
             + markdown(differences, f"Δ{name} to {labels[baseline]} [95% CI] at step") + "\n")
+
+
+def _test(interval: Interval) -> str:
+    return f"n = {interval.n}" if interval.method == "paired t" else f"Welch, n = {interval.n}"
 
 
 def _runs_text(row) -> str:
@@ -348,7 +384,8 @@ def difference_text(mean: float, low: float, high: float, latex: bool = False) -
     places = decimals((high - low) / 2)
 
     def signed(value: float) -> str:
-        return _minus(f"{value:+.{places}f}", latex)
+        text = f"{value:+.{places}f}"
+        return _minus(text[1:] if float(text) == 0 else text, latex)  # what rounds to zero has no sign
 
     return signed(mean) + ("" if low != low else f" [{signed(low)}, {signed(high)}]")
 
@@ -388,25 +425,32 @@ def to_latex(summary: pd.DataFrame, about: str, label: str, columns: tuple[str, 
     alignment = "".join("l" if column in ("label", "runs") else "r" for column in columns)
     tabular = cells.style.hide(axis="index").to_latex(hrules=True, column_format=alignment)
     environment = "table" if len(columns) <= 5 else "table*"
-    caption = f"{_latex_escape(about.rstrip('. '))}. {_method_latex(summary)}"
+    caption = f"{_latex_escape(about.rstrip('. '))}. {_method_latex(summary, columns)}"
     return (f"\\begin{{{environment}}}[t]\n\\centering\n\\caption{{{caption}}}\n\\label{{{label}}}\n{tabular}"
             f"\\end{{{environment}}}\n")
 
 
-def _method_latex(summary: pd.DataFrame) -> str:
+def _method_latex(summary: pd.DataFrame, columns: tuple[str, ...]) -> str:
     """The caption's statement of method: what the table's ± and intervals are, over how many seeds."""
     counts = sorted(set(summary["ok"]))
     seeds = f"$n = {counts[0]}$ seeds" if len(counts) == 1 else "the $n$ seeds of each row"
-    [baseline] = list(summary.loc[summary["baseline"], "label"]) or ["the baseline"]
     text = (f"EM and F1: mean $\\pm$ sample standard deviation over {seeds} (ok runs; others counted, never "
-            f"averaged). $\\Delta$: the difference to {_latex_escape(baseline)} with its 95\\% confidence interval, "
-            "Student's $t$ on the per-seed differences over the $n$ pairs given")
-    if "Welch t" in set(summary.get("diff_method", pd.Series(dtype=str)).dropna()):
-        text += " (Welch's $t$ where the seeds could not be paired)"
-    return text + (". Bold: better than every other row, every paired 95\\% interval excluding 0; decimals "
-                   "follow the width of the interval.")
+            "averaged)")
+    if {"exact_ci", "f1_ci"} & set(columns):
+        text += "; their 95\\% confidence intervals from Student's $t$"
+    if {"exact_diff", "f1_diff"} & set(columns):
+        [baseline] = list(summary.loc[summary["baseline"], "label"]) or ["the baseline"]
+        text += (f". $\\Delta$: the difference to {_latex_escape(baseline)} with its 95\\% confidence interval, "
+                 "Student's $t$ on the per-seed differences over the $n$ pairs given")
+        if "Welch t" in set(summary.get("diff_method", pd.Series(dtype=str)).dropna()):
+            text += " (Welch's $t$ where the seeds could not be paired)"
+    if min(counts) < FEW_SEEDS:
+        text += (f". Rows with fewer than {FEW_SEEDS} seeds have wide intervals that rest on seed-to-seed noise "
+                 "being normal")
+    return text + (". Bold: better than every other row, every paired 95\\% interval excluding 0. Decimals "
+                   "follow the uncertainty: the sd beside a mean, the half-width of an interval.")
 
 
 def to_csv(summary: pd.DataFrame) -> str:
     """Every number, unrounded, for anyone who wants to compute on: one row per variant."""
-    return summary.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+    return summary.to_csv(index=False, lineterminator="\n")

@@ -11,14 +11,22 @@ from pathlib import Path
 import pandas as pd
 
 from bench import plots
-from bench.records import RUNS, RecordError, curves_frame, mixed_hardware, records_frame, wall_clock_comparable
+from bench.records import (
+    RUNS,
+    RecordError,
+    curves_frame,
+    memory_per_run,
+    mixed_hardware,
+    records_frame,
+    wall_clock_comparable,
+)
 from bench.report import (
     COMPACT,
-    FEW_SEEDS,
     TABLE_COLUMNS,
     base_settings,
     conclusions,
     default_baseline,
+    seed_warnings,
     summarise,
     to_csv,
     to_html,
@@ -29,6 +37,8 @@ from bench.report import (
 from bench.study import SCALES, Study, StudyError, available, is_search, load_study
 
 REPORTS = Path("results") / "reports"
+MEMORY_LEFT_OUT = ("peak memory on a CPU is the process's peak RSS so far, so a run after others in one process "
+                   "reports the largest of them: not compared between variants (no bold, not plotted)")
 WALL_CLOCK_LEFT_OUT = ("wall clock on a shared machine: some ok runs were trained beside others and had no time "
                        "budget, so their times are not plotted and no cost column is bold")
 FORMATS = ("md", "latex", "csv", "html")
@@ -36,8 +46,8 @@ METHOD = ("EM and F1: mean ± sd over the ok seeds, 95% CI from Student's t. ΔE
           "baseline with its 95% CI, paired by seed (t on the per-seed differences) over the n seeds both have ok "
           "runs for, where there are at least two, Welch's t otherwise. Bold: better than every other row, with "
           "every paired 95% interval excluding 0 (cost columns only for runs timed alone or time-bounded). "
-          "Decimals follow the width of each interval. Failed, out-of-memory and diverged runs are counted in "
-          "the seeds column, never averaged.")
+          "Decimals follow the uncertainty: the sd beside a mean, the half-width of an interval. Failed, "
+          "out-of-memory and diverged runs are counted in the seeds column, never averaged.")
 
 
 def register(commands) -> None:
@@ -60,7 +70,7 @@ def register(commands) -> None:
                         help=f"comma-separated, from {','.join(FORMATS)} (default: all)")
     report.add_argument("--columns", type=_columns, default=COMPACT,
                         help=f"the LaTeX table's columns, comma-separated, from {','.join(TABLE_COLUMNS)} (default: "
-                             f"{','.join(COMPACT)}; Markdown, CSV and HTML hold them all)")
+                             f"{','.join(COMPACT)}; Markdown and HTML hold all but n, CSV every number)")
     report.add_argument("--records", type=Path, default=RUNS,
                         help="records root (default: results/runs), or one study's folder of records by another "
                              "name (results/reference/faithfulness-cpu)")
@@ -82,8 +92,11 @@ def _formats(text: str) -> list[str]:
 def _columns(text: str) -> tuple[str, ...]:
     chosen = tuple(item.strip() for item in text.split(","))
     unknown = [item for item in chosen if item not in TABLE_COLUMNS]
-    if unknown or "label" not in chosen:
-        raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(TABLE_COLUMNS)}, label included")
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: {unknown[0]!r} is no column (choose from "
+                                         f"{','.join(TABLE_COLUMNS)})")
+    if "label" not in chosen or len(set(chosen)) < len(chosen):
+        raise argparse.ArgumentTypeError(f"{text!r}: name each column once, label included")
     return chosen
 
 
@@ -158,8 +171,7 @@ def write_report(study: Study, args: argparse.Namespace) -> dict:
     wall_clock = wall_clock_comparable(frame)
     curve = curves_frame(study.name, args.records)
     figures += plots.curves(curve[curve["scale"] == scale], labels, palette, out, wall_clock)
-    if wall_clock:
-        figures += plots.cost(frame, labels, palette, out)
+    figures += plots.cost(frame, labels, palette, out, wall_clock, memory_per_run(frame))
     warnings = _warnings(frame, summary, mixed, wall_clock)
     pngs = [path for path in figures if path.suffix == ".png"]
     about = study.description
@@ -206,7 +218,7 @@ def _write_tables(summary, caption: str, label: str, out: Path, formats: list[st
 def _warnings(frame, summary, mixed: str, wall_clock: bool) -> list[str]:
     """One line for each way the records could mislead: mixed code, devices, hardware; a shared machine's
     clock; too few seeds."""
-    warnings = [] if wall_clock else [WALL_CLOCK_LEFT_OUT]
+    warnings = ([] if wall_clock else [WALL_CLOCK_LEFT_OUT]) + ([] if memory_per_run(frame) else [MEMORY_LEFT_OUT])
     shas = sorted({sha for sha in frame["git_sha"].dropna()})
     if len(shas) > 1:
         warnings.append(f"the records come from {len(shas)} code versions: {', '.join(sha[:10] for sha in shas)}")
@@ -219,28 +231,7 @@ def _warnings(frame, summary, mixed: str, wall_clock: bool) -> list[str]:
     if mixed:
         warnings.append(mixed + " (compared anyway: --mixed-hardware)")
     for _, row in summary.iterrows():
-        warnings += _seed_warnings(row)
-    return warnings
-
-
-def _seed_warnings(row) -> list[str]:
-    """Where a row's numbers rest on too few seeds, and where pairing with the baseline left seeds out."""
-    if row["ok"] < 2:
-        return [f"{row['label']}: {row['ok']} ok seed(s), no confidence interval"]
-    warnings = []
-    if row["ok"] < FEW_SEEDS:
-        warnings.append(f"{row['label']}: {row['ok']} ok seeds, fewer than {FEW_SEEDS}: its interval is wide and "
-                        f"rests on seed-to-seed noise being normal")
-    pairs = row.get("diff_n")
-    if pd.notna(pairs) and 0 < pairs < FEW_SEEDS:
-        warnings.append(f"{row['label']}: its difference to the baseline rests on {int(pairs)} pairs, "
-                        f"fewer than {FEW_SEEDS}")
-    if row.get("diff_method") == "Welch t":
-        warnings.append(f"{row['label']}: no two seeds with ok runs on both sides, so its difference is Welch's t "
-                        f"over {row['diff_runs']} runs, not paired")
-    elif isinstance(row.get("diff_seeds_unpaired"), str) and row["diff_seeds_unpaired"]:
-        warnings.append(f"{row['label']}: pairing with the baseline left out seed(s) {row['diff_seeds_unpaired']} "
-                        f"(an ok run on one side only)")
+        warnings += seed_warnings(row)
     return warnings
 
 
@@ -256,7 +247,8 @@ def _environment_lines(frame) -> list[str]:
 def _report_markdown(name: str, scale: str, about: str, summary, warnings: list[str], frame,
                      pngs: list[Path]) -> str:
     lines = [f"# {name} ({scale})", "", about, ""]
-    lines += [f"> **Warning:** {warning}" for warning in warnings] + ([""] if warnings else [])
+    for warning in warnings:  # a blank line apart: consecutive quoted lines would run into one paragraph
+        lines += [f"> **Warning:** {warning}", ""]
     lines += [to_markdown(summary), METHOD, ""]
     lines += [f"* {line}" for line in _differences(summary)] + [""]
     lines += [f"![{path.stem}]({path.name})" for path in pngs] + [""]

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.study import NOT_A_SETTING, SCALES, StudyError, read_study_file, scale_settings
+from bench.study import NOT_A_SETTING, SCALES, StudyError, read_study_file, run_settings, scale_settings
 from qanet.config import PRESETS, ConfigError, RunConfig, build_config
 from qanet.data.batching import HOLDOUT_SEED
 from qanet.train import Hooks, StopTraining
@@ -150,8 +150,8 @@ class SearchStudy:
 
     def config(self, sampled: dict[str, Any], scale: str) -> RunConfig:
         """The run of one trial: preset, fixed settings, budget, the scale's settings, then `pinned`."""
-        overrides = {**self.fixed, **{f"train.{key}": value for key, value in self.budget.items()},
-                     **scale_settings(scale), **self.pinned(scale, sampled), "train.seed": self.seed}
+        overrides = {**run_settings(self.fixed, self.budget, scale, self.pinned(scale, sampled)),
+                     "train.seed": self.seed}
         try:
             return build_config(self.preset, overrides)
         except ConfigError as error:

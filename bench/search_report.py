@@ -67,7 +67,7 @@ def write_search_report(search: SearchStudy, scale: str, study, records_root: Pa
                 study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), target_name=target)
             drawings["contour"] = lambda: optuna_plots.plot_contour(study, target_name=target)
         if any(t.intermediate_values for t in trials):  # the scores the pruner compared, pruned trials included
-            drawings["intermediate"] = lambda: _named(optuna_plots.plot_intermediate_values(study), target)
+            drawings["intermediate"] = lambda: _named(optuna_plots.plot_intermediate_values(study), target, trials)
         for name, draw in drawings.items():
             axes = draw()
             figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
@@ -80,17 +80,25 @@ def write_search_report(search: SearchStudy, scale: str, study, records_root: Pa
              + ", ".join(f"{state} {count}" for state, count in
                          (frame["state"].value_counts().sort_index().items() if not frame.empty else [])), "",
              f"Objective: {search.objective_text(scale)}, maximised: training questions held out of every trial "
-             f"(whole paragraphs), never the dev set; the dev score of the exported best trial "
-             f"(`python -m bench study {search.name} --scale {scale} --export-best PATH`) is the one to report.",
-             "", "## Best trials", "", best_table(frame, search.curve_key), "## Plots", ""]
+             f"(whole paragraphs), never the dev set. To report: export the best trial (`python -m bench study "
+             f"{search.name} --scale {scale} --export-best PATH`), train it over three seeds (`python -m bench run "
+             f"PATH --scale {scale}`) and report that study's dev scores (`python -m bench report PATH`).",
+             "", f"Pruning: {search.pruner}; no score before step {search.longest_warmup(scale)} is judged (the "
+             f"longest learning-rate warm-up a trial can have).", "",
+             "## Best trials", "", best_table(frame, search.curve_key), "## Plots", ""]
+    if "importances" in drawings:
+        lines += [f"The parameter importances and the contour rest on {len(complete)} complete trials: indicative "
+                  "only (the history plot shows complete trials; pruned ones are in the intermediate values).", ""]
     lines += [f"![{path.stem}]({path.name})" for path in figures if path.suffix == ".png"] + [""]
     (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
     return [out / "report.md", out / "best.md", out / "trials.csv", *figures]
 
 
-def _named(axes, target: str):
-    """Optuna's intermediate-values plot with its y axis named (it has no target_name)."""
+def _named(axes, target: str, trials: list):
+    """Optuna's intermediate-values plot with its y axis named (it has no target_name) and its ticks at the
+    evaluations' steps."""
     axes.set_ylabel(f"{target} at each evaluation")
+    axes.set_xticks(sorted({step for trial in trials for step in trial.intermediate_values}))
     return axes
 
 

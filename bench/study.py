@@ -147,8 +147,7 @@ class Study:
 
     def _config(self, settings: dict[str, Any], seed: int, scale: str) -> RunConfig:
         # a smaller scale replaces sizes, data and budget; the study's other settings and its variants stay
-        overrides = {**self.fixed, **_budget_settings(self.budget), **scale_settings(scale),
-                     **self.pinned.get(scale, {})}
+        overrides = run_settings(self.fixed, self.budget, scale, self.pinned.get(scale, {}))
         for key, value in settings.items():
             overrides[key] = value
             overrides.update(self.coupled.get(f"{key}={value_text(value)}", {}))
@@ -197,8 +196,13 @@ def distinct_runs(study: str, runs: list[Run], log=print) -> list[Run]:
     return kept
 
 
-def _budget_settings(budget: dict[str, Any]) -> dict[str, Any]:
-    return {f"train.{key}": value for key, value in budget.items()}
+def run_settings(fixed: dict[str, Any], budget: dict[str, Any], scale: str, pinned: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """A run's settings at a scale before its own (a variant's, a trial's, the seed), each layer over the last:
+    the file's fixed settings, its budget, the scale's settings, what the file pins at that scale. Studies and
+    Optuna searches both build their runs on it, so an exported trial is the same run."""
+    budget_settings = {f"train.{key}": value for key, value in budget.items()}
+    return {**fixed, **budget_settings, **scale_settings(scale), **pinned}
 
 
 def value_text(value: Any) -> str:

@@ -2,8 +2,9 @@
 
 Each block of README.md between `<!-- figures: NAME -->` and `<!-- /figures: NAME -->` is this script's output
 for the records FIGURES names: the table `bench report` writes (its compact columns), what each difference to
-the baseline shows with its 95% interval and pairs, and for studies with curves the scores at each
-evaluation. The README then cannot state more, or other numbers, than the report of those records does.
+the baseline shows with its 95% interval and pairs, the report's warnings of too few seeds, and for studies
+with curves the scores at each evaluation. The README then cannot state more, or other numbers, than the
+report of those records does.
 
     python benchmarks/readme_figures.py            # rewrite the blocks
     python benchmarks/readme_figures.py --check    # exit 1 naming each block that differs (a test runs this)
@@ -26,6 +27,7 @@ from bench.report import (  # noqa: E402
     conclusions,
     curve_tables,
     default_baseline,
+    seed_warnings,
     summarise,
     to_markdown,
     variant_labels,
@@ -47,7 +49,7 @@ FIGURES = {
     "faithfulness_relu": Figures("faithfulness_relu", "cpu", "results/reference/faithfulness-relu-cpu-6000",
                                  curves=True),
 }
-README_COLUMNS = (*COMPACT[:1], "runs", *COMPACT[1:])
+README_COLUMNS = tuple("runs" if column == "n" else column for column in COMPACT)  # how each seed ended
 
 
 def block(figures: Figures) -> str:
@@ -62,8 +64,13 @@ def block(figures: Figures) -> str:
              f"`python -m bench report {study.name} --scale {figures.scale} --records {figures.records}` writes "
              "their whole report.", "", to_markdown(summary, README_COLUMNS)]
     parts += [f"* {line}" for line in conclusions(summary)] + [""]
+    warnings = [warning for _, row in summary.iterrows() for warning in seed_warnings(row)]
+    for warning in warnings:  # a blank line apart: consecutive quoted lines would run into one paragraph
+        parts += [f"> **Warning:** {warning}", ""]
     if figures.curves:
-        parts.append(curve_tables(curves_frame(study.name, folder), variant_labels(study, figures.scale), baseline))
+        curves = curves_frame(study.name, folder)
+        parts.append(curve_tables(curves[curves["scale"] == figures.scale], variant_labels(study, figures.scale),
+                                  baseline))
     return "\n".join(parts).rstrip("\n") + "\n"
 
 

@@ -214,7 +214,8 @@ def test_time_panels_stay_for_runs_timed_alone(paired_records, tmp_path, figures
     _report(paired_records, tmp_path)
     assert "wall clock" not in capsys.readouterr().out
     assert [ax.get_title() for ax in figures["curves"].axes] == ["F1 over steps", "F1 over training time"]
-    assert [ax.get_title() for ax in figures["cost"].axes] == ["F1 against time", "F1 against memory"]
+    # a CPU run's peak memory is its process's so far: no memory panel (a GPU's is in the next test)
+    assert [ax.get_title() for ax in figures["cost"].axes] == ["F1 against time"]
 
 
 def test_a_time_bounded_run_counts_as_timed():

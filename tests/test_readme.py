@@ -4,6 +4,8 @@ by benchmarks/readme_figures.py, and its make targets are the Makefile's."""
 import re
 import shutil
 
+import pytest
+
 from bench.records import ROOT
 from tests.conftest import run_python
 
@@ -48,12 +50,20 @@ def test_the_readme_says_what_the_tests_skip_and_why():
         assert cause in section, cause
 
 
-def test_the_committed_demo_report_is_what_bench_report_writes_from_the_committed_records(tmp_path):
-    """docs/ablation_char_cnn/ is the report of results/reference/ablation_char_cnn-smoke/ as it stands."""
-    run_python("-m", "bench", "report", "ablation_char_cnn", "--scale", "smoke", "--records",
-               "results/reference/ablation_char_cnn-smoke", "--out", str(tmp_path))
-    committed = ROOT / "docs" / "ablation_char_cnn"
+@pytest.mark.parametrize("study, scale, records, committed", [
+    ("ablation_char_cnn", "smoke", "results/reference/ablation_char_cnn-smoke", "docs"),
+    ("faithfulness", "cpu", "results/reference/faithfulness-cpu", "results/reference/reports"),
+    ("faithfulness_relu", "cpu", "results/reference/faithfulness-relu-cpu-6000", "results/reference/reports"),
+])
+def test_each_committed_report_is_what_bench_report_writes_from_its_committed_records(study, scale, records,
+                                                                                      committed, tmp_path):
+    run_python("-m", "bench", "report", study, "--scale", scale, "--records", records, "--out", str(tmp_path))
     for name in ("table.md", "table.csv", "table.tex", "report.md"):
-        assert (tmp_path / "ablation_char_cnn" / name).read_text() == (committed / name).read_text(), name
-    figures = {path.name for path in committed.iterdir()} - {"report.html"}
-    assert figures == {path.name for path in (tmp_path / "ablation_char_cnn").iterdir()} - {"report.html"}
+        assert (tmp_path / study / name).read_text() == (ROOT / committed / study / name).read_text(), name
+    assert sorted(path.name for path in (ROOT / committed / study).iterdir()) == \
+        sorted(path.name for path in (tmp_path / study).iterdir())
+
+
+def test_the_readme_has_no_placeholder_left():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert re.findall(r"\b[A-Z]+_(?:TIME|COUNT)\b|\bTODO\b|\bTBD\b", readme) == []

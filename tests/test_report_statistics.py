@@ -16,6 +16,7 @@ from bench.report import (
     decimals,
     default_baseline,
     difference_interval,
+    seed_warnings,
     summarise,
     table,
     to_csv,
@@ -35,19 +36,20 @@ seeds = [0, 1, 2]
 """
 
 
-def _frame(scores: dict[str, list[float]], alone: bool = False, speed: dict[str, list[float]] | None = None
-           ) -> pd.DataFrame:
-    """Records of `variant -> F1 per seed` (EM 10 lower); `speed`: train examples/s per seed."""
+def _frame(scores: dict[str, list[float]], alone: bool = False, speed: dict[str, list[float]] | None = None,
+           memory: dict[str, list[float]] | None = None, device: str = "cpu") -> pd.DataFrame:
+    """Records of `variant -> F1 per seed` (EM 10 lower); `speed`: train examples/s per seed; `memory`: MB."""
     rows = []
     for variant, values in scores.items():
         for seed, f1 in enumerate(values):
             if f1 is None:
                 continue
             examples = (speed or {}).get(variant, [100.0] * len(values))[seed]
+            megabytes = (memory or {}).get(variant, [900.0] * len(values))[seed]
             rows.append({"variant": variant, "seed": seed, "status": "ok", "exact": f1 - 10, "f1": f1,
-                         "train_examples_per_s": examples, "wall_seconds": 6000 / examples, "peak_memory_mb": 900.0,
+                         "train_examples_per_s": examples, "wall_seconds": 6000 / examples, "peak_memory_mb": megabytes,
                          "parameters": 1000, "steps": 500, "timed_alone": alone, "time_bounded": False,
-                         "id": f"{variant}{seed}"})
+                         "device_kind": device, "id": f"{variant}{seed}"})
     return pd.DataFrame(rows)
 
 
@@ -151,6 +153,16 @@ def test_cost_columns_are_bold_only_for_runs_timed_alone(study):
     assert "**120.2**" in to_markdown(alone)
 
 
+def test_peak_memory_is_compared_only_where_it_is_each_runs_own(study):
+    """On a CPU it is the process's peak RSS so far: a later run in one process inherits the earlier ones'."""
+    scores = {BASE: [50.0, 52.0, 51.0], WIDE: [50.5, 51.0, 51.8]}
+    memory = {BASE: [900, 905, 903], WIDE: [1400, 1402, 1410]}
+    cpu = summarise(_frame(scores, alone=True, memory=memory), study, BASE, "smoke")
+    assert not cpu["peak_memory_mb_best"].any() and "peak MB (process peak)" in to_markdown(cpu)
+    gpu = summarise(_frame(scores, alone=True, memory=memory, device="cuda"), study, BASE, "smoke")
+    assert list(gpu["peak_memory_mb_best"]) == [True, False] and "**903**" in to_markdown(gpu)
+
+
 def test_every_difference_states_its_pairs_and_the_csv_its_diff_n(study):
     summary = summarise(_frame({BASE: [50.0, 52.0, 51.0], WIDE: [54.1, 56.0, None]}), study, BASE, "smoke")
     csv = pd.read_csv(io.StringIO(to_csv(summary)), dtype=str).set_index("variant")
@@ -160,13 +172,11 @@ def test_every_difference_states_its_pairs_and_the_csv_its_diff_n(study):
     assert welch.loc[1, "diff_n"] == 0 and "(Welch, 2 vs 2)" in to_markdown(welch)
 
 
-def test_a_report_warns_of_few_seeds_and_of_seeds_pairing_left_out(tmp_path, capsys):
-    from bench.report_command import _seed_warnings
-
+def test_a_report_warns_of_few_seeds_and_of_seeds_pairing_left_out():
     row = {"label": "hidden = 48", "ok": 2, "diff_n": 2, "diff_method": "paired t", "diff_seeds_unpaired": "2"}
-    said = " | ".join(_seed_warnings(pd.Series(row)))
+    said = " | ".join(seed_warnings(pd.Series(row)))
     assert "2 ok seeds, fewer than 3" in said and "rests on 2 pairs" in said and "left out seed(s) 2" in said
-    assert _seed_warnings(pd.Series({**row, "ok": 3, "diff_n": 3, "diff_seeds_unpaired": ""})) == []
+    assert seed_warnings(pd.Series({**row, "ok": 3, "diff_n": 3, "diff_seeds_unpaired": ""})) == []
 
 
 @pytest.mark.parametrize("half_width, places", [(8.3, 0), (25.0, 0), (1.4, 1), (0.47, 1), (0.21, 2), (0.09, 2),
@@ -202,10 +212,14 @@ def test_the_latex_table_is_compact_unscaled_and_its_caption_states_the_method(s
     assert r"\begin{table*}" in wider and r"F1 95\% CI" in wider
 
 
-def test_columns_must_name_table_columns(tmp_path, capsys):
+@pytest.mark.parametrize("columns, told", [("label,nope", "'label,nope': 'nope' is no column (choose from"),
+                                            ("label,f1,f1", "'label,f1,f1': name each column once, label included"),
+                                            ("f1", "'f1': name each column once, label included")])
+def test_columns_must_name_table_columns_once(capsys, columns, told):
     with pytest.raises(SystemExit) as exit_status:
-        bench_main(["report", "ablation_char_cnn", "--columns", "label,nope"])
-    assert exit_status.value.code == 2 and "--columns: 'label,nope': choose from" in capsys.readouterr().err
+        bench_main(["report", "ablation_char_cnn", "--columns", columns])
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_status.value.code == 2 and f"--columns: {told}" in said
 
 
 def test_records_are_read_from_a_studys_own_folder_by_another_name_and_another_studys_are_refused():
