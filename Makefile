@@ -23,7 +23,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
-tox: setup  ## py311, py312 and lint, with the pyenv interpreters
+tox: setup  ## py311, py312, lowest and lint, with the pyenv interpreters
 	PYENV_VERSION=3.11.7:3.12.1:3.13.0 $(BIN)/tox
 
 bench-prepare: setup  ## prepare real SQuAD v1.1 from ../shared/data: cold, cached, peak RSS
