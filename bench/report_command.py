@@ -34,7 +34,7 @@ from bench.report import (
     to_markdown,
     variant_labels,
 )
-from bench.study import SCALES, Study, StudyError, available, is_search, load_study
+from bench.study import SCALES, Study, StudyError, available, distinct_runs, is_search, load_study
 
 REPORTS = Path("results") / "reports"
 MEMORY_LEFT_OUT = ("peak memory on a CPU is the process's peak RSS so far, so a run after others in one process "
@@ -172,7 +172,9 @@ def write_report(study: Study, args: argparse.Namespace) -> dict:
     curve = curves_frame(study.name, args.records)
     figures += plots.curves(curve[curve["scale"] == scale], labels, palette, out, wall_clock)
     figures += plots.cost(frame, labels, palette, out, wall_clock, memory_per_run(frame))
-    warnings = _warnings(frame, summary, mixed, wall_clock)
+    same_runs: list[str] = []  # variants this scale makes the same run as another: they have no records
+    distinct_runs(study.name, study.runs(scale, seeds=study.seeds[:1]), log=same_runs.append)
+    warnings = same_runs + _warnings(frame, summary, mixed, wall_clock)
     pngs = [path for path in figures if path.suffix == ".png"]
     about = study.description
     if study.design == "one-at-a-time" and len(study.axes) > 1:

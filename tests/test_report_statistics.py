@@ -61,6 +61,8 @@ def study(tmp_path):
 
 
 BASE, WIDE, NARROW = "base", "model.hidden=48", "model.hidden=32"
+SHORT = ["--set", "train.steps=2", "--set", "train.eval_every=2", "--set", "data.synthetic.train_paragraphs=8",
+         "--set", "data.synthetic.dev_paragraphs=2", "--set", "train.threads=1"]
 
 
 # 1. Labels say what ran
@@ -108,14 +110,25 @@ def test_every_shipped_studys_labels_state_the_settings_its_runs_have_at_each_sc
         assert "hidden = 64 (base)" in set(labels)
 
 
+def test_a_variant_that_the_scale_makes_the_base_run_is_named_in_the_report(tmp_path):
+    """At the smoke scale every run's context is 150, so `context_len = 150` is the base's run: it has no record,
+    and the report says why rather than leave the row out in silence."""
+    study = tmp_path / "context.toml"
+    study.write_text('description = "context"\npreset = "paper"\nseeds = [0]\n'
+                     '[axes]\n"data.context_len" = [400, 150]\n')
+    bench_main(["run", str(study), "--scale", "smoke", "--out", str(tmp_path / "runs"), *SHORT])
+    bench_main(["report", str(study), "--records", str(tmp_path / "runs"), "--out", str(tmp_path / "reports"),
+                "--format", "md"])
+    report = (tmp_path / "reports" / "context" / "report.md").read_text()
+    assert "> **Warning:** variant 'data.context_len=150' is the same run as 'base' at this scale: left out" in report
+
+
 def test_the_report_of_a_smoke_study_labels_its_base_with_the_smoke_width(tmp_path):
     """The report's table and its plots' legends take one set of labels: the run's scale's."""
     study = tmp_path / "hidden.toml"
     study.write_text('description = "width"\npreset = "paper"\nseeds = [0]\n[axes]\n"model.hidden" = [128, 100]\n'
                      '[with."model.hidden=100"]\n"model.heads" = 4\n')
-    short = ["--set", "train.steps=2", "--set", "train.eval_every=2", "--set", "data.synthetic.train_paragraphs=8",
-             "--set", "data.synthetic.dev_paragraphs=2", "--set", "train.threads=1"]
-    bench_main(["run", str(study), "--scale", "smoke", "--out", str(tmp_path / "runs"), *short])
+    bench_main(["run", str(study), "--scale", "smoke", "--out", str(tmp_path / "runs"), *SHORT])
     bench_main(["report", str(study), "--records", str(tmp_path / "runs"), "--out", str(tmp_path / "reports"),
                 "--format", "md,csv"])
     labels = list(pd.read_csv(tmp_path / "reports" / "hidden" / "table.csv")["label"])
