@@ -41,6 +41,10 @@ SQUAD_FILES = {
     "answer outside the context": json.dumps(_with(lambda d, q: q["answers"][0], text="Berlin", answer_start=99)),
     "answer_start not an integer": json.dumps(_with(lambda d, q: q["answers"][0], answer_start="12")),
     "0 bytes": "",
+    "no articles": '{"version": "1.1", "data": []}',
+    "articles without paragraphs": '{"version": "1.1", "data": [{"title": "T", "paragraphs": []}]}',
+    "paragraphs without questions": json.dumps({"version": "1.1", "data": [{"title": "T", "paragraphs": [
+        {"context": "Paris is in France.", "qas": []}]}]}),
 }
 
 

@@ -80,7 +80,18 @@ class _Reader:
             where.title = str(self._require(article, "title", where, str))
             for paragraph in self._require(article, "paragraphs", where, list):
                 self._read_paragraph(paragraph, where)
+        self._refuse_if_empty(len(articles))
         return self.result
+
+    def _refuse_if_empty(self, articles: int) -> None:
+        """A file with nothing to train or score on is malformed input, not a featurisation crash later."""
+        where, paragraphs = _Where(self.path, title="-", qid="-"), len(self.result.contexts)
+        if not articles:
+            raise where.error("no articles ('data' is empty)")
+        if not paragraphs:
+            raise where.error(f"no paragraphs in its {articles} article(s)")
+        if not self.result.questions:
+            raise where.error(f"no questions in its {paragraphs} paragraph(s)")
 
     @staticmethod
     def _require(container, key: str, where: _Where, kind: type):
