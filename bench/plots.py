@@ -89,7 +89,7 @@ def _from_zero(ax) -> None:
     ax.set_ylim(bottom=max(ax.get_ylim()[0], 0))
 
 
-def _n_text(counts) -> str:
+def _seeds_text(counts) -> str:
     """`n = 3`, or `n = 2–3` where the variants have different numbers of ok seeds."""
     low, high = int(min(counts, default=0)), int(max(counts, default=0))
     return f"n = {low}" if low == high else f"n = {low}–{high}"
@@ -132,7 +132,7 @@ def scores(summary: pd.DataFrame, runs: pd.DataFrame, palette: dict, folder: Pat
         _from_zero(ax)
         ax.set_ylabel(f"dev {name} (%)")
         ax.set_title(name)
-    figure.suptitle(f"Mean and 95% t interval over {_n_text(summary['ok'])} seeds; lines join one seed's runs "
+    figure.suptitle(f"Mean and 95% t interval over {_seeds_text(summary['ok'])} seeds; lines join one seed's runs "
                     "(their differences, paired t: the forest plot)")
     figure.tight_layout()
     return save(figure, folder, "scores")
@@ -190,7 +190,7 @@ def curves(curve: pd.DataFrame, labels: dict[str, str], palette: dict, folder: P
             _mark_evaluations(ax, x, by_step, style["color"])
     axes[0].set_xticks(_evaluation_ticks(sorted(set(f1["step"]))))
     _from_zero(axes[0])
-    figure.suptitle(f"Mean over {_n_text(f1.groupby('variant')['seed'].nunique())} ok seeds, 95% t band")
+    figure.suptitle(f"Mean over {_seeds_text(f1.groupby('variant')['seed'].nunique())} ok seeds, 95% t band")
     handles, names = axes[0].get_legend_handles_labels()
     keys = _evaluation_keys(f1)
     _legend_below(figure, handles + keys, names + [key.get_label() for key in keys])

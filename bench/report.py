@@ -145,8 +145,9 @@ def summarise(frame: pd.DataFrame, study: Study, baseline: str, scale: str) -> p
     compared = {**SCORES, **(TIMES if summary["times_comparable"].all() else {}),
                 **(MEMORY if summary["memory_per_run"].all() else {})}
     for column, best in {**SCORES, **TIMES, **MEMORY}.items():
-        winner = clearly_best({variant: done[column] for variant, done in by_variant.items()}, best)
-        summary[f"{column}_best"] = (summary["variant"] == winner) & (column in compared)
+        winner = clearly_best({variant: done[column] for variant, done in by_variant.items()}, best) \
+            if column in compared else None
+        summary[f"{column}_best"] = summary["variant"] == winner
     return summary
 
 
@@ -162,15 +163,14 @@ def _refuse_repeated_runs(frame: pd.DataFrame, study: Study) -> None:
 def _difference_columns(done: pd.DataFrame, base: pd.DataFrame) -> dict:
     """The differences to the baseline and what they rest on: the seeds paired (`diff_n` of them; 0 for
     Welch's t) and the ok seeds of either side that pairing left out."""
-    paired = sorted(set(done.index) & set(base.index))
     columns = {}
     for metric in SCORES:
         difference = difference_interval(done[metric], base[metric])
         columns.update({f"{metric}_diff": difference.mean, f"{metric}_diff_low": difference.low,
                         f"{metric}_diff_high": difference.high, "diff_method": difference.method})
-    welch = columns["diff_method"] == "Welch t"
+    welch = difference.method == "Welch t"
     unpaired = sorted(set(done.index) ^ set(base.index))
-    columns.update(diff_n=0 if welch else len(paired), diff_runs=f"{len(done)} vs {len(base)}",
+    columns.update(diff_n=0 if welch else difference.n, diff_runs=f"{len(done)} vs {len(base)}",
                    diff_seeds_unpaired="" if welch else " ".join(map(str, unpaired)))
     return columns
 
@@ -247,8 +247,6 @@ _COLUMNS = {
 FULL = tuple(column for column in _COLUMNS if column != "n")
 COMPACT = ("label", "n", "exact", "f1", "f1_diff")  # what a paper's table needs; --columns for more
 TABLE_COLUMNS = tuple(_COLUMNS)
-_BOLD = {"exact": "exact_best", "f1": "f1_best", "train_examples_per_s": "train_examples_per_s_best",
-         "wall_minutes": "wall_minutes_best", "peak_memory_mb": "peak_memory_mb_best"}
 _WRAP = {"md": ("**", "**"), "latex": (r"\textbf{", "}"), "html": ("<strong>", "</strong>")}
 
 
@@ -302,9 +300,9 @@ def table(summary: pd.DataFrame, style: str = "md", columns: tuple[str, ...] = F
         "steps": [plain(v, 0) for v in summary["steps"]],
     }).map(str.strip)
     opening, closing = _WRAP[style]
-    for column, flag in _BOLD.items():
-        if flag in summary:
-            best = summary[flag].fillna(False).astype(bool).to_numpy()
+    for column in (*SCORES, *TIMES, *MEMORY):
+        if f"{column}_best" in summary:
+            best = summary[f"{column}_best"].fillna(False).astype(bool).to_numpy()
             cells.loc[best, column] = opening + cells.loc[best, column] + closing
     headers = {column: names[1] if latex else names[0] for column, names in _COLUMNS.items()}
     if not summary.get("times_comparable", pd.Series([True])).all():  # a shared machine's clock: said so

@@ -39,7 +39,7 @@ def register(commands) -> None:
                             "failed and retried once (default: 20)")
     study.add_argument("--export-best", type=Path, metavar="PATH",
                        help="write the best trial as a study file for bench run (at this scale, its seed 0 is the "
-                            "trial's very run; its dev score is the one to report), and stop")
+                            "trial's very run; the dev scores of its three seeds are the ones to report), and stop")
     study.set_defaults(handler=run_search)
 
 
@@ -171,8 +171,8 @@ def _existing_study(name: str, url: str, heartbeat: int):
 def export_best(study, search: SearchStudy, scale: str, path: Path) -> None:
     """The best trial as an ordinary study file, three seeds from the search's, the search's budget. At the
     search's scale its first seed is the trial's very run (same settings, same id, the same training
-    questions held out): [scale.NAME.set] pins what the trial set over that scale's own settings. Its dev
-    score, never used to choose, is the number to report."""
+    questions held out): [scale.NAME.set] pins what the trial set over that scale's own settings. The dev
+    scores of its three seeds, never used to choose, are the numbers to report."""
     from optuna.trial import TrialState
 
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):

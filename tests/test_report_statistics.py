@@ -6,6 +6,7 @@ real study file is the point."""
 import io
 import math
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -110,28 +111,31 @@ def test_every_shipped_studys_labels_state_the_settings_its_runs_have_at_each_sc
         assert "hidden = 64 (base)" in set(labels)
 
 
+def _smoke_report(tmp_path, name: str, study_text: str) -> Path:
+    """Run a tiny study file at the smoke scale and report it (Markdown and CSV): its report folder."""
+    study = tmp_path / f"{name}.toml"
+    study.write_text(study_text)
+    bench_main(["run", str(study), "--scale", "smoke", "--out", str(tmp_path / "runs"), *SHORT])
+    bench_main(["report", str(study), "--records", str(tmp_path / "runs"), "--out", str(tmp_path / "reports"),
+                "--format", "md,csv"])
+    return tmp_path / "reports" / name
+
+
 def test_a_variant_that_the_scale_makes_the_base_run_is_named_in_the_report(tmp_path):
     """At the smoke scale every run's context is 150, so `context_len = 150` is the base's run: it has no record,
     and the report says why rather than leave the row out in silence."""
-    study = tmp_path / "context.toml"
-    study.write_text('description = "context"\npreset = "paper"\nseeds = [0]\n'
-                     '[axes]\n"data.context_len" = [400, 150]\n')
-    bench_main(["run", str(study), "--scale", "smoke", "--out", str(tmp_path / "runs"), *SHORT])
-    bench_main(["report", str(study), "--records", str(tmp_path / "runs"), "--out", str(tmp_path / "reports"),
-                "--format", "md"])
-    report = (tmp_path / "reports" / "context" / "report.md").read_text()
-    assert "> **Warning:** variant 'data.context_len=150' is the same run as 'base' at this scale: left out" in report
+    report = _smoke_report(tmp_path, "context", 'description = "context"\npreset = "paper"\nseeds = [0]\n'
+                                                '[axes]\n"data.context_len" = [400, 150]\n')
+    said = (report / "report.md").read_text()
+    assert "> **Warning:** variant 'data.context_len=150' is the same run as 'base' at this scale: left out" in said
 
 
 def test_the_report_of_a_smoke_study_labels_its_base_with_the_smoke_width(tmp_path):
     """The report's table and its plots' legends take one set of labels: the run's scale's."""
-    study = tmp_path / "hidden.toml"
-    study.write_text('description = "width"\npreset = "paper"\nseeds = [0]\n[axes]\n"model.hidden" = [128, 100]\n'
-                     '[with."model.hidden=100"]\n"model.heads" = 4\n')
-    bench_main(["run", str(study), "--scale", "smoke", "--out", str(tmp_path / "runs"), *SHORT])
-    bench_main(["report", str(study), "--records", str(tmp_path / "runs"), "--out", str(tmp_path / "reports"),
-                "--format", "md,csv"])
-    labels = list(pd.read_csv(tmp_path / "reports" / "hidden" / "table.csv")["label"])
+    report = _smoke_report(tmp_path, "hidden", 'description = "width"\npreset = "paper"\nseeds = [0]\n[axes]\n'
+                                               '"model.hidden" = [128, 100]\n[with."model.hidden=100"]\n'
+                                               '"model.heads" = 4\n')
+    labels = list(pd.read_csv(report / "table.csv")["label"])
     assert labels == ["hidden = 64 (base)", "hidden = 100"]
 
 
