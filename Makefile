@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint tox bench-prepare bench-speed gpu-pack gpu-session gpu-check gpu-run
+.PHONY: setup demo test lint tox bench-prepare bench-speed bench-startup gpu-pack gpu-session gpu-check gpu-run
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -31,6 +31,9 @@ bench-prepare: setup  ## prepare real SQuAD v1.1 from ../shared/data: cold, cach
 
 bench-speed: setup  ## CPU training-step throughput and peak memory at two model sizes
 	$(BIN)/python benchmarks/train_speed.py
+
+bench-startup: setup  ## whole-process time of `python -m bench --help` and of a cached SQuAD v1.1 preparation
+	$(BIN)/python benchmarks/command_startup.py
 
 # The GPU reference run (README, "GPU"): the pack is built here; gpu-check and gpu-run run on the GPU
 # machine, which has python3 with torch and numpy and nothing else of ours (no .venv, no set-up).

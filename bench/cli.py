@@ -1,36 +1,40 @@
-"""`python -m bench`: the command line of the harness."""
+"""`python -m bench`: the command line of the harness. Building the parser imports the command modules
+(bench.commands) and the light modules their arguments name (the scales, the records root, the presets);
+torch, pandas and Optuna are imported by a command when it runs: `--help` answers at once."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from bench import data_commands, report_command, run_command, search_command, train_command
-from bench.records import RecordError
-from bench.study import StudyError
-from qanet.config import ConfigError
-from qanet.data.download import DownloadError
-from qanet.data.pack import PackError
-from qanet.data.squad import SquadFormatError
-from qanet.train import CheckpointError
+from bench.commands import data, report, run, search, train
 
-# Errors a user can fix: one line on stderr and exit status 2, no traceback.
-# OSError: a missing path, a full disk, a folder that cannot be written.
-USER_ERRORS = (ConfigError, StudyError, RecordError, SquadFormatError, DownloadError, PackError, CheckpointError,
-               OSError)
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user can fix: one line on stderr and exit status 2, no traceback. OSError: a missing path, a
+    full disk, a folder that cannot be written. Imported when one is raised, so that a command that never
+    touches checkpoints does not import torch to name its error."""
+    from bench.records import RecordError
+    from bench.study_files import StudyError
+    from qanet.checkpoint import CheckpointError
+    from qanet.config import ConfigError
+    from qanet.data.download import DownloadError
+    from qanet.data.pack import PackError
+    from qanet.data.squad import SquadFormatError
+
+    return ConfigError, StudyError, RecordError, SquadFormatError, DownloadError, PackError, CheckpointError, OSError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="qanet-bench: train, measure and compare QANet variants on SQuAD.",
+        description="qanet-bench: train, measure and compare QANet variants on SQuAD. A study file "
+                    "(studies/NAME.toml) names variants x seeds for `run`; a search file (kind = \"optuna\") "
+                    "names ranges for `search`; `report` turns either's records into tables and plots.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    data_commands.register(commands)
-    train_command.register(commands)
-    run_command.register(commands)
-    report_command.register(commands)
-    search_command.register(commands)
+    for command in (data, train, run, report, search):
+        command.register(commands)
     return parser
 
 
@@ -38,9 +42,11 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as error:
+        if not isinstance(error, user_errors()):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,79 +1,20 @@
-"""Run records: one JSON file per run, written atomically, with the environment that produced it."""
+"""Run records: one JSON file per run, written atomically: the run (RunSpec), how it ended (TrainResult) and
+where it ran. `RunRecord` is the record typed; the readers here turn a study's records into DataFrames."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
-import platform
-import statistics
-import subprocess
 import sys
-from importlib import metadata
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
+from bench.spec import RunSpec
+from qanet.config import ConfigError, RunConfig
 from qanet.files import replace_atomically
-
-ROOT = Path(__file__).resolve().parents[1]
-# Real SQuAD files beside the checkout, read in place (never copied in); QANET_BENCH_SHARED points elsewhere.
-SHARED_DATA = Path(os.environ.get("QANET_BENCH_SHARED", ROOT.parent / "shared")) / "data"
-SHARED_SQUAD_V11 = {"train": SHARED_DATA / "squad" / "v1.1" / "train-v1.1.reconstructed.json",
-                    "dev": SHARED_DATA / "squad" / "v1.1" / "dev-v1.1.json"}
-
-
-def git_version() -> dict:
-    """The commit the code came from. An installed copy is no checkout (git there would describe whatever
-    repository surrounds site-packages, or none): it records its package version instead."""
-    if not (ROOT / ".git").exists():
-        try:
-            version = metadata.version("qanet-bench")
-        except metadata.PackageNotFoundError:
-            version = None
-        return {"sha": None, "dirty": None, "package": version}
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
-
-    try:
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-        return {"sha": git("rev-parse", "HEAD") or None, "dirty": dirty}
-    except (OSError, subprocess.SubprocessError):
-        return {"sha": None, "dirty": None}
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_name(device: torch.device) -> str:
-    """The hardware model behind a device: the GPU's name, or the CPU's."""
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
-
-
-def environment(device: torch.device) -> dict:
-    cuda = device.type == "cuda"
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda if cuda else None,
-        "device": device_name(device),
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "host": platform.node(),
-        "pid": os.getpid(),
-        "git": git_version(),
-        "argv": sys.argv,
-    }
+from qanet.outcome import FINISHED, TrainResult
 
 
 def write_json_atomically(path: Path, data: dict) -> None:
@@ -103,26 +44,10 @@ def ensure_writable(folder: Path) -> None:
 
 
 RUNS = Path("results") / "runs"  # under the working directory, like every output of a command
-# Placement and logging are recorded, not hashed: the same run on another GPU, thread count or attention
-# kernel, or with a TensorBoard log, has the same id (the execution context tells them apart).
-NOT_IN_ID = ("device", "threads", "tensorboard", "attention_kernels")
-# Measurements, placement and resume history vary between two executions of the same run; nothing else may.
-MEASURED = ("wall_seconds", "train_seconds", "eval_seconds", "compile_seconds", "train_examples_per_s",
-            "peak_memory_mb", "environment", "checkpoint", "resumed_from", "execution", "time_bounded", "restarted",
-            "timed_alone", "attention_kernel", "compile_shapes", "optuna")
-COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
+RECORD_COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
            "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters", "time_bounded",
            "time_bounded_on", "timed_alone", "device_kind", "device", "threads", "torch", "cuda", "git_sha",
            "git_dirty", "id", "error"]
-
-
-def comparable(record: dict) -> dict:
-    """A record without its measurements: equal for two executions of the same run."""
-    kept = {key: value for key, value in record.items() if key not in MEASURED}
-    kept["curve"] = [{k: v for k, v in entry.items() if k != "train_seconds"} for entry in record.get("curve", [])]
-    for key in NOT_IN_ID:
-        kept["config"]["train"].pop(key, None)
-    return kept
 
 
 class RecordError(ValueError):
@@ -149,6 +74,67 @@ def read_record(path: Path) -> dict | None:
         if not isinstance(record.get(key), kind):
             return _unreadable(path, f"{key} = {record.get(key)!r}, expected a {kind.__name__}")
     return record
+
+
+# how many decimals a record keeps of each measurement
+_DECIMALS = {"train_seconds": 2, "eval_seconds": 2, "compile_seconds": 2, "peak_memory_mb": 1}
+
+
+@dataclass
+class RunRecord:
+    """A run's record, typed: the run, how it ended and where it ran. `to_json` is what its file holds (the
+    spec's and the result's fields side by side, as records have always been); `from_json` reads one back,
+    a record written before a field existed taking that field's default."""
+
+    spec: RunSpec
+    result: TrainResult
+    wall_seconds: float = 0.0
+    execution: dict | None = None  # bench.runner.execution_context: what beyond the id changes the numbers
+    time_bounded: dict | None = None  # for a run with a minutes budget: the budget, hardware, what ended it
+    restarted: str | None = None  # why the run's earlier progress was discarded, if it was
+    timed_alone: bool = False  # the bench process trained no other run meanwhile
+    environment: dict = field(default_factory=dict)  # bench.environment.environment
+    checkpoint: str = ""
+
+    def to_json(self) -> dict:
+        spec, result = self.spec, dataclasses.asdict(self.result)
+        result.pop("train_examples")  # kept as the rate
+        for key, places in _DECIMALS.items():
+            result[key] = round(result[key], places)
+        result["compile_shapes"] = [{**shape, "seconds": round(shape["seconds"], 2)}
+                                    for shape in result["compile_shapes"]]
+        outcome = {"status": result.pop("status"), "error": result.pop("error")}  # first, as a reader looks
+        return {"id": spec.id, "study": spec.study, "variant": spec.variant, "seed": spec.seed, "scale": spec.scale,
+                **outcome, "config": spec.config.to_dict(), "dataset_fingerprint": spec.fingerprint, **result,
+                "train_examples_per_s": round(self.result.train_examples_per_s, 2),
+                "wall_seconds": round(self.wall_seconds, 2), "environment": self.environment,
+                "checkpoint": self.checkpoint, **(spec.tags or {}), "execution": self.execution,
+                "time_bounded": self.time_bounded, "restarted": self.restarted, "timed_alone": self.timed_alone}
+
+    @classmethod
+    def from_json(cls, record: dict, folder: Path) -> RunRecord:
+        """The record of a file in `folder` (its study's records folder); a RecordError if its configuration
+        no longer reads."""
+        try:
+            config = RunConfig.from_dict(record["config"])
+        except ConfigError as error:
+            raise RecordError(f"{folder / record['id']}.json: {error}") from None
+        spec = RunSpec(record.get("study", Path(folder).name), record["variant"], record["scale"], config, Path(folder),
+                       {"optuna": record["optuna"]} if "optuna" in record else None, record.get("dataset_fingerprint"),
+                       record["id"])
+        names = {item.name for item in dataclasses.fields(TrainResult)}
+        kept = {key: value for key, value in record.items() if key in names}
+        result = TrainResult(**{"steps": 0, "metrics": {}, **kept})
+        # the examples the rate was made of, to the rounding of the seconds (the record keeps the rate)
+        result.train_examples = (record.get("train_examples_per_s") or 0.0) * result.train_seconds
+        mine = {item.name for item in dataclasses.fields(cls)} - {"spec", "result"}
+        return cls(spec, result, **{key: record[key] for key in mine if key in record})
+
+
+def load_record(path: Path) -> RunRecord | None:
+    """The record at `path`, typed; None where there is none or it is damaged (read_record)."""
+    record = read_record(path)
+    return RunRecord.from_json(record, Path(path).parent) if record else None
 
 
 def _unreadable(path: Path, why: str) -> None:
@@ -180,7 +166,7 @@ def study_records(study: str, root: Path = RUNS) -> list[dict]:
 
 
 def records_frame(study: str, root: Path = RUNS):
-    """One row per run record of a study, tidy columns (see COLUMNS), then one column per
+    """One row per run record of a study, tidy columns (see RECORD_COLUMNS), then one column per
     configuration field named by its dotted key (model.hidden, train.optimizer, ...)."""
     import pandas as pd
 
@@ -188,9 +174,9 @@ def records_frame(study: str, root: Path = RUNS):
     for record in study_records(study, root):
         metrics = record.get("metrics") or {}
         environment_info = record.get("environment") or {}
-        row = {key: record.get(key) for key in COLUMNS}
+        row = {key: record.get(key) for key in RECORD_COLUMNS}
         row.update({key: metrics.get(key) for key in ("exact", "f1", "total")})
-        row.update({f"{key}": value for key, value in metrics.items() if key.startswith(("HasAns", "NoAns"))})
+        row.update({key: value for key, value in metrics.items() if key.startswith(("HasAns", "NoAns"))})
         row.update(time_bounded=bool(record.get("time_bounded")), time_bounded_on=_time_bounded_on(record),
                    timed_alone=bool(record.get("timed_alone")),  # records from before the field: not known
                    device_kind=(record.get("execution") or {}).get("device"),
@@ -203,7 +189,7 @@ def records_frame(study: str, root: Path = RUNS):
                 row[f"{section}.{key}"] = json.dumps(value) if isinstance(value, dict) else value
         rows.append(row)
     frame = pd.DataFrame(rows)
-    return frame if rows else pd.DataFrame(columns=COLUMNS)
+    return frame if rows else pd.DataFrame(columns=RECORD_COLUMNS)
 
 
 CURVE_COLUMNS = ["study", "variant", "seed", "scale", "status", "step", "train_seconds", "total", "metric",
@@ -257,7 +243,7 @@ def mixed_hardware(frame) -> str:
     hardware models (or CPU thread counts) compares the machines as much as the variants: what each scale's
     finished time-bounded runs were made on, where that is more than one thing; '' otherwise."""
     problems = []
-    bounded = frame[frame["time_bounded_on"].notna() & frame["status"].isin(("ok", "pruned", "stopped"))]
+    bounded = frame[frame["time_bounded_on"].notna() & frame["status"].isin(FINISHED)]
     for scale, group in bounded.groupby("scale"):
         made_on = group["time_bounded_on"].value_counts()
         if len(made_on) > 1:
@@ -266,11 +252,3 @@ def mixed_hardware(frame) -> str:
         return ""
     return (f"time-bounded runs were made on different hardware ({'; '.join(problems)}): their step counts differ "
             f"with the hardware's speed")
-
-
-def mean_std(values, sign: str = "") -> str:
-    """'mean ± sd' over runs (sd with ddof 1), the value alone for one run, '-' for none; sign='+' signs the mean."""
-    values = [float(value) for value in values if value is not None and value == value]  # NaN != NaN
-    if len(values) < 2:
-        return f"{values[0]:{sign}.2f}" if values else "-"
-    return f"{statistics.mean(values):{sign}.2f} ± {statistics.stdev(values):.2f}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import json
 import multiprocessing
 import os
@@ -27,104 +26,95 @@ from pathlib import Path
 
 import torch
 
-from bench.records import NOT_IN_ID, RecordError, device_name, environment, read_record, write_json_atomically
+from bench.environment import device_name, environment
+from bench.records import RecordError, RunRecord, ensure_writable, load_record, write_json_atomically
+from bench.spec import RunSpec, placed
+from qanet.checkpoint import CHECKPOINT, CheckpointError
 from qanet.config import ConfigError, RunConfig
-from qanet.data.prepare import fingerprint, prepare
-from qanet.train import (
-    CHECKPOINT,
-    CheckpointError,
-    Hooks,
-    JsonLinesLog,
-    TensorBoardLog,
-    Trainer,
-    TrainResult,
-    resolve_device,
-)
+from qanet.data.prepare import prepare
+from qanet.device import resolve_device
+from qanet.hooks import Hooks, JsonLinesLog, TensorBoardLog
+from qanet.outcome import FINISHED, TrainResult
+from qanet.train import Trainer
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    study: str
-    variant: str
-    seed: int
-    scale: str
-    config: dict  # RunConfig.to_dict()
-    fingerprint: str
-    out: str  # the study's records directory
-    tags: dict | None = None  # extra record fields that are not part of the run (an Optuna trial's link)
-
-    @property
-    def id(self) -> str:
-        config = json.loads(json.dumps(self.config))
-        for key in NOT_IN_ID:
-            config["train"].pop(key, None)
-        text = json.dumps({"config": config, "data": self.fingerprint}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-    @property
-    def record_path(self) -> Path:
-        return Path(self.out) / f"{self.id}.json"
-
-    @property
-    def lock_path(self) -> Path:
-        return Path(self.out) / "checkpoints" / f"{self.id}.lock"
-
-    @property
-    def log_path(self) -> Path:
-        """The run's events as they happen (JSON lines), appended to across resumes."""
-        return Path(self.out) / f"{self.id}.log.jsonl"
-
-    @property
-    def tensorboard_dir(self) -> Path:
-        """`tensorboard --logdir OUT/tensorboard` shows every run of the study, one per id."""
-        return Path(self.out) / "tensorboard" / self.id
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return Path(self.out) / "checkpoints" / self.id
-
-    @property
-    def context_path(self) -> Path:
-        """Where the run's checkpoint was made ({"execution": context, "restarted": why or None}): a resume
-        must match it, and carries the reason of an earlier restart into the record."""
-        return self.checkpoint_dir / "context.json"
-
-    def record(self) -> dict | None:
-        return read_record(self.record_path)
-
-    def restart_reason(self, context: dict, force: bool) -> str:
-        """Why the run's progress (record, checkpoint, log, TensorBoard events) must go before it trains, or ''."""
-        record, made = self.record(), _read_json(self.context_path) or {}
-        if force:
-            return "asked to start again (--force, --fresh): trained from step 0"
-        if record is None and self.record_path.exists():
-            return "its record is damaged: trained again from step 0"
-        if record and record.get("status") in FINISHED and record.get("execution") != context:
-            return (f"its record says {record['status']} but was made with {record.get('execution')}; here "
-                    f"{context}: trained again from step 0")
-        if (self.checkpoint_dir / CHECKPOINT).exists() and made.get("execution", context) != context:
-            return f"its checkpoint was made with {made['execution']}; here {context}: trained again from step 0"
-        return ""
-
-    def discard_progress(self) -> None:
-        """Start the run afresh: its record (kept as ID.json.replaced until it has a new one), checkpoint,
-        context, event log and TensorBoard events go. Moving the record aside matters: an interrupted restart
-        must resume, not find the old record and restart again."""
-        if self.record_path.exists():
-            self.record_path.replace(self.record_path.with_name(f"{self.record_path.name}.replaced"))
-        (self.checkpoint_dir / CHECKPOINT).unlink(missing_ok=True)
-        self.context_path.unlink(missing_ok=True)
-        self.log_path.unlink(missing_ok=True)
-        shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
-
-    def done(self, context: dict) -> bool:
-        """Finished in the same execution context (on the CPU, results depend on the thread count): ok, or
-        ended on purpose by a hook (pruned, stopped); a diverged, out-of-memory or failed run runs again."""
-        record = self.record()
-        return bool(record) and record.get("status") in FINISHED and record.get("execution") == context
+def restart_reason(spec: RunSpec, context: dict, force: bool) -> str:
+    """Why the run's progress (record, checkpoint, log, TensorBoard events) must go before it trains, or ''."""
+    made = _read_json(spec.context_path) or {}
+    if force:
+        return "asked to start again (--force, --fresh): trained from step 0"
+    try:
+        record = load_record(spec.record_path)
+    except RecordError:
+        record = None
+    if record is None and spec.record_path.exists():
+        return "its record is damaged: trained again from step 0"
+    if record and record.result.status in FINISHED and record.execution != context:
+        return (f"its record says {record.result.status} but was made with {record.execution}; here {context}: "
+                f"trained again from step 0")
+    if (spec.checkpoint_dir / CHECKPOINT).exists() and made.get("execution", context) != context:
+        return f"its checkpoint was made with {made['execution']}; here {context}: trained again from step 0"
+    return ""
 
 
-FINISHED = ("ok", "pruned", "stopped")
+def discard_progress(spec: RunSpec) -> None:
+    """Start the run afresh: its record (kept as ID.json.replaced until it has a new one), checkpoint,
+    context, event log and TensorBoard events go. Moving the record aside matters: an interrupted restart
+    must resume, not find the old record and restart again."""
+    if spec.record_path.exists():
+        spec.record_path.replace(spec.record_path.with_name(f"{spec.record_path.name}.replaced"))
+    (spec.checkpoint_dir / CHECKPOINT).unlink(missing_ok=True)
+    spec.context_path.unlink(missing_ok=True)
+    spec.log_path.unlink(missing_ok=True)
+    shutil.rmtree(spec.tensorboard_dir, ignore_errors=True)
+
+
+def finished_record(spec: RunSpec, context: dict) -> RunRecord | None:
+    """The run's record if it finished in the same execution context (on the CPU, results depend on the
+    thread count): ok, or ended on purpose by a hook (pruned, stopped). A diverged, out-of-memory or failed
+    run has none: it runs again."""
+    try:
+        record = load_record(spec.record_path)
+    except RecordError:
+        return None
+    return record if record and record.result.status in FINISHED and record.execution == context else None
+
+
+@dataclass
+class Plan:
+    """A study's runs placed in their folder, where each would execute as far as this process can tell (each
+    run checks its own where it executes), and those still to train."""
+
+    specs: list[RunSpec]
+    contexts: dict[str, dict]  # run id -> execution_context
+    pending: list[RunSpec]
+    force: bool
+
+    def state(self, spec: RunSpec) -> tuple[str, str]:
+        """"done", "to run" or "to resume", and why a run starts again ('' if it does not)."""
+        if spec not in self.pending:
+            return "done", ""
+        why = restart_reason(spec, self.contexts[spec.id], self.force)
+        resumes = not why and (spec.checkpoint_dir / CHECKPOINT).exists()
+        return ("to resume" if resumes else "to run"), why
+
+
+def plan(specs: list[RunSpec], folder: Path, jobs: int = 1, gpus: list[int] | None = None, backend: str = "loky",
+         force: bool = False, make_folder: bool = True) -> Plan:
+    """Check that the runs can execute here (a device this machine lacks is refused before any data is
+    prepared; a Dask cluster's workers have their own), make the records folder (refused if it cannot take
+    files), place the runs in it and find which are finished."""
+    if backend != "dask":
+        for device in {spec.config.train.device for spec in specs} | {f"cuda:{gpu}" for gpu in gpus or []}:
+            resolve_device(device)
+    if make_folder:
+        ensure_writable(folder)
+    specs = placed(specs, folder)
+    threads = run_threads(jobs, gpus, backend)
+    contexts = {spec.id: execution_context(spec.config, threads, f"cuda:{gpus[0]}" if gpus else None)
+                for spec in specs}
+    pending = [spec for spec in specs if force or not finished_record(spec, contexts[spec.id])]
+    return Plan(specs, contexts, pending, force)
 
 
 def run_threads(jobs: int, gpus: list[int] | None, backend: str) -> int | None:
@@ -151,26 +141,21 @@ def execution_context(config: RunConfig, threads: int | None, device: str | None
     return context
 
 
-def plan(study: str, variant_configs: list[tuple[str, int, RunConfig]], scale: str, out: Path) -> list[RunSpec]:
-    """Specs for every run, each with its data's fingerprint (computed from digests and settings: nothing
-    is prepared here, the runs prepare their data)."""
-    fingerprints: dict[str, str] = {}
-    specs, out = [], str(Path(out).resolve())  # records name their checkpoint by an absolute path
-    for variant, seed, config in variant_configs:
-        data_key = json.dumps(dataclasses.asdict(config.data), sort_keys=True)
-        if data_key not in fingerprints:
-            fingerprints[data_key] = fingerprint(config.data)
-        specs.append(RunSpec(study, variant, seed, scale, config.to_dict(), fingerprints[data_key], out))
-    return specs
-
-
 def _outcome(error: BaseException, config: RunConfig) -> tuple[str, str]:
     if isinstance(error, torch.cuda.OutOfMemoryError | MemoryError):
         return "oom", f"out of memory at batch size {config.train.batch_size}: {error}"
     return "failed", "".join(traceback.format_exception(error)).strip()
 
 
-LOCKED = "locked"  # not an outcome: another process is training the run, and will write its record
+@dataclass(frozen=True)
+class Locked:
+    """Not an outcome: another process is training the run, and will write its record."""
+
+    spec: RunSpec
+
+    @property
+    def reason(self) -> str:
+        return f"being trained by another process ({self.spec.lock_path} is locked)"
 
 
 @contextmanager
@@ -188,40 +173,42 @@ def run_lock(spec: RunSpec) -> Iterator[bool]:
 
 
 def execute(spec: RunSpec, device: str | None = None, threads: int | None = None, hooks: list[Hooks] = (),
-            force: bool = False, alone: bool = False) -> dict:
+            force: bool = False, alone: bool = False) -> RunRecord | Locked:
     """Train or resume one run and write its record, whatever happens; returns the record. Its events go
     to `spec.log_path` as they happen, and to `hooks` (progress display, pruning). A run that another
-    process is training is left to it (the answer has status LOCKED, nothing is written), and one that
-    another process finished meanwhile is not trained again (its record is the answer), unless `force`.
+    process is training is left to it (the answer is Locked, nothing is written), and one that another
+    process finished meanwhile is not trained again (its record is the answer), unless `force`.
     `alone`: the caller trains no other run meanwhile (its record's `timed_alone`: its times and memory
     are not another run's load; other programs on the machine are not known); say so only where it is so."""
     with run_lock(spec) as mine:
         if not mine:
-            return {"id": spec.id, "variant": spec.variant, "seed": spec.seed, "status": LOCKED,
-                    "error": f"being trained by another process ({spec.lock_path} is locked)", "metrics": {},
-                    "wall_seconds": 0.0}
-        config = RunConfig.from_dict(spec.config)
-        if device:
-            config.train.device = device
-        if threads and not config.train.threads:
-            config.train.threads = threads
-        context = execution_context(config, threads)
-        if not force and spec.done(context):
-            return {**spec.record(), "restarted": None}  # finished elsewhere meanwhile: nothing restarted now
+            return Locked(spec)
+        spec = placed_on(spec, device, threads)
+        context = execution_context(spec.config, threads)
+        finished = None if force else finished_record(spec, context)
+        if finished:  # finished elsewhere meanwhile: nothing restarted now
+            return dataclasses.replace(finished, restarted=None)
         # decided here, under the lock, where the run executes: another process may be training it, and only
         # here is the context exact (a Dask worker's GPU, say)
-        restarted = spec.restart_reason(context, force)
+        restarted = restart_reason(spec, context, force)
         if restarted:
-            spec.discard_progress()
+            discard_progress(spec)
         else:  # resuming: a restart of an earlier attempt is still this record's story
             restarted = (_read_json(spec.context_path) or {}).get("restarted") or ""
-        return _train_and_record(spec, config, context, hooks, restarted, alone)
+        return _train_and_record(spec, context, hooks, restarted, alone)
 
 
-def _train_and_record(spec: RunSpec, config: RunConfig, context: dict, hooks: list[Hooks], restarted: str,
-                      alone: bool) -> dict:
+def placed_on(spec: RunSpec, device: str | None, threads: int | None) -> RunSpec:
+    """The spec as it executes here: on `device` if given, with `threads` unless it sets its own. The id is the
+    same (neither is part of it); the record keeps the settings the run executed with."""
+    train = dataclasses.replace(spec.config.train, device=device or spec.config.train.device,
+                                threads=spec.config.train.threads or threads)
+    return dataclasses.replace(spec, config=dataclasses.replace(spec.config, train=train))
+
+
+def _train_and_record(spec: RunSpec, context: dict, hooks: list[Hooks], restarted: str, alone: bool) -> RunRecord:
     started = time.perf_counter()
-    result, status, error, trainer = None, "ok", None, None
+    config, trainer = spec.config, None
     hooks = [JsonLinesLog(spec.log_path), *hooks]
     if config.train.tensorboard:
         hooks.append(TensorBoardLog(spec.tensorboard_dir))
@@ -236,7 +223,6 @@ def _train_and_record(spec: RunSpec, config: RunConfig, context: dict, hooks: li
             trainer = Trainer(config, prepared, spec.checkpoint_dir, hooks)
         write_json_atomically(spec.context_path, {"execution": context, "restarted": restarted or None})
         result = trainer.run()
-        status, error = result.status, result.error
     except Exception as caught:  # noqa: BLE001 - every failure becomes a recorded outcome
         status, error = _outcome(caught, config)
         if torch.cuda.is_available():
@@ -246,17 +232,15 @@ def _train_and_record(spec: RunSpec, config: RunConfig, context: dict, hooks: li
     except BaseException:  # an interrupt: no record (the run resumes), but the hooks close their files
         _end_hooks(trainer, hooks, TrainResult("interrupted", trainer.step if trainer else 0, {}))
         raise
-    record = _record(spec, config, status, error, result, time.perf_counter() - started)
-    record["execution"] = context
-    record["time_bounded"] = _time_bound(config, result, context)
-    record["restarted"] = restarted or None
-    record["timed_alone"] = alone
+    record = RunRecord(spec, result, time.perf_counter() - started, context, _time_bound(config, result, context),
+                       restarted or None, alone, environment(_available(config.train.device) or torch.device("cpu")),
+                       str(spec.checkpoint_dir / CHECKPOINT))
     try:
-        write_json_atomically(spec.record_path, record)
+        write_json_atomically(spec.record_path, record.to_json())
     except OSError as error:
-        raise RecordError(f"{spec.record_path}: the run ended {status} but its record could not be written "
-                          f"({error.strerror or error}); its checkpoint and log are kept: run it again once the "
-                          f"folder takes files") from None
+        raise RecordError(f"{spec.record_path}: the run ended {result.status} but its record could not be "
+                          f"written ({error.strerror or error}); its checkpoint and log are kept: run it again "
+                          f"once the folder takes files") from None
     return record
 
 
@@ -287,41 +271,6 @@ def _available(name: str) -> torch.device | None:
         return None
 
 
-def _record(spec: RunSpec, config: RunConfig, status: str, error: str | None, result: TrainResult,
-            wall: float) -> dict:
-    return {
-        "id": spec.id,
-        "study": spec.study,
-        "variant": spec.variant,
-        "seed": spec.seed,
-        "scale": spec.scale,
-        "status": status,
-        "error": error,
-        "config": config.to_dict(),
-        "dataset_fingerprint": spec.fingerprint,
-        "steps": result.steps,
-        "resumed_from": result.resumed_from,
-        "warnings": result.warnings,
-        "metrics": result.metrics,
-        "holdout_metrics": result.holdout_metrics,  # the held-out training questions' (data.holdout_questions)
-        "curve": result.curve,
-        "train_questions": result.train_questions,
-        "train_questions_left_out": result.train_questions_left_out,
-        "parameters": result.parameters,
-        "wall_seconds": round(wall, 2),
-        "train_seconds": round(result.train_seconds, 2),
-        "eval_seconds": round(result.eval_seconds, 2),
-        "compile_seconds": round(result.compile_seconds, 2),
-        "compile_shapes": [{**shape, "seconds": round(shape["seconds"], 2)} for shape in result.compile_shapes],
-        "train_examples_per_s": round(result.train_examples_per_s, 2),
-        "peak_memory_mb": round(result.peak_memory_mb, 1),
-        "attention_kernel": result.attention_kernel,
-        "environment": environment(_available(config.train.device) or torch.device("cpu")),
-        "checkpoint": str(spec.checkpoint_dir / "checkpoint.pt"),
-        **(spec.tags or {}),
-    }
-
-
 def _time_bound(config: RunConfig, result: TrainResult, context: dict) -> dict | None:
     """For a run with a time budget: the budget, the hardware that spent it, and whether the time (not the
     step budget) ended it. Such runs compare only on the same hardware (`bench report --mixed-hardware`)."""
@@ -331,15 +280,15 @@ def _time_bound(config: RunConfig, result: TrainResult, context: dict) -> dict |
             "ended_by_time": result.status == "ok" and result.steps < config.train.steps}
 
 
-def _execute_one(spec: RunSpec, threads: int | None, force: bool) -> list[dict]:
-    return [execute(spec, None, threads, force=force)]
+def _execute_one(spec: RunSpec, threads: int | None, force: bool) -> RunRecord | Locked:
+    return execute(spec, None, threads, force=force)
 
 
-def _execute_on_a_free_gpu(spec: RunSpec, free_gpus, force: bool) -> list[dict]:
+def _execute_on_a_free_gpu(spec: RunSpec, free_gpus, force: bool) -> RunRecord | Locked:
     """Take whichever GPU is free, run `spec` on it, give it back (with its cached memory)."""
     gpu = free_gpus.get()
     try:
-        return [execute(spec, f"cuda:{gpu}", None, force=force)]
+        return execute(spec, f"cuda:{gpu}", None, force=force)
     finally:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -347,7 +296,7 @@ def _execute_on_a_free_gpu(spec: RunSpec, free_gpus, force: bool) -> list[dict]:
 
 
 def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = None, backend: str = "loky",
-                 hooks: list[Hooks] = (), force: bool = False) -> Iterator[dict]:
+                 hooks: list[Hooks] = (), force: bool = False) -> Iterator[RunRecord | Locked]:
     """Execute specs and yield each record as it completes.
 
     One job runs here, in order, with `hooks` (a progress display). Several jobs run in joblib workers,
@@ -373,5 +322,4 @@ def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = N
             threads = run_threads(jobs, None, backend)
             tasks = [delayed(_execute_one)(spec, threads, force) for spec in specs]
         n_jobs = len(gpus) if gpus else -1 if backend == "dask" else jobs  # dask: every worker of the cluster
-        for records in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
-            yield from records
+        yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)

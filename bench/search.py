@@ -1,4 +1,4 @@
-"""Optuna searches: studies/NAME.toml with `kind = "optuna"` -> trials, each a normal run with a record.
+"""Searches: studies/NAME.toml with `kind = "optuna"` -> Optuna trials, each a normal run with a record.
 
     kind = "optuna"
     description = "..."
@@ -8,7 +8,7 @@
     objective = "f1"                # or "exact": the run's score on training questions held out, maximised
     holdout_questions = 2000        # held out of every trial's training (data.holdout_questions)
     sampler = "tpe"                 # or "random"
-    startup_trials = 10             # TPE draws at random until the study holds this many trials
+    startup_trials = 10             # TPE draws at random until the Optuna study holds this many
     pruner = "median"               # or "hyperband", "threshold", "none": fed the held-out score at each evaluation
     [budget]
     steps = 25000
@@ -26,7 +26,7 @@
     set = { "train.steps" = 300, "train.eval_every" = 100 }
 
 Each trial is executed like a study's run (bench.runner.execute): a record under OUT/NAME/ with variant
-"trial N" and an `optuna` field (study, trial number, storage), and the trial's user attribute
+"trial N" and an `optuna` field (`study`: the search's name; trial number, storage), and the trial's user attribute
 `record_id` names the record. A pruned trial is a record with status "pruned".
 
 The objective is scored on training questions held out of every trial (whole paragraphs, the same for every
@@ -41,14 +41,20 @@ import hashlib
 import itertools
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.study import NOT_A_SETTING, SCALES, StudyError, read_study_file, run_settings, scale_settings
-from qanet.config import PRESETS, ConfigError, RunConfig, build_config
+from bench.spec import RunSpec, placed
+from bench.study_files import NOT_A_SETTING, SCALES, StudyError, read_study_file, run_config, scale_settings
+from qanet.config import RunConfig
 from qanet.data.batching import HOLDOUT_SEED
-from qanet.train import Hooks, StopTraining
+from qanet.hooks import Hooks
+from qanet.outcome import StopTraining
+
+OPTUNA = Path("results") / "optuna"  # the default storage's folder: one SQLite file per search
+DEFINITION = "definition_sha256"  # the Optuna study's user attribute: Search.definition_hash of its trials
 
 OBJECTIVES = ("f1", "exact")
 SAMPLERS = ("tpe", "random")
@@ -86,7 +92,7 @@ class Param:
 
 
 @dataclass
-class SearchStudy:
+class Search:
     name: str
     path: Path
     description: str
@@ -112,7 +118,7 @@ class SearchStudy:
         return self.scales.get(scale, {}).get(key, getattr(self, key))
 
     def sampling_text(self, scale: str, trials: int) -> str:
-        """How `trials` trials are drawn: TPE draws at random until the study holds `startup_trials` trials."""
+        """How `trials` trials are drawn: TPE draws at random until the Optuna study holds `startup_trials` trials."""
         startup = self.count_at("startup_trials", scale)
         if self.sampler == "random" or trials <= startup:
             return "random search"
@@ -135,7 +141,8 @@ class SearchStudy:
         """The distributions at a scale: a scale may narrow one (`[scale.smoke.params."train.warmup_steps"]
         high = 100`: a warm-up longer than a 300-step run means nothing)."""
         narrowed = self.scales.get(scale, {}).get("params", {})
-        return [_param(self.path, key, {**spec, **narrowed.get(key, {})}) for key, spec in self.params.items()]
+        return [_param(self.path, key, {**distribution, **narrowed.get(key, {})})
+                for key, distribution in self.params.items()]
 
     def extremes(self, scale: str) -> list[dict[str, Any]]:
         """Every combination of the ends of the searched ranges at a scale."""
@@ -150,12 +157,8 @@ class SearchStudy:
 
     def config(self, sampled: dict[str, Any], scale: str) -> RunConfig:
         """The run of one trial: preset, fixed settings, budget, the scale's settings, then `pinned`."""
-        overrides = {**run_settings(self.fixed, self.budget, scale, self.pinned(scale, sampled)),
-                     "train.seed": self.seed}
-        try:
-            return build_config(self.preset, overrides)
-        except ConfigError as error:
-            raise StudyError(f"{self.path}: {error}") from None
+        return run_config(self.path, self.preset, self.fixed, self.budget, scale, self.pinned(scale, sampled),
+                          {"train.seed": self.seed})
 
     def longest_warmup(self, scale: str) -> int:
         """The longest learning-rate warm-up of any trial at a scale (Adam's; Adadelta has none)."""
@@ -164,7 +167,7 @@ class SearchStudy:
 
     def definition(self, scale: str) -> dict[str, Any]:
         """Everything that decides what the trials at a scale are and how they are drawn, pruned and scored:
-        the whole study but its description and trial count (raising it continues a search). Where the
+        the whole search file but its description and trial count (raising it continues a search). Where the
         data files lie is left out: workers on several machines find the same data at different paths."""
         scale_own = {key: value for key, value in scale_settings(scale).items() if key not in ("data.train",
                                                                                               "data.dev")}
@@ -203,8 +206,8 @@ class SearchStudy:
         return optuna.pruners.NopPruner()
 
 
-def load_search(name: str) -> SearchStudy:
-    """Read and check a search study; every scale's extremes are built once so errors come first."""
+def load_search(name: str) -> Search:
+    """Read and check a search file; every scale's extremes are built once so errors come first."""
     path, raw = read_study_file(name)
     for key, value in raw.items():
         if key not in _KEYS:
@@ -213,8 +216,8 @@ def load_search(name: str) -> SearchStudy:
         if not isinstance(value, kinds) or (_KEYS[key] in (int, float) and isinstance(value, bool)):
             raise StudyError(f"{path}: {key} = {value!r}: expected {_KEYS[key].__name__}")
     if raw.get("kind") != "optuna":
-        raise StudyError(f"{path}: kind = {raw.get('kind')!r}: not an Optuna study (kind = \"optuna\")")
-    study = SearchStudy(
+        raise StudyError(f"{path}: kind = {raw.get('kind')!r}: not an Optuna search (kind = \"optuna\")")
+    search = Search(
         name=path.stem, path=path, description=raw.get("description", ""), preset=raw.get("preset", "paper"),
         seed=raw.get("seed", 0), trials=raw.get("trials", 20), objective=raw.get("objective", "f1"),
         holdout_questions=raw.get("holdout_questions", 2000), sampler=raw.get("sampler", "tpe"),
@@ -222,25 +225,25 @@ def load_search(name: str) -> SearchStudy:
         prune_below=float(raw.get("prune_below", 1.0)), budget=raw.get("budget", {}),
         fixed=raw.get("set", {}), params=raw.get("params", {}),
         scales=raw.get("scale", {}))
-    _check(study)
-    return study
+    _check(search)
+    return search
 
 
-def _param(path: Path, key: str, spec: Any) -> Param:
+def _param(path: Path, key: str, distribution: Any) -> Param:
     where = f"{path}: params.{key}"
-    if not isinstance(spec, dict):
-        raise StudyError(f"{where} = {spec!r}: expected a table (type, low, high, log, or choices)")
-    unknown = set(spec) - {"type", "low", "high", "log", "choices"}
+    if not isinstance(distribution, dict):
+        raise StudyError(f"{where} = {distribution!r}: expected a table (type, low, high, log, or choices)")
+    unknown = set(distribution) - {"type", "low", "high", "log", "choices"}
     if unknown:
         raise StudyError(f"{where}.{sorted(unknown)[0]}: unknown (expected type, low, high, log, choices)")
-    kind = spec.get("type")
+    kind = distribution.get("type")
     if kind == "categorical":
-        if not isinstance(spec.get("choices"), list) or not spec["choices"]:
-            raise StudyError(f"{where}.choices = {spec.get('choices')!r}: expected a non-empty list")
-        return Param(key, kind, choices=tuple(spec["choices"]))
+        if not isinstance(distribution.get("choices"), list) or not distribution["choices"]:
+            raise StudyError(f"{where}.choices = {distribution.get('choices')!r}: expected a non-empty list")
+        return Param(key, kind, choices=tuple(distribution["choices"]))
     if kind not in ("float", "int"):
         raise StudyError(f"{where}.type = {kind!r}: expected float, int or categorical")
-    low, high, log = spec.get("low"), spec.get("high"), spec.get("log", False)
+    low, high, log = distribution.get("low"), distribution.get("high"), distribution.get("log", False)
     numbers = (int,) if kind == "int" else (int, float)
     if not all(isinstance(v, numbers) and not isinstance(v, bool) for v in (low, high)) or not low < high:
         raise StudyError(f"{where}: low = {low!r}, high = {high!r}: expected {kind} numbers with low < high")
@@ -249,47 +252,45 @@ def _param(path: Path, key: str, spec: Any) -> Param:
     return Param(key, kind, low, high, log)
 
 
-def _check(study: SearchStudy) -> None:
-    if study.preset not in PRESETS:
-        raise study.error("preset", study.preset, f"unknown preset (choose one of {sorted(PRESETS)})")
+def _check(search: Search) -> None:
     for key, allowed in (("objective", OBJECTIVES), ("sampler", SAMPLERS), ("pruner", PRUNERS)):
-        if getattr(study, key) not in allowed:
-            raise study.error(key, getattr(study, key), f"expected one of {', '.join(allowed)}")
-    for section, keys in (("set", study.fixed), ("params", study.params)):
+        if getattr(search, key) not in allowed:
+            raise search.error(key, getattr(search, key), f"expected one of {', '.join(allowed)}")
+    for section, keys in (("set", search.fixed), ("params", search.params)):
         for key in keys:
             if key in NOT_A_SETTING:
-                raise study.error(f"{section}.{key}", keys[key], NOT_A_SETTING[key].replace("'seeds' list",
+                raise search.error(f"{section}.{key}", keys[key], NOT_A_SETTING[key].replace("'seeds' list",
                                                                                             "'seed'"))
-    if not study.params:
-        raise study.error("params", {}, "nothing to search: add [params.\"train.lr\"] or another")
-    for scale, settings in study.scales.items():
+    if not search.params:
+        raise search.error("params", {}, "nothing to search: add [params.\"train.lr\"] or another")
+    for scale, settings in search.scales.items():
         if (scale not in SCALES or not isinstance(settings, dict) or set(settings) - {*COUNTS, "set", "params"}
                 or not all(isinstance(settings.get(key, {}), dict) for key in ("set", "params"))):
-            raise study.error(f"scale.{scale}", settings, f"expected a scale ({', '.join(SCALES)}) with "
+            raise search.error(f"scale.{scale}", settings, f"expected a scale ({', '.join(SCALES)}) with "
                                                           f"{', '.join(COUNTS)}, set and/or params")
         for key in settings.get("params", {}):
-            if key not in study.params:
-                raise study.error(f"scale.{scale}.params.{key}", settings["params"][key], "not a searched setting")
-    _check_counts(study)
-    scale_sets = [(f"scale.{scale}.set", settings.get("set", {})) for scale, settings in study.scales.items()]
-    for section, keys in (("set", study.fixed), ("params", study.params), *scale_sets):
+            if key not in search.params:
+                raise search.error(f"scale.{scale}.params.{key}", settings["params"][key], "not a searched setting")
+    _check_counts(search)
+    scale_sets = [(f"scale.{scale}.set", settings.get("set", {})) for scale, settings in search.scales.items()]
+    for section, keys in (("set", search.fixed), ("params", search.params), *scale_sets):
         if "data.holdout_questions" in keys:  # a trial's held-out slice is the search's own key
-            raise study.error(f"{section}.data.holdout_questions", keys["data.holdout_questions"],
+            raise search.error(f"{section}.data.holdout_questions", keys["data.holdout_questions"],
                               "set holdout_questions = N instead (top level or [scale.X])")
     for scale in SCALES:  # every setting and every combination of the ends of the ranges must build
-        for sampled in study.extremes(scale):
-            study.config(sampled, scale)
+        for sampled in search.extremes(scale):
+            search.config(sampled, scale)
 
 
-def _check_counts(study: SearchStudy) -> None:
+def _check_counts(search: Search) -> None:
     """`trials`, `startup_trials` and `holdout_questions`, top level and per scale: integers >= 1."""
-    tables = [("", {key: getattr(study, key) for key in COUNTS}),
-              *((f"scale.{scale}.", settings) for scale, settings in study.scales.items())]
+    tables = [("", {key: getattr(search, key) for key in COUNTS}),
+              *((f"scale.{scale}.", settings) for scale, settings in search.scales.items())]
     for where, table in tables:
         for key in COUNTS:
             value = table.get(key, 1)
             if type(value) is not int or value < 1:
-                raise study.error(f"{where}{key}", value, "expected an integer >= 1")
+                raise search.error(f"{where}{key}", value, "expected an integer >= 1")
 
 
 class ReportToTrial(Hooks):
@@ -309,7 +310,7 @@ class RunFailed(RuntimeError):
     """A trial whose run ended failed, oom or diverged: Optuna records the trial as failed."""
 
 
-def objective_function(study: SearchStudy, scale: str, out: Path, storage: str, threads: int | None):
+def objective_function(search: Search, scale: str, out: Path, storage: str, threads: int | None):
     """Optuna's objective: one trial = one run (resumed from its checkpoint if a trial with the same
     settings was cut off), its record linked both ways. A trial that draws settings already run, or being
     run by another worker, waits for that run and takes its result (the same settings are the same run)."""
@@ -317,29 +318,29 @@ def objective_function(study: SearchStudy, scale: str, out: Path, storage: str, 
     def objective(trial) -> float:
         import optuna
 
-        from bench.runner import LOCKED, execute, plan
+        from bench.runner import Locked, execute
 
-        sampled = {param.key: param.suggest(trial) for param in study.params_at(scale)}
-        config = study.config(sampled, scale)
-        [spec] = plan(study.name, [(f"trial {trial.number}", study.seed, config)], scale, out / study.name)
-        spec = dataclasses.replace(spec, tags={"optuna": {"study": study.name, "trial": trial.number,
-                                                          "storage": without_password(storage),
-                                                          "params": sampled}})
+        sampled = {param.key: param.suggest(trial) for param in search.params_at(scale)}
+        link = {"optuna": {"study": search.name, "trial": trial.number, "storage": without_password(storage),
+                           "params": sampled}}
+        [spec] = placed([RunSpec(search.name, f"trial {trial.number}", scale, search.config(sampled, scale),
+                                 tags=link)], out / search.name)
         trial.set_user_attr("record_id", spec.id)
-        reporter = ReportToTrial(trial, study.curve_key)
+        reporter = ReportToTrial(trial, search.curve_key)
         record = execute(spec, threads=threads, hooks=[reporter], alone=threads is None)
-        while record["status"] == LOCKED:  # another worker is training these very settings
+        while isinstance(record, Locked):  # another worker is training these very settings
             time.sleep(5)
             record = execute(spec, threads=threads, hooks=[reporter], alone=threads is None)
-        if (record.get("optuna") or {}).get("trial") != trial.number:  # another trial's run: its curve is ours
-            for entry in record.get("curve") or []:
-                trial.report(entry[study.curve_key], entry["step"])
-        if record["status"] == "pruned":
-            raise optuna.TrialPruned(record["error"])
-        if record["status"] != "ok":
-            last_line = ((record["error"] or "").strip().splitlines() or [""])[-1]
-            raise RunFailed(f"trial {trial.number}: {record['status']}: {last_line}")
-        return record["holdout_metrics"][study.objective]
+        result = record.result
+        if record.spec.tags["optuna"]["trial"] != trial.number:  # another trial's run: its curve is ours
+            for entry in result.curve:
+                trial.report(entry[search.curve_key], entry["step"])
+        if result.status == "pruned":
+            raise optuna.TrialPruned(result.error)
+        if result.status != "ok":
+            last_line = ((result.error or "").strip().splitlines() or [""])[-1]
+            raise RunFailed(f"trial {trial.number}: {result.status}: {last_line}")
+        return result.holdout_metrics[search.objective]
 
     return objective
 
@@ -353,6 +354,113 @@ def without_password(url: str) -> str:
     return f"{scheme}{sep}{credentials.split(':')[0]}:***@{host}"
 
 
-def optuna_name(search: SearchStudy, scale: str) -> str:
+def optuna_name(search: Search, scale: str) -> str:
     """The Optuna study of a search at a scale: one per scale, as their scores do not compare."""
     return f"{search.name}-{scale}"
+
+
+def storage_url(search: Search, asked: str | None) -> str:
+    if asked:
+        return asked
+    folder = (Path.cwd() / OPTUNA).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / search.name}.db"
+
+
+def open_storage(url: str, heartbeat: int):
+    """The Optuna study's storage; a trial whose worker fell silent is failed and run again once, with the same
+    settings (so its run resumes from its checkpoint)."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    # SQLite with several workers: wait for a busy database rather than fail after 5 s
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and used here on purpose
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                  max_retry=1, inherit_intermediate_values=True))
+        except Exception as error:  # noqa: BLE001 - a bad URL, a missing driver, a server that is down
+            raise StudyError(f"--storage {without_password(url)}: {type(error).__name__}: "
+                             f"{str(error).strip().splitlines()[0]}") from None
+
+
+def refuse_a_changed_search(optuna_study, search: Search, scale: str, url: str) -> None:
+    """Trials drawn, trained or scored under another definition would not compare with new ones: a stored
+    search whose file (or the scale's own settings) changed since is not continued. One stored before
+    the definition was recorded is taken as it is."""
+    stored = optuna_study.user_attrs.get(DEFINITION)
+    if stored not in (None, search.definition_hash(scale)):
+        raise StudyError(f"{search.path}: changed since the Optuna study {optuna_study.study_name!r} in "
+                         f"{without_password(url)} ran its trials at scale {scale}: give another --storage, or "
+                         f"delete that study (optuna delete-study --study-name {optuna_study.study_name} "
+                         f"--storage URL)")
+
+
+def work(search_file: str, scale: str, url: str, trials: int, out: Path, threads: int | None, heartbeat: int,
+         worker: int, say_trial) -> None:
+    """One worker: trials until the Optuna study holds `trials` finished ones (complete, pruned or failed)."""
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    search = load_search(search_file)
+    storage = open_storage(url, heartbeat)
+    name = optuna_name(search, scale)
+    optuna.storages.fail_stale_trials(optuna.load_study(study_name=name, storage=storage))  # dead workers' trials
+    # the sampler's seed: the search's for a fresh single-worker search (reproducible), moved on by the trials
+    # already there and by the worker's number, so that no two workers, and no resumed search, draw the same
+    # first settings (the same settings are the same run id: one would wait on the other's lock)
+    existing = len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
+    optuna_study = optuna.load_study(study_name=name, storage=storage, pruner=search.pruner_object(scale),
+                                     sampler=search.sampler_object(search.seed + existing + 1000 * worker, scale))
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    if len(optuna_study.get_trials(deepcopy=False, states=finished)) >= trials:
+        return
+    optuna_study.optimize(objective_function(search, scale, out, url, threads), catch=(RunFailed,),
+                   callbacks=[MaxTrialsCallback(trials, states=finished), say_trial])
+
+
+def existing_optuna_study(name: str, url: str, heartbeat: int):
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(url, heartbeat))
+    except KeyError:
+        raise StudyError(f"{without_password(url)}: no Optuna study {name!r} there (run bench search first)"
+                         ) from None
+
+
+def export_best(optuna_study, search: Search, scale: str, path: Path) -> None:
+    """The best trial as an ordinary study file, three seeds from the search's, the search's budget. At the
+    search's scale its first seed is the trial's very run (same settings, same id, the same training
+    questions held out): [scale.NAME.set] pins what the trial set over that scale's own settings. The dev
+    scores of its three seeds, never used to choose, are the numbers to report."""
+    from optuna.trial import TrialState
+
+    if not optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise StudyError(f"{optuna_study.study_name}: no complete trial yet, nothing to export")
+    best = optuna_study.best_trial
+    about = (f"Best trial ({best.number}) of the Optuna search {search.name} at scale {scale}: "
+             f"{search.objective_text(scale)} {best.value:.2f}")
+    seeds = [search.seed + offset for offset in range(3)]
+    lines = [f"description = {json.dumps(about)}", f"preset = {json.dumps(search.preset)}",
+             f"seeds = {json.dumps(seeds)}", "", "[budget]"]
+    lines += [f"{key} = {_toml(value)}" for key, value in search.budget.items()]
+    lines += ["", "[set]"] + _settings({**search.fixed, **best.params})
+    lines += ["", f"[scale.{scale}.set]  # seed {search.seed} at scale {scale} is the trial's run, record "
+                  f"{best.user_attrs.get('record_id')}"] + _settings(search.pinned(scale, best.params))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {path}: python -m bench run {path} --scale {scale}")
+
+
+def _settings(settings: dict) -> list[str]:
+    return [f"{json.dumps(key)} = {_toml(value)}" for key, value in settings.items()]
+
+
+def _toml(value) -> str:
+    return json.dumps(value)  # numbers, strings, booleans and lists read back the same in TOML
+

@@ -24,77 +24,26 @@ key), the seeds, a design and a budget:
 combination. Every variant's configuration is built and validated before anything runs, and
 a problem is one line naming the file, the key and the value.
 
-Three scales: `full` (the study as written, for a GPU), `smoke` (the synthetic data, a CPU-sized
-model, about a minute a run) and `cpu` (real SQuAD v1.1 with GloVe 6B 50d, a reduced model and a
-step budget of minutes a run on a 2-core CPU). Smaller scales replace sizes and budget and keep
-each variant's own settings; `[scale.NAME.set]` settings replace the scale's in turn, at that scale
-only (a study exported from an Optuna search pins its trial's settings so).
+At each scale (bench.study_files) every (variant, seed) is one RunSpec. `[scale.NAME.set]` settings
+replace the scale's own, at that scale only (a study exported from a search pins its trial's settings so).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.records import SHARED_SQUAD_V11
-from qanet.config import PRESETS, SMALL_MODEL, ConfigError, RunConfig, build_config, default_cache_dir, get_value
-from qanet.data.prepare import downloaded_path
-from qanet.data.vectors import KUMO
+from bench.spec import RunSpec
+from bench.study_files import NOT_A_SETTING, SCALES, StudyError, read_study_file, run_config, value_text
+from qanet.config import ConfigError, RunConfig, apply_overrides, get_value
 
-# The shipped studies: studies/ in a checkout; in an installed package, its bundled copy (bench.studies).
-BUNDLED_STUDIES = next((path for path in (Path(__file__).resolve().parent / "studies",
-                                          Path(__file__).resolve().parents[1] / "studies") if path.is_dir()), None)
 # the top-level keys of a study file and the TOML type of each
 _KEYS = {"description": str, "preset": str, "design": str, "seeds": list, "budget": dict, "set": dict,
          "axes": dict, "with": dict, "variants": dict, "scale": dict}
 _TOML_TYPES = {str: "a string", list: "a list", dict: "a table"}
-SCALES = ("full", "smoke", "cpu")
-
-# --scale smoke: the synthetic data, a CPU-sized model and a budget of about a minute a run.
-SMOKE = {**PRESETS["smoke"], "train.steps": 500, "train.eval_every": 250, "train.checkpoint_every": 250,
-         "data.train": "synthetic", "data.dev": "synthetic", "data.vectors": "random", "train.minutes": None}
-# --scale cpu: real data without a GPU. SQuAD v1.1 with GloVe 6B 50d, the smoke preset's small model
-# (in 7 minutes on 2 cores it reached dev F1 24; the seed article's hidden 100 / 4 blocks, at 3.5x the
-# step time, reached 18), context 150, 3,000 steps of batch 16 (about 9 minutes a run on 2 cores), a
-# fixed sample of 2,000 dev questions during training and the whole dev set at the end.
-CPU = {**SMALL_MODEL, "data.context_len": 150, "data.vectors": KUMO, "train.batch_size": 16,
-       "train.steps": 3000, "train.warmup_steps": 500, "train.eval_every": 500, "train.checkpoint_every": 500,
-       "train.eval_questions": 2000, "train.minutes": None}
-
-
-def cpu_scale_files() -> dict[str, str]:
-    """SQuAD v1.1 for --scale cpu: the official files if `bench data fetch squad-v1.1` got them,
-    else the copies in ../shared/data; with neither, preparation says how to fetch them."""
-    fetched = {split: downloaded_path("squad-v1.1", split, default_cache_dir()) for split in ("train", "dev")}
-    if all(path.is_file() for path in fetched.values()):
-        return {"data.train": "squad-v1.1", "data.dev": "squad-v1.1"}
-    if all(path.is_file() for path in SHARED_SQUAD_V11.values()):
-        return {f"data.{split}": str(path) for split, path in SHARED_SQUAD_V11.items()}
-    return {"data.train": "squad-v1.1", "data.dev": "squad-v1.1"}
-
-
-def scale_settings(scale: str) -> dict[str, Any]:
-    """What a scale replaces in every run of a study (nothing at full scale)."""
-    if scale == "smoke":
-        return SMOKE
-    if scale == "cpu":
-        return {**CPU, **cpu_scale_files()}
-    return {}
-
-
-class StudyError(ValueError):
-    """A study file that cannot be run as written."""
-
-
-@dataclass(frozen=True)
-class Run:
-    variant: str
-    seed: int
-    config: RunConfig
 
 
 @dataclass
@@ -122,7 +71,7 @@ class Study:
             variants = {_name(dict(combo)): dict(combo) for combo in combos}
         else:
             variants = {"base": {}}
-            base = self._build(self.fixed)
+            base = run_config(self.path, self.preset, self.fixed, {}, "full", {}, {})  # the file's base, as written
             for key, values in self.axes.items():
                 try:
                     base_value = get_value(base, key)
@@ -137,51 +86,39 @@ class Study:
             variants[name] = settings
         return variants
 
-    def runs(self, scale: str = "full", seeds: list[int] | None = None) -> list[Run]:
-        """Every (variant, seed) run with its validated configuration."""
+    def runs(self, scale: str = "full", seeds: list[int] | None = None, overrides: list[tuple[str, Any]] = ()
+             ) -> list[RunSpec]:
+        """Every (variant, seed) run at a scale with its validated configuration; `overrides` (bench run --set)
+        go over each run's settings."""
         runs = []
         for variant, settings in self.variants().items():
             for seed in seeds if seeds is not None else self.seeds:
-                runs.append(Run(variant, seed, self._config(settings, seed, scale)))
+                config = apply_overrides(self._config(settings, scale, seed), overrides).validate()
+                if config.train.seed != seed:  # two seeds would become one run, one id, one record
+                    raise StudyError(f"{self.name}: train.seed = {config.train.seed} set by --set; a study's seeds "
+                                     f"come from its 'seeds' list or --seeds")
+                runs.append(RunSpec(self.name, variant, scale, config))
         return runs
 
-    def _config(self, settings: dict[str, Any], seed: int, scale: str) -> RunConfig:
-        # a smaller scale replaces sizes, data and budget; the study's other settings and its variants stay
-        overrides = run_settings(self.fixed, self.budget, scale, self.pinned.get(scale, {}))
+    def _config(self, settings: dict[str, Any], scale: str, seed: int) -> RunConfig:
+        """A run's configuration: a smaller scale replaces sizes, data and budget; the study's other settings
+        and its variant's stay."""
+        own = {}
         for key, value in settings.items():
-            overrides[key] = value
-            overrides.update(self.coupled.get(f"{key}={value_text(value)}", {}))
-        overrides["train.seed"] = seed
-        return self._build(overrides)
-
-    def _build(self, overrides: dict[str, Any]) -> RunConfig:
-        try:
-            return build_config(self.preset, overrides)
-        except ConfigError as error:
-            raise StudyError(f"{self.path}: {error}") from None
+            own[key] = value
+            own.update(self.coupled.get(f"{key}={value_text(value)}", {}))
+        return run_config(self.path, self.preset, self.fixed, self.budget, scale, self.pinned.get(scale, {}),
+                          {**own, "train.seed": seed})
 
 
-# Keys a study may not vary: the seed comes from `seeds`; where a run executes and what it logs are not part
-# of its id.
-NOT_A_SETTING = {"train.seed": "a study's seeds come from its 'seeds' list (or --seeds)",
-                 "train.threads": "where a run executes, not what it is (the id leaves it out)",
-                 "train.device": "where a run executes, not what it is (the id leaves it out)",
-                 "train.tensorboard": "what a run logs, not what it is (the id leaves it out)",
-                 "train.attention_kernels": "where a run executes, not what it is (the id leaves it out; the "
-                                            "execution context records it)"}
-
-
-def distinct_runs(study: str, runs: list[Run], log=print) -> list[Run]:
-    """The runs, each with a configuration of its own. A repeated seed, or `--set train.seed`, would merge
-    two runs into one id and one record: refused. A variant that equals an earlier one at this scale (the
-    smoke scale's context of 150 is the context axis's other value) is left out, and said so."""
-    seen: dict[str, Run] = {}
+def distinct_runs(study: str, runs: list[RunSpec], log=print) -> list[RunSpec]:
+    """The runs, each with a configuration of its own. A repeated seed would merge two runs into one id and
+    one record: refused. A variant that equals an earlier one at this scale (the smoke scale's context of 150
+    is the context axis's other value) is left out, and said so."""
+    seen: dict[str, RunSpec] = {}
     dropped: dict[str, str] = {}
     kept = []
     for run in runs:
-        if run.config.train.seed != run.seed:
-            raise StudyError(f"{study}: train.seed = {run.config.train.seed} set by --set; a study's seeds come "
-                             f"from its 'seeds' list or --seeds")
         key = json.dumps(run.config.to_dict(), sort_keys=True)
         first = seen.get(key)
         if first is None:
@@ -196,66 +133,15 @@ def distinct_runs(study: str, runs: list[Run], log=print) -> list[Run]:
     return kept
 
 
-def run_settings(fixed: dict[str, Any], budget: dict[str, Any], scale: str, pinned: dict[str, Any]
-                 ) -> dict[str, Any]:
-    """A run's settings at a scale before its own (a variant's, a trial's, the seed), each layer over the last:
-    the file's fixed settings, its budget, the scale's settings, what the file pins at that scale. Studies and
-    Optuna searches both build their runs on it, so an exported trial is the same run."""
-    budget_settings = {f"train.{key}": value for key, value in budget.items()}
-    return {**fixed, **budget_settings, **scale_settings(scale), **pinned}
-
-
-def value_text(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def _name(settings: dict[str, Any]) -> str:
     return ",".join(f"{key}={value_text(value)}" for key, value in settings.items())
-
-
-def study_folders() -> list[Path]:
-    """Where a study name is looked up: ./studies (the user's own, first), then the shipped studies."""
-    return [folder for folder in (Path.cwd() / "studies", BUNDLED_STUDIES) if folder and folder.is_dir()]
-
-
-def study_path(name: str) -> Path:
-    """A .toml path as given; a name from the first study folder that has it (the working directory's
-    studies/ before the shipped ones)."""
-    path = Path(name)
-    if path.suffix == ".toml":
-        return path
-    found = [folder / f"{name}.toml" for folder in study_folders() if (folder / f"{name}.toml").is_file()]
-    return found[0] if found else Path("studies") / f"{name}.toml"
-
-
-def is_search(name: str) -> bool:
-    """Whether a study file is an Optuna search (kind = "optuna") rather than variants x seeds."""
-    try:
-        return tomllib.loads(study_path(name).read_text(encoding="utf-8")).get("kind") == "optuna"
-    except (OSError, tomllib.TOMLDecodeError):
-        return False
-
-
-def available() -> list[str]:
-    return sorted({path.stem for folder in study_folders() for path in folder.glob("*.toml")})
-
-
-def read_study_file(name: str) -> tuple[Path, dict]:
-    """A study file's path and its TOML, or one line saying why there is none."""
-    path = study_path(name)
-    if not path.exists():
-        raise StudyError(f"{path}: no such study (available: {', '.join(available())})")
-    try:
-        return path, tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise StudyError(f"{path}: not valid TOML: {error}") from None
 
 
 def load_study(name: str) -> Study:
     """Read and check a study file; every variant is built once here so errors come first."""
     path, raw = read_study_file(name)
     if raw.get("kind") == "optuna":
-        raise StudyError(f"{path}: an Optuna search (kind = \"optuna\"): run it with python -m bench study {path.stem}")
+        raise StudyError(f"{path}: a search (kind = \"optuna\"): run it with python -m bench search {path.stem}")
     _check_shape(path, raw)
     study = Study(
         name=path.stem, path=path, description=raw.get("description", ""), preset=raw.get("preset", "paper"),
@@ -289,8 +175,6 @@ def _check_shape(path: Path, raw: dict) -> None:
 
 
 def _check(study: Study) -> None:
-    if study.preset not in PRESETS:
-        raise study.error("preset", study.preset, f"unknown preset (choose one of {sorted(PRESETS)})")
     if study.design not in ("one-at-a-time", "grid"):
         raise study.error("design", study.design, "expected 'one-at-a-time' or 'grid'")
     if not (isinstance(study.seeds, list) and study.seeds and all(type(s) is int for s in study.seeds)):

@@ -56,7 +56,10 @@ from qanet.config import SMALL_MODEL, apply_overrides  # noqa: E402
 from qanet.data.batching import BatchSource, epoch_batches, trainable_questions  # noqa: E402
 from qanet.data.pack import load_pack  # noqa: E402
 from qanet.data.prepare import Prepared  # noqa: E402
-from qanet.train import ATTENTION_KERNELS, Hooks, JsonLinesLog, StopTraining, Trainer, build_model  # noqa: E402
+from qanet.device import ATTENTION_KERNELS  # noqa: E402
+from qanet.hooks import Hooks, JsonLinesLog  # noqa: E402
+from qanet.outcome import StopTraining  # noqa: E402
+from qanet.train import Trainer, build_model  # noqa: E402
 
 REFERENCE = "fp32 math"
 TORCH_CHOICE = list(ATTENTION_KERNELS.values())  # every kernel enabled: SDPA's own pick

@@ -38,11 +38,15 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.records import ROOT, environment, write_json_atomically  # noqa: E402 - torch and stdlib only
+from bench.environment import ROOT, environment  # noqa: E402 - torch and stdlib only
+from bench.records import write_json_atomically  # noqa: E402
 from qanet.config import ConfigError, RunConfig, TrainConfig, build_config  # noqa: E402
 from qanet.data.pack import PackError, load_pack, read_manifest  # noqa: E402
 from qanet.data.prepare import Prepared  # noqa: E402
-from qanet.train import Hooks, Trainer, peak_memory_mb, reset_peak_memory, resolve_device  # noqa: E402
+from qanet.device import resolve_device  # noqa: E402
+from qanet.hooks import Hooks  # noqa: E402
+from qanet.memory import peak_memory_mb, reset_peak_memory  # noqa: E402
+from qanet.train import Trainer  # noqa: E402
 
 F1_MARKS = (60, 70, 75)
 # (name, bf16, compiled) of the check; bf16 autocast and compilation are measured on CUDA only

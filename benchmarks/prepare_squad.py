@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from bench.records import ROOT, SHARED_SQUAD_V11
+from bench.environment import ROOT, SHARED_SQUAD_V11
 
 TRAIN, DEV = SHARED_SQUAD_V11["train"], SHARED_SQUAD_V11["dev"]
 
@@ -27,7 +27,7 @@ def machine() -> str:
     import numpy
     import torch
 
-    from bench.records import environment
+    from bench.environment import environment
 
     env = environment(torch.device("cpu"))
     return (f"{env['cpu']}, {env['cpu_count']} cores, Python {env['python']}, numpy {numpy.__version__}, "

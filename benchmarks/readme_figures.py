@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.records import curves_frame, records_frame  # noqa: E402 - after the path, as a script
-from bench.report import (  # noqa: E402
+from bench.reporting.tables import (  # noqa: E402
     COMPACT,
     conclusions,
     curve_tables,

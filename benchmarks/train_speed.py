@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,16 +43,16 @@ def measure(size: str, char_dim: int, recompute_every: int, steps: int, threads:
     import torch
 
     from qanet.config import build_config
+    from qanet.memory import process_peak_rss_mb
     from qanet.model import QANet
-    from qanet.train import make_optimizer, optimisation_step
+    from qanet.optimisation import make_optimizer, optimisation_step
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     spec = SIZES[size]
     config = build_config("paper", {"model.hidden": spec["model.hidden"], "model.heads": spec["model.heads"],
                                     "model.char_dim": char_dim, "train.recompute_every": recompute_every})
-    model = QANet(config.model, torch.randn(VOCAB, WORD_DIM), CHARS).train()
-    model.model_encoder.recompute_every = recompute_every
+    model = QANet(config.model, torch.randn(VOCAB, WORD_DIM), CHARS, recompute_every=recompute_every).train()
     optimizer, scheduler = make_optimizer(model, config)
     length = spec["context"]
     inputs = (torch.randint(2, VOCAB, (BATCH, length)), torch.randint(1, CHARS, (BATCH, length, CHAR_LEN)),
@@ -66,7 +65,7 @@ def measure(size: str, char_dim: int, recompute_every: int, steps: int, threads:
         if step >= 2:
             times.append(time.perf_counter() - began)
     return {"step_s": statistics.median(times), "steps": len(times),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": process_peak_rss_mb()}
 
 
 def main() -> None:
@@ -81,7 +80,7 @@ def main() -> None:
         return
     import torch
 
-    from bench.records import environment
+    from bench.environment import environment
 
     env = environment(torch.device("cpu"))
     print(f"machine: {env['cpu']}, {env['cpu_count']} cores, torch {env['torch']}, {args.threads} threads, "

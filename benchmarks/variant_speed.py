@@ -19,10 +19,10 @@ import time
 
 import torch
 
-from bench.records import environment
+from bench.environment import environment
 from bench.study import load_study
 from qanet.model import QANet
-from qanet.train import make_optimizer, optimisation_step
+from qanet.optimisation import make_optimizer, optimisation_step
 
 VOCABULARY, CHARS, QUESTION = 86_000, 1_400, 30  # about the prepared SQuAD v1.1 sizes; a long question
 

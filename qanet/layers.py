@@ -1,9 +1,13 @@
 """QANet's building blocks (Yu et al. 2018), in the order the model uses them.
 
-Tensors are (batch, length, channels) between blocks. Masks are bool, True at real
-tokens. Every convolution sees padding positions zeroed, attention masks keys, and
-masked logits use the dtype's own minimum, so padding never changes a real position
-and nothing overflows in half precision.
+Tensors are (batch, length, channels) between blocks: in the shapes below B is the batch, L a
+sequence's length (Lc a context's, Lq a question's), W a word's characters and d the hidden
+size (model.hidden). Masks are bool, True at real tokens. Every convolution sees padding
+positions zeroed, attention masks keys, and masked logits use the dtype's own minimum, so
+padding never changes a real position and nothing overflows in half precision.
+
+QANet's blocks take the ModelConfig and read their sizes from it; the generic pieces they are
+made of (Dropout, Highway, DepthwiseSeparableConv) take their sizes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from qanet.config import ModelConfig
+from qanet.data.vocab import OOV
 
 
 def mask_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -53,6 +58,7 @@ class Dropout(nn.Module):
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x of any shape -> the same shape, each element zeroed with probability p while training."""
         return apply_dropout(x, self.p, self.training)
 
 
@@ -66,6 +72,7 @@ class Highway(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, L, dim) -> (B, L, dim)."""
         for transform, gate in zip(self.transforms, self.gates, strict=True):
             g = torch.sigmoid(gate(x))
             x = g * self.dropout(F.relu(transform(x))) + (1 - g) * x
@@ -84,6 +91,7 @@ class DepthwiseSeparableConv(nn.Module):
         self.pointwise = nn.Conv1d(dim_in, dim_out, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, dim_in, L) -> (B, dim_out, L)."""
         return self.pointwise(self.depthwise(x))
 
 
@@ -95,19 +103,21 @@ class CharEncoder(nn.Module):
     word's characters, far cheaper in multiply-adds and parameters.
     """
 
-    def __init__(self, kind: str, chars: int, dim: int, kernel: int, dropout: float) -> None:
+    def __init__(self, config: ModelConfig, chars: int) -> None:  # chars: the size of the character vocabulary
         super().__init__()
-        self.kind = kind
+        self.kind = config.char_encoder
+        dim, kernel = config.char_dim, config.char_kernel
         self.embedding = nn.Embedding(chars, dim, padding_idx=0)
         nn.init.normal_(self.embedding.weight, std=0.1)  # the ports' N(0, 0.1)
         self.embedding.weight.data[0].zero_()
-        self.dropout = Dropout(dropout)
-        if kind == "conv2d":
+        self.dropout = Dropout(config.char_dropout)
+        if self.kind == "conv2d":
             self.conv = nn.Conv2d(dim, dim, (1, kernel), padding=(0, kernel // 2))
         else:
             self.conv = DepthwiseSeparableConv(dim, dim, kernel)
 
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        """Character ids (B, L, W), 0 for padding -> (B, L, char_dim)."""
         batch, length, width = chars.shape
         x = self.dropout(self.embedding(chars))  # (B, L, W, D)
         if self.kind == "conv2d":
@@ -120,20 +130,21 @@ class CharEncoder(nn.Module):
 class Embedding(nn.Module):
     """Frozen word vectors (one trainable out-of-vocabulary row) + character encoder -> hidden -> highway."""
 
-    def __init__(self, word_vectors: torch.Tensor, oov_index: int, chars: int, char_encoder: str, char_dim: int,
-                 char_kernel: int, hidden: int, dropout: float, char_dropout: float) -> None:
+    def __init__(self, config: ModelConfig, word_vectors: torch.Tensor, chars: int) -> None:
+        """word_vectors (vocabulary, word dim), row OOV the out-of-vocabulary word's; chars: the size of the
+        character vocabulary."""
         super().__init__()
         self.register_buffer("word_vectors", word_vectors.float(), persistent=True)
-        self.oov_index = oov_index
         self.oov = nn.Parameter(torch.zeros(word_vectors.shape[1]))
-        self.chars = CharEncoder(char_encoder, chars, char_dim, char_kernel, char_dropout)
-        self.word_dropout = Dropout(dropout)
-        self.project = nn.Linear(word_vectors.shape[1] + char_dim, hidden, bias=False)
-        self.highway = Highway(hidden, 2, dropout)
+        self.chars = CharEncoder(config, chars)
+        self.word_dropout = Dropout(config.dropout)
+        self.project = nn.Linear(word_vectors.shape[1] + config.char_dim, config.hidden, bias=False)
+        self.highway = Highway(config.hidden, 2, config.dropout)
 
     def forward(self, words: torch.Tensor, chars: torch.Tensor) -> torch.Tensor:
+        """Word ids (B, L) and their character ids (B, L, W) -> (B, L, d)."""
         vectors = F.embedding(words, self.word_vectors)
-        vectors = torch.where((words == self.oov_index).unsqueeze(-1), self.oov.to(vectors.dtype), vectors)
+        vectors = torch.where((words == OOV).unsqueeze(-1), self.oov.to(vectors.dtype), vectors)
         x = torch.cat([self.word_dropout(vectors), self.chars(chars)], dim=-1)
         return self.highway(self.project(x))
 
@@ -154,12 +165,16 @@ positional_encoding = functools.lru_cache(maxsize=64)(timing_signal)
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:  # dropout on attention probabilities
+    """Multi-head scaled dot-product self-attention over the real tokens (model.heads heads), with dropout on
+    the attention probabilities at model.attention_dropout."""
+
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.heads = heads
+        dim = config.hidden
+        self.heads = config.heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
-        self.dropout = dropout
+        self.dropout = config.attention_dropout
 
     def project(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Queries, keys, values (B, heads, L, d / heads) and the key mask (B, 1, 1, L) that SDPA is given."""
@@ -197,7 +212,7 @@ class EncoderBlock(nn.Module):
         self.convs = nn.ModuleList(DepthwiseSeparableConv(dim, dim, kernel) for _ in range(convs))
         self.conv_relu = config.conv_activation == "relu"
         self.attention_norm = nn.LayerNorm(dim)
-        self.attention = SelfAttention(dim, config.heads, config.attention_dropout)
+        self.attention = SelfAttention(config)
         self.ffn_norm = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
         self.survival = survival  # one probability per sublayer: convs, attention, feed-forward
@@ -215,6 +230,7 @@ class EncoderBlock(nn.Module):
         return x * self.input_scale + signal(x.shape[1], x.shape[2], x.device, x.dtype)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, L, d), mask (B, L) True on real tokens -> (B, L, d)."""
         x = self.add_position(x)
         keep = mask.unsqueeze(-1).to(x.dtype)
         for index in range(len(self.convs)):
@@ -241,20 +257,31 @@ def survival_schedule(sublayers: int, survival_last: float) -> list[float]:
 
 
 class EncoderStack(nn.Module):
-    def __init__(self, config: ModelConfig, blocks: int, convs: int, kernel: int) -> None:
+    """The embedding encoder (stage "embedding": one block of model.embedding_convs convolutions of width
+    model.embedding_kernel) or the model encoder ("model": model.model_blocks blocks of model.model_convs of
+    width model.model_kernel): blocks one after the other, their sublayers' survival falling linearly over
+    the whole stack. While training, blocks 0, k, 2k, ... (k = `recompute_every`) keep no activations but
+    their input and are recomputed in backward: less memory, more compute (0: none; see
+    TrainConfig.recompute_every)."""
+
+    def __init__(self, config: ModelConfig, stage: str, recompute_every: int = 0) -> None:
         super().__init__()
+        if stage == "embedding":
+            blocks, convs, kernel = 1, config.embedding_convs, config.embedding_kernel
+        else:
+            blocks, convs, kernel = config.model_blocks, config.model_convs, config.model_kernel
         per_block = convs + 2
         schedule = survival_schedule(blocks * per_block, config.survival_last)
         self.blocks = nn.ModuleList(
             EncoderBlock(config, convs, kernel, schedule[i * per_block:(i + 1) * per_block]) for i in range(blocks)
         )
-
-        self.recompute_every = 0  # set by the trainer; see TrainConfig.recompute_every
+        self.recompute_every = recompute_every
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, L, d), mask (B, L) True on real tokens -> (B, L, d)."""
         for index, block in enumerate(self.blocks):
             if self.training and self.recompute_every and index % self.recompute_every == 0:
-                x = checkpoint(block, x, mask, use_reentrant=False)  # keep the input, recompute the rest
+                x = checkpoint(block, x, mask, use_reentrant=False)  # its input kept, the block recomputed
             else:
                 x = block(x, mask)
         return x
@@ -276,6 +303,7 @@ class ContextQueryAttention(nn.Module):
         self.drop_similarity_only = config.dropout_placement == "nlplearn"
 
     def forward(self, c: torch.Tensor, q: torch.Tensor, c_mask: torch.Tensor, q_mask: torch.Tensor) -> torch.Tensor:
+        """Context c (B, Lc, d) and question q (B, Lq, d) with their masks (B, Lc), (B, Lq) -> (B, Lc, 4d)."""
         c_in, q_in = self.dropout(c), self.dropout(q)
         if not self.drop_similarity_only:
             c, q = c_in, q_in
@@ -292,12 +320,15 @@ class Pointer(nn.Module):
     """Start logits from [M0; M1], end logits from [M0; M2], padding masked out, always in fp32:
     under bf16 autocast logits of size ~10 are spaced 0.06 apart, and ties would pick the earliest span."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.start = nn.Linear(2 * dim, 1)
-        self.end = nn.Linear(2 * dim, 1)
+        self.start = nn.Linear(2 * config.hidden, 1)
+        self.end = nn.Linear(2 * config.hidden, 1)
 
-    def forward(self, m0, m1, m2, mask) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, m0: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model encoder's three passes M0, M1, M2 (B, Lc, d), the context mask (B, Lc) -> start and end
+        logits (B, Lc) in fp32."""
         with torch.autocast(m0.device.type, enabled=False):
             m0, m1, m2 = m0.float(), m1.float(), m2.float()
             start = self.start(torch.cat([m0, m1], dim=2)).squeeze(2)

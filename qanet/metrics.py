@@ -181,10 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    if is_v2(dataset):
-        print(json.dumps(evaluate_v2(dataset["data"], predictions), indent=2))
-    else:
-        print(json.dumps(evaluate_v1(dataset["data"], predictions)))
+    # laid out as the official scripts print: v2.0's indented, v1.1's on one line
+    print(json.dumps(evaluate(dataset, predictions), indent=2 if is_v2(dataset) else None))
 
 
 if __name__ == "__main__":

@@ -8,26 +8,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from qanet.config import ModelConfig
-from qanet.data.vocab import OOV, PAD
+from qanet.data.vocab import PAD
 from qanet.layers import ContextQueryAttention, Dropout, Embedding, EncoderStack, Pointer
 
 
 class QANet(nn.Module):
-    def __init__(self, config: ModelConfig, word_vectors: torch.Tensor, chars: int) -> None:
+    """QANet as `config` describes it, over frozen `word_vectors` (vocabulary, word dim) and a character
+    vocabulary of `chars` entries. `recompute_every` k: in training, model-encoder blocks 0, k, 2k, ... keep
+    only their input and are recomputed in backward (TrainConfig.recompute_every; 0: none)."""
+
+    def __init__(self, config: ModelConfig, word_vectors: torch.Tensor, chars: int, recompute_every: int = 0) -> None:
         super().__init__()
         self.config = config
         d = config.hidden
-        self.embedding = Embedding(word_vectors, OOV, chars, config.char_encoder, config.char_dim,
-                                   config.char_kernel, d, config.dropout, config.char_dropout)
-        self.embedding_encoder = EncoderStack(config, 1, config.embedding_convs, config.embedding_kernel)
+        self.embedding = Embedding(config, word_vectors, chars)
+        self.embedding_encoder = EncoderStack(config, "embedding")
         self.attention = ContextQueryAttention(config)
         self.resize = nn.Linear(4 * d, d)
-        self.model_encoder = EncoderStack(config, config.model_blocks, config.model_convs, config.model_kernel)
-        self.pointer = Pointer(d)
+        self.model_encoder = EncoderStack(config, "model", recompute_every)
+        self.pointer = Pointer(config)
         self.dropout = Dropout(config.dropout)
 
-    def forward(self, context_words, context_chars, question_words, question_chars):
-        """Start and end logits (B, Lc) in fp32; padding positions hold the dtype's minimum."""
+    def forward(self, context_words: torch.Tensor, context_chars: torch.Tensor, question_words: torch.Tensor,
+                question_chars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Word ids of the contexts (B, Lc) and questions (B, Lq), PAD for padding, and their character ids
+        (B, Lc, W), (B, Lq, W) -> start and end logits (B, Lc) in fp32; padding positions hold the dtype's
+        minimum."""
         c_mask, q_mask = context_words != PAD, question_words != PAD
         c = self.embedding_encoder(self.embedding(context_words, context_chars), c_mask)
         q = self.embedding_encoder(self.embedding(question_words, question_chars), q_mask)
@@ -45,7 +51,8 @@ class QANet(nn.Module):
         return self.pointer(m0, m1, m2, c_mask)
 
     def loss(self, start_logits, end_logits, start, end) -> torch.Tensor:
-        """Batch mean of -log p_start(y1) - log p_end(y2), the paper's and NLPLearn's loss.
+        """Batch mean of -log p_start(y1) - log p_end(y2), the paper's and NLPLearn's loss: logits (B, Lc) and
+        the answers' start and end positions (B,) -> a scalar.
 
         With `output = "softmax"` the logits pass through a softmax first, as in the seed
         article: cross-entropy then applies a second softmax to probabilities in [0, 1]."""

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import torch
 
+from qanet.checkpoint import read_checkpoint
 from qanet.config import RunConfig
 from qanet.data.batching import SequenceTensors, padded_width
 from qanet.data.features import encode
 from qanet.data.tokenize import Tokenizer
 from qanet.data.vocab import Vocabulary
-from qanet.decode import best_spans
+from qanet.evaluation import best_spans
 from qanet.model import QANet
-from qanet.train import read_checkpoint
 
 
 def load_model(checkpoint: Path) -> tuple[QANet, RunConfig, Vocabulary, Vocabulary]:

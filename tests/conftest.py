@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.records import ROOT, SHARED_DATA
+from bench.environment import ROOT, SHARED_DATA
 
 
 def shared_file(relative: str) -> Path:
@@ -72,3 +72,32 @@ def run_with_only(packages: Path, *args: str) -> subprocess.CompletedProcess:
     """Run `python ARGS` without site-packages: only the standard library, `packages` and the repository
     can be imported, as on the GPU reference machine (no spaCy, pandas, optuna, evaluate, tqdm...)."""
     return run_python("-S", *args, env={"PYTHONPATH": f"{packages}{os.pathsep}{ROOT}"})
+
+
+# A tiny smoke study, for the tests of study files, the runner, records and `bench run`.
+TINY = ["--set", "train.steps=6", "--set", "train.eval_every=3", "--set", "train.checkpoint_every=2",
+        "--set", "data.synthetic.train_paragraphs=20", "--set", "data.synthetic.dev_paragraphs=5",
+        "--set", "train.threads=1"]
+
+
+def _study(tmp_path, text: str, name: str = "tiny") -> str:
+    """A study file with `text`, written under tmp_path; its path."""
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return str(path)
+
+
+TWO_BY_TWO = """
+description = "two variants, two seeds"
+preset = "paper"
+seeds = [0, 1]
+[axes]
+"model.char_encoder" = ["conv2d", "depthwise1d"]
+"""
+
+
+def _run(study: str, out, *extra: str) -> None:
+    """`bench run STUDY` at the smoke scale, cut to TINY, in this process."""
+    from bench.cli import main as bench_main  # here, not above: every test module imports this file
+
+    bench_main(["run", study, "--scale", "smoke", "--out", str(out), *TINY, *extra])

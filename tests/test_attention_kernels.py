@@ -8,7 +8,8 @@ from torch.nn.attention import SDPBackend
 
 from qanet.config import ConfigError, build_config
 from qanet.data.prepare import prepare
-from qanet.train import Trainer, attention_kernel_in_use, training_attention_kernels
+from qanet.device import attention_kernel_in_use, training_attention_kernels
+from qanet.train import Trainer
 from tests.test_train import _config
 from tests.test_train import thirty_two as thirty_two  # a fixture, re-exported for this module's tests
 
@@ -24,21 +25,21 @@ def test_auto_leaves_cudnn_out_on_cuda_only():
 
 
 def test_the_kernel_in_use_is_the_one_sdpa_picks_under_the_setting():
-    config = build_config("smoke", {"train.device": "cpu"})
+    config = build_config("tiny", {"train.device": "cpu"})
     assert attention_kernel_in_use(config, torch.device("cpu")) == "flash"  # PyTorch's CPU flash kernel
     config.train.attention_kernels = "math"
     assert attention_kernel_in_use(config, torch.device("cpu")) == "math"
 
 
 def test_a_kernel_that_cannot_run_here_is_refused_in_one_line():
-    config = build_config("smoke", {"train.device": "cpu", "train.attention_kernels": "efficient"})
+    config = build_config("tiny", {"train.device": "cpu", "train.attention_kernels": "efficient"})
     with pytest.raises(ConfigError) as refused:
         attention_kernel_in_use(config, torch.device("cpu"))
     message = str(refused.value)
     assert message.startswith("train.attention_kernels = 'efficient': no such attention kernel runs here (cpu, "
                               "float32, head dim 32") and "\n" not in message
     with pytest.raises(ConfigError, match="train.attention_kernels = 'x': expected one of"):
-        build_config("smoke", {"train.attention_kernels": "x"})
+        build_config("tiny", {"train.attention_kernels": "x"})
 
 
 def _attention_ops(trainer: Trainer) -> set[str]:
@@ -62,25 +63,28 @@ def test_training_runs_the_kernel_the_setting_names_and_the_result_says_which(th
 
 
 def test_the_setting_is_in_the_execution_context_and_the_record_but_not_the_id(tmp_path):
-    from bench.runner import RunSpec, execute, execution_context
+    from bench.runner import execute, execution_context, finished_record
+    from bench.spec import RunSpec
 
-    config = build_config("smoke", {"train.device": "cpu", "train.steps": 2, "train.eval_every": 2,
-                                    "data.synthetic.train_paragraphs": 20, "data.synthetic.dev_paragraphs": 5})
+    settings = {"train.device": "cpu", "train.steps": 2, "train.eval_every": 2, "data.synthetic.train_paragraphs": 20,
+                "data.synthetic.dev_paragraphs": 5}
+    config = build_config("tiny", settings)
     assert "attention_kernels" not in execution_context(config, 1)  # a CPU's auto: as every record before it
-    spec = RunSpec("s", "v", 0, "smoke", config.to_dict(), "fp", str(tmp_path))
-    config.train.attention_kernels = "math"
-    math_spec = RunSpec("s", "v", 0, "smoke", config.to_dict(), "fp", str(tmp_path))
+    spec = RunSpec("s", "v", "smoke", config, tmp_path, data_fingerprint="fp")
+    config = build_config("tiny", {**settings, "train.attention_kernels": "math"})
+    math_spec = RunSpec("s", "v", "smoke", config, tmp_path, data_fingerprint="fp")
     assert math_spec.id == spec.id
     assert execution_context(config, 1)["attention_kernels"] == "math"
     assert execution_context(config, 1, device="cuda")["attention_kernels"] == "math"
-    record = execute(math_spec, threads=1)
+    record = execute(math_spec, threads=1).to_json()
     assert record["status"] == "ok" and record["attention_kernel"] == "math", record.get("error")
     assert json.loads(math_spec.record_path.read_text())["execution"]["attention_kernels"] == "math"
-    assert not spec.done(execution_context(build_config("smoke", {"train.device": "cpu"}), 1))  # auto: run again
+    assert not finished_record(spec, execution_context(build_config("tiny", {"train.device": "cpu"}), 1))  # auto: again
 
 
 def test_a_study_may_not_vary_the_attention_kernel(tmp_path):
-    from bench.study import StudyError, load_study
+    from bench.study import load_study
+    from bench.study_files import StudyError
 
     path = tmp_path / "kernels.toml"
     path.write_text('preset = "paper"\nseeds = [0]\n[budget]\nsteps = 10\n[axes]\n'

@@ -127,7 +127,7 @@ def test_a_bad_checkpoint_is_refused_in_one_line(tmp_path, capsys, content, mess
     assert "this pickle ran code" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", [["run", "ablation_ema", "--scale", "smoke"], ["train", "--preset", "smoke"]])
+@pytest.mark.parametrize("command", [["run", "ablation_ema", "--scale", "smoke"], ["train", "--preset", "tiny"]])
 def test_an_output_folder_that_cannot_be_written_is_refused_before_training(tmp_path, capsys, command):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -165,8 +165,8 @@ def test_a_full_disk_leaves_no_temporary_file_and_the_run_says_it_could_not_writ
 
 
 def test_a_checkpoint_that_cannot_be_written_leaves_the_last_good_one_alone(tmp_path, monkeypatch):
-    from qanet import train
-    from tests.test_study_runner import _study
+    from qanet import checkpoint
+    from tests.conftest import _study
 
     real_save = torch.save
     saves = []
@@ -177,7 +177,7 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_last_good_one_alone(tmp_
         if len(saves) == 2:
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(train.torch, "save", fails_the_second_time)
+    monkeypatch.setattr(checkpoint.torch, "save", fails_the_second_time)
     study = _study(tmp_path, 'seeds = [0]\n[axes]\n"train.ema" = [true]\n')
     with pytest.raises(SystemExit) as exit_status:  # a failed run: exit status 1
         bench_main(["run", study, "--scale", "smoke", "--out", str(tmp_path / "runs"), "--set", "train.steps=4",

@@ -37,7 +37,7 @@ SMALL_RUN = ["--set", "train.steps=4", "--set", "train.eval_every=2", "--set", "
 
 def test_train_writes_a_record_and_predict_answers_from_its_checkpoint(tmp_path):
     out = tmp_path / "runs"
-    result = run_python("-m", "bench", "train", "--preset", "smoke", *SMALL_RUN, "--out", str(out))
+    result = run_python("-m", "bench", "train", "--preset", "tiny", *SMALL_RUN, "--out", str(out))
     assert "step 2: dev EM" in result.stdout and "step 4: dev EM" in result.stdout
     [path] = out.glob("*.json")
     record = json.loads(path.read_text())
@@ -50,7 +50,7 @@ def test_train_writes_a_record_and_predict_answers_from_its_checkpoint(tmp_path)
     assert record["train_examples_per_s"] > 0 and record["peak_memory_mb"] > 0
     assert record["environment"]["torch"] and "sha" in record["environment"]["git"]
 
-    again = run_python("-m", "bench", "train", "--preset", "smoke", *SMALL_RUN, "--out", str(out))
+    again = run_python("-m", "bench", "train", "--preset", "tiny", *SMALL_RUN, "--out", str(out))
     assert json.loads(path.read_text())["metrics"] == record["metrics"]  # resumed at the end: nothing retrained
     assert "step 2: dev EM" not in again.stdout
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from bench.study import StudyError, load_study
+from bench.study import load_study
+from bench.study_files import StudyError
 from qanet.config import ConfigError, ModelConfig, RunConfig, TrainConfig, build_config
 from tests.conftest import run_python
 
@@ -73,3 +74,14 @@ def test_bad_set_value_is_one_line_and_exit_status_2():
     result = run_python("-m", "bench", "train", "--set", "train.seed=1.5", check=False)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: train.seed = '1.5': expected an integer"
+
+
+def test_the_smoke_presets_old_name_builds_the_tiny_preset_and_says_its_new_name_once(capsys, monkeypatch):
+    from qanet import config as config_module
+
+    monkeypatch.setattr(config_module, "_noticed", set())
+    assert build_config("smoke").to_dict() == build_config("tiny").to_dict() != build_config("paper").to_dict()
+    build_config("smoke")
+    assert capsys.readouterr().err.splitlines() == ["note: preset 'smoke' is now called 'tiny'"]
+    with pytest.raises(ConfigError, match=r"preset 'smok': unknown; choose one of \['paper', 'seed_article', 'tiny'\]"):
+        build_config("smok")

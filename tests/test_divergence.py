@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from qanet.train import CheckWindow, Diverged, LossCurveWatch
+from qanet.divergence import CheckWindow, LossCurveWatch
+from qanet.outcome import Diverged
 
 EVERY = 50  # steps a window
 WARMUP = 1000

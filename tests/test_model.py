@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from qanet.config import ConfigError, ModelConfig, build_config
-from qanet.decode import best_spans
+from qanet.evaluation import best_spans
 from qanet.layers import Dropout, keep_mask, mask_logits, positional_encoding, survival_schedule
 from qanet.model import QANet
 

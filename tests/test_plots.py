@@ -12,10 +12,10 @@ import pytest
 from matplotlib.colors import to_rgb
 from scipy import stats
 
-from bench import plots
 from bench.cli import main as bench_main
 from bench.records import CURVE_COLUMNS, read_records, records_frame, wall_clock_comparable
-from bench.report_command import WALL_CLOCK_LEFT_OUT
+from bench.reporting import plots
+from bench.reporting.document import WALL_CLOCK_LEFT_OUT
 
 STUDY = """
 description = "two encoders, three seeds"
@@ -187,7 +187,7 @@ def test_each_variant_has_a_colour_blind_safe_colour_and_its_own_line_style(tmp_
     for ax in figures["curves"].axes:
         lines = [_curve_line(ax, name) for name in names]
         assert len({str(line.get_linestyle()) for line in lines}) == 4
-        assert [to_rgb(line.get_color()) for line in lines] == [to_rgb(c) for c in plots._pyplot()[1].color_palette(
+        assert [to_rgb(line.get_color()) for line in lines] == [to_rgb(c) for c in plots.pyplot()[1].color_palette(
             "colorblind", 4)]
 
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from bench.records import ROOT
+from bench.environment import ROOT
 from tests.conftest import run_python
 
 FIGURE_BLOCK = re.compile(r"<!-- figures: (\S+) -->\n(.*?)<!-- /figures: \1 -->", re.S)

@@ -11,14 +11,8 @@ from scipy import stats
 
 from bench.cli import main as bench_main
 from bench.records import CURVE_COLUMNS, curves_frame, read_records, records_frame
+from tests.conftest import TWO_BY_TWO as STUDY
 
-STUDY = """
-description = "two variants, two seeds"
-preset = "paper"
-seeds = [0, 1]
-[axes]
-"model.char_encoder" = ["conv2d", "depthwise1d"]
-"""
 SPECIAL = '[variants."50% & #1: $x_{1}$ ~ ^ \\\\ wider"]\n"model.hidden" = 48\n'  # every LaTeX special (TOML: one \\)
 SHORT = ["--set", "train.steps=8", "--set", "train.eval_every=4", "--set", "train.checkpoint_every=4",
          "--set", "data.synthetic.train_paragraphs=20", "--set", "data.synthetic.dev_paragraphs=5",
@@ -178,7 +172,7 @@ def test_bad_report_requests_are_one_line(smoke_records, tmp_path, capsys, extra
 
 
 def test_differences_are_scipys_paired_and_welch_intervals():
-    from bench.report import difference_interval
+    from bench.reporting.statistics import difference_interval
 
     variant = pd.Series([70.1, 71.3, 69.8], index=[0, 1, 2])
     baseline = pd.Series([68.0, 70.2, 69.1, 67.5], index=[0, 1, 2, 3])

@@ -12,11 +12,10 @@ import pandas as pd
 import pytest
 
 from bench.cli import main as bench_main
-from bench.report import (
+from bench.reporting.statistics import decimals, difference_interval
+from bench.reporting.tables import (
     COMPACT,
-    decimals,
     default_baseline,
-    difference_interval,
     seed_warnings,
     summarise,
     table,
@@ -25,7 +24,8 @@ from bench.report import (
     to_latex,
     to_markdown,
 )
-from bench.study import SCALES, StudyError, available, is_search, load_study, value_text
+from bench.study import load_study
+from bench.study_files import SCALES, StudyError, available, is_search, value_text
 from qanet.config import get_value
 
 STUDY = """
@@ -240,7 +240,8 @@ def test_columns_must_name_table_columns_once(capsys, columns, told):
 
 
 def test_records_are_read_from_a_studys_own_folder_by_another_name_and_another_studys_are_refused():
-    from bench.records import ROOT, RecordError, records_frame
+    from bench.environment import ROOT
+    from bench.records import RecordError, records_frame
 
     folder = ROOT / "results" / "reference" / "faithfulness-cpu"
     assert len(records_frame("faithfulness", folder)) == 15

@@ -1,7 +1,8 @@
-"""Optuna searches: `bench study`, pruning through the trainer's hooks, records linked to trials, resume,
+"""Optuna searches: `bench search`, pruning through the trainer's hooks, records linked to trials, resume,
 export, PostgreSQL with two workers, a worker killed mid-trial, the held-out objective, TPE's random start,
 the pruner's warm-up, and a changed search refused."""
 
+import dataclasses
 import glob
 import json
 import math
@@ -19,11 +20,12 @@ import optuna
 import pytest
 
 from bench.cli import main as bench_main
-from bench.records import read_records
-from bench.runner import plan
+from bench.records import RunRecord, read_records
 from bench.search import load_search, objective_function
-from bench.study import SMOKE, StudyError
+from bench.spec import placed
 from bench.study import load_study as load_ablation
+from bench.study_files import SMOKE_SCALE, StudyError
+from qanet.outcome import TrainResult
 from tests.conftest import ROOT
 
 SEARCH = """
@@ -73,7 +75,7 @@ def _trials(storage: str, name: str):
 
 def test_a_search_runs_its_trials_links_records_resumes_and_exports_the_best(tmp_path, capsys):
     study, storage = _search(tmp_path), f"sqlite:///{tmp_path / 'optuna.db'}"
-    common = ["study", str(study), "--scale", "smoke", "--storage", storage, "--out", str(tmp_path / "runs")]
+    common = ["search", str(study), "--scale", "smoke", "--storage", storage, "--out", str(tmp_path / "runs")]
     bench_main([*common, "--trials", "2"])
     bench_main(common)  # resumed: up to the file's 4 trials
     trials = _trials(storage, "tiny_search-smoke")
@@ -102,8 +104,7 @@ def test_a_search_runs_its_trials_links_records_resumes_and_exports_the_best(tmp
     assert run.config.train.lr == pytest.approx(best.params["train.lr"]) and run.config.train.optimizer == "adam"
     # at the search's scale, seed 0 of the exported study is the best trial's very run
     assert ablation.seeds == [0, 1, 2]
-    [run] = ablation.runs("smoke", seeds=[0])
-    [spec] = plan(ablation.name, [(run.variant, run.seed, run.config)], "smoke", tmp_path / "runs" / ablation.name)
+    [spec] = placed(ablation.runs("smoke", seeds=[0]), tmp_path / "runs" / ablation.name)
     assert spec.id == best.user_attrs["record_id"]
 
 
@@ -143,14 +144,14 @@ def test_bad_search_files_are_one_line(tmp_path, capsys, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(SystemExit) as exit_status:
-        bench_main(["study", str(path), "--scale", "smoke", "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
+        bench_main(["search", str(path), "--scale", "smoke", "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
     said = capsys.readouterr().err.strip().splitlines()
     assert exit_status.value.code == 2 and len(said) == 1 and said[0].startswith(f"error: {path}")
     assert message in said[0]
 
 
-def test_bench_run_points_an_optuna_study_to_bench_study(tmp_path):
-    with pytest.raises(StudyError, match="an Optuna search .* python -m bench study tiny_search"):
+def test_bench_run_points_a_search_file_to_bench_search(tmp_path):
+    with pytest.raises(StudyError, match="a search .* python -m bench search tiny_search"):
         load_ablation(str(_search(tmp_path)))
 
 
@@ -212,9 +213,12 @@ def test_the_objective_is_the_held_out_score_never_the_dev_score(tmp_path, monke
     and its held-out score returned, whatever its dev score."""
     search = load_search(str(_search(tmp_path)))
     curve = [{"step": 4, "f1": 90.0, "holdout_f1": 10.0}, {"step": 8, "f1": 95.0, "holdout_f1": 20.0}]
-    finished = {"status": "ok", "metrics": {"f1": 95.0}, "holdout_metrics": {"f1": 20.0}, "curve": curve,
-                "optuna": {"trial": 99}}
-    monkeypatch.setattr("bench.runner.execute", lambda spec, **kwargs: {**finished, "id": spec.id})
+    finished = TrainResult("ok", 8, {"f1": 95.0}, curve=curve, holdout_metrics={"f1": 20.0})
+
+    def trained_by_trial_99(spec, **kwargs):
+        return RunRecord(dataclasses.replace(spec, tags={"optuna": {"trial": 99}}), finished)
+
+    monkeypatch.setattr("bench.runner.execute", trained_by_trial_99)
     study = optuna.create_study(direction="maximize")
     study.optimize(objective_function(search, "smoke", tmp_path / "runs", "memory", 1), n_trials=1)
     [trial] = study.trials
@@ -223,7 +227,7 @@ def test_the_objective_is_the_held_out_score_never_the_dev_score(tmp_path, monke
 
 def test_a_stored_search_whose_file_changed_is_not_continued(tmp_path, capsys, monkeypatch):
     study, storage = _search(tmp_path, steps=4, name="changing"), f"sqlite:///{tmp_path / 'optuna.db'}"
-    command = ["study", str(study), "--scale", "smoke", "--storage", storage, "--out", str(tmp_path / "runs")]
+    command = ["search", str(study), "--scale", "smoke", "--storage", storage, "--out", str(tmp_path / "runs")]
     bench_main([*command, "--trials", "1"])
     assert optuna.load_study(study_name="changing-smoke", storage=storage).metric_names == ["held-out train F1"]
     study.write_text(study.read_text().replace("trials = 4", "trials = 5"))  # more trials: the same search
@@ -240,7 +244,7 @@ def test_a_stored_search_whose_file_changed_is_not_continued(tmp_path, capsys, m
     assert len(_trials(storage, "changing-smoke")) == 1 and not (tmp_path / "best.toml").exists()
     search = load_search(str(study))
     before = search.definition_hash("smoke")
-    monkeypatch.setitem(SMOKE, "train.eval_every", 7)  # the scale's own settings changed in the code
+    monkeypatch.setitem(SMOKE_SCALE, "train.eval_every", 7)  # the scale's own settings changed in the code
     assert search.definition_hash("smoke") != before
 
 
@@ -249,7 +253,7 @@ def test_a_studys_scale_table_pins_settings_at_that_scale_only(tmp_path):
     path.write_text('seeds = [0]\n[set]\n"train.warmup_steps" = 57\n[scale.cpu.set]\n"train.warmup_steps" = 57\n')
     study = load_ablation(str(path))
     assert [run.config.train.warmup_steps for run in study.runs("cpu")] == [57]  # over the scale's own 500
-    assert [run.config.train.warmup_steps for run in study.runs("smoke")] == [SMOKE["train.warmup_steps"]]
+    assert [run.config.train.warmup_steps for run in study.runs("smoke")] == [SMOKE_SCALE["train.warmup_steps"]]
     path.write_text('[scale.tiny.set]\n"train.steps" = 5\n')
     with pytest.raises(StudyError, match=r"pinned.toml: scale.tiny = .*: expected \[scale.NAME.set\]"):
         load_ablation(str(path))
@@ -287,7 +291,7 @@ def postgres():
 def test_two_workers_share_one_search_through_postgresql(postgres, tmp_path, capsys):
     study = _search(tmp_path, name="shared")  # pruned for certain: F1 below 50 at its first evaluation
     study.write_text(study.read_text().replace('trials = 4', 'trials = 4\npruner = "threshold"\nprune_below = 50'))
-    bench_main(["study", str(study), "--scale", "smoke", "--storage", postgres, "--out", str(tmp_path / "runs"),
+    bench_main(["search", str(study), "--scale", "smoke", "--storage", postgres, "--out", str(tmp_path / "runs"),
                 "--jobs", "2", "--trials", "10"])
     trials = _trials(postgres, "shared-smoke")
     numbers = [t.number for t in trials]
@@ -301,7 +305,7 @@ def test_two_workers_share_one_search_through_postgresql(postgres, tmp_path, cap
 
 def test_a_worker_killed_mid_trial_is_failed_by_heartbeat_and_its_trial_retried(tmp_path):
     study, storage = _search(tmp_path, steps=400, name="killed"), f"sqlite:///{tmp_path / 'optuna.db'}"
-    command = [sys.executable, "-m", "bench", "study", str(study), "--scale", "smoke", "--storage", storage,
+    command = [sys.executable, "-m", "bench", "search", str(study), "--scale", "smoke", "--storage", storage,
                "--out", str(tmp_path / "runs"), "--trials", "2", "--heartbeat", "1"]
     worker = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -330,6 +334,7 @@ def test_the_report_of_a_search_has_its_best_trials_and_optunas_plots(tmp_path, 
                                                     'type = "int"\nlow = 0\nhigh = 50\n\n[scale.smoke.set]'))
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     bench_main(["study", str(study), "--scale", "smoke", "--storage", storage, "--out", str(tmp_path / "runs")])
+    assert capsys.readouterr().err.splitlines() == ["note: `bench study` is now `bench search`"]  # its old name works
     bench_main(["report", str(study), "--storage", storage, "--records", str(tmp_path / "runs"), "--out",
                 str(tmp_path / "reports")])
     out = tmp_path / "reports" / "two_params"

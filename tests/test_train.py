@@ -13,7 +13,9 @@ from qanet.data.batching import epoch_batches
 from qanet.data.features import Sequences, Split
 from qanet.data.prepare import Prepared, prepare
 from qanet.data.synthetic import generate
-from qanet.train import EMA, Hooks, JsonLinesLog, Trainer, make_optimizer
+from qanet.hooks import Hooks, JsonLinesLog
+from qanet.optimisation import EMA, make_optimizer
+from qanet.train import Trainer
 
 TINY = {
     "model.char_dim": 16, "model.hidden": 32, "model.heads": 2, "model.model_blocks": 1,
@@ -126,7 +128,7 @@ def test_a_loss_that_rises_above_a_uniform_guess_stops_the_run_as_diverged(thirt
     """The learning rate jumps from 1e-3 to 0.05 after step 120 (clipping off): the loss, down to about half
     a uniform guess's, leaps above it. The run stops at the read that sees it, as diverged, and keeps the
     checkpoint from before (step 120)."""
-    from qanet.train import read_checkpoint
+    from qanet.checkpoint import read_checkpoint
 
     config = _config(thirty_two, **{"train.steps": 200, "train.eval_every": 1000, "train.loss_check_every": 10,
                                     "train.checkpoint_every": 60, "train.clip_norm": 1e9})
@@ -300,7 +302,7 @@ print(Trainer(config, load_prepared({str(directory)!r})).run().status)
 
 
 def test_peak_memory_is_per_run_even_when_runs_share_a_process():
-    from qanet.train import peak_memory_mb, reset_peak_memory
+    from qanet.memory import peak_memory_mb, reset_peak_memory
 
     cpu = torch.device("cpu")
     reset_peak_memory(cpu)
@@ -498,7 +500,7 @@ def test_warm_up_leaves_weights_optimiser_and_random_state_as_they_were(thirty_t
 def test_a_hook_ends_the_run_cleanly_with_stop_training(thirty_two, tmp_path):
     """The protocol an Optuna pruner or early stopping uses: begin, steps, evaluations, end; StopTraining
     from a hook ends the run at once with its status, no further evaluation, and a checkpoint to resume."""
-    from qanet.train import StopTraining
+    from qanet.outcome import StopTraining
 
     seen = []
 
@@ -531,7 +533,7 @@ def test_a_hook_ends_the_run_cleanly_with_stop_training(thirty_two, tmp_path):
 
 
 def test_stop_training_from_on_begin_ends_the_run_before_any_step(thirty_two, tmp_path):
-    from qanet.train import StopTraining
+    from qanet.outcome import StopTraining
 
     class NotThisOne(Hooks):
         def on_begin(self, trainer):

@@ -131,8 +131,9 @@ def _inputs(config: DataConfig, cache_dir: Path | None) -> tuple[Path, dict[str,
 
 
 def fingerprint(config: DataConfig, cache_dir: Path | None = None) -> str:
-    """The fingerprint `prepare` gives `config`'s data, without building or loading anything: the input
-    files' digests (remembered) and the settings. What a plan or a dry run needs, in seconds."""
+    """The fingerprint `prepare` gives `config`'s data, without building or loading features: the input
+    files' digests (remembered; a file is read whole the first time) and the settings. The synthetic data is
+    written if it is not there yet; a missing file is a ConfigError. What a plan or a dry run needs."""
     return _inputs(config, cache_dir)[3]
 
 

@@ -1,76 +1,34 @@
-"""Reports for papers: a study's records -> one table (Markdown, LaTeX, CSV, HTML), plots (PNG and PDF) and
-report.md. A pure function of the records: the same records give the same bytes.
-
-Statistics. Each variant's EM and F1 are the mean over its ok seeds with the sample standard deviation and
-a 95% confidence interval from Student's t (n - 1 degrees of freedom): with 3 seeds a bootstrap has 10
-distinct resamples and no useful tails, while t is exact for normal seed-to-seed noise and honest about
-how wide 3 seeds leave it. The difference to the baseline is paired by seed (t on the per-seed
-differences, which removes what a seed does to both runs alike) when both variants have ok runs for the
-same seeds, and Welch's t otherwise. Failed, out-of-memory and diverged runs are counted, never averaged.
+"""A study's records -> one row of numbers per variant (`summarise`), and that summary as the tables a paper
+takes: Markdown, LaTeX (booktabs), CSV and HTML (`table` makes the cells, the same in every style), with the
+labels that say what each variant is (`variant_labels`), what its differences to the baseline show in words
+(`conclusions`), the scores along training (`curve_tables`) and where too few seeds leave a number weak
+(`seed_warnings`). Failed, out-of-memory and diverged runs are counted, never averaged.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import math
-from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from bench.records import RecordError, memory_per_run, wall_clock_comparable
-from bench.study import Study, value_text
+from bench.reporting.contents import COMPACT, FULL, HEADERS
+from bench.reporting.statistics import (
+    Interval,
+    clearly_best,
+    decimals,
+    difference_interval,
+    difference_text,
+    mean_interval,
+    typographic_minus,
+)
+from bench.study import Study
+from bench.study_files import StudyError, value_text
 from qanet.config import get_value
+from qanet.outcome import RECORDED
 
-OUTCOMES = ("ok", "failed", "oom", "diverged", "pruned", "stopped")
 METRICS = {"exact": "EM", "f1": "F1"}
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A mean with its 95% confidence interval (low and high are NaN below two values)."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-    method: str = "t"
-
-
-def _t(df: float) -> float:
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, df))
-
-
-def mean_interval(values) -> Interval:
-    values = np.asarray([v for v in values if v == v], dtype=float)  # NaN != NaN
-    if len(values) == 0:
-        return Interval(math.nan, math.nan, math.nan, 0)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return Interval(mean, math.nan, math.nan, len(values))
-    half = _t(len(values) - 1) * float(values.std(ddof=1)) / math.sqrt(len(values))
-    return Interval(mean, mean - half, mean + half, len(values))
-
-
-def difference_interval(variant: pd.Series, baseline: pd.Series) -> Interval:
-    """variant - baseline, each a Series of one metric indexed by seed (ok runs only): paired on the seeds
-    both have where there are at least two, Welch's t over all their runs otherwise."""
-    variant, baseline = variant.dropna(), baseline.dropna()
-    shared = sorted(set(variant.index) & set(baseline.index))
-    if len(shared) >= 2:
-        return dataclasses.replace(mean_interval(variant.loc[shared] - baseline.loc[shared]), method="paired t")
-    mean, n = float(variant.mean() - baseline.mean()), min(len(variant), len(baseline))
-    if len(variant) < 2 or len(baseline) < 2:
-        return Interval(mean, math.nan, math.nan, n, "Welch t")
-    a, b = variant.var(ddof=1) / len(variant), baseline.var(ddof=1) / len(baseline)
-    if a + b == 0:
-        return Interval(mean, mean, mean, n, "Welch t")
-    df = (a + b) ** 2 / (a ** 2 / (len(variant) - 1) + b ** 2 / (len(baseline) - 1))
-    half = _t(df) * math.sqrt(a + b)
-    return Interval(mean, mean - half, mean + half, n, "Welch t")
 
 
 def short_key(key: str) -> str:
@@ -104,6 +62,17 @@ def default_baseline(study: Study) -> str:
     return "base" if study.design == "one-at-a-time" else next(iter(study.variants()))
 
 
+def chosen_baseline(study: Study, labels: dict[str, str], asked: str | None) -> str:
+    """The variant named `asked` (by its name or its label in `labels`), or the default baseline if none is."""
+    if asked is None:
+        return default_baseline(study)
+    for variant, label in labels.items():
+        if asked in (variant, label):
+            return variant
+    raise StudyError(f"--baseline {asked!r}: no such variant in {study.name} (variants: "
+                     f"{'; '.join(labels.values())})")
+
+
 # What a column's best is (the larger or the smaller value), for the columns a row can be clearly best in.
 SCORES = {"exact": "max", "f1": "max"}
 TIMES = {"train_examples_per_s": "max", "wall_minutes": "min"}
@@ -125,7 +94,7 @@ def summarise(frame: pd.DataFrame, study: Study, baseline: str, scale: str) -> p
     for variant, done in by_variant.items():
         runs = frame[frame["variant"] == variant]
         row = {"variant": variant, "label": labels[variant], "baseline": variant == baseline}
-        row.update({status: int((runs["status"] == status).sum()) for status in OUTCOMES})
+        row.update({status: int((runs["status"] == status).sum()) for status in RECORDED})
         row["seeds_ok"] = " ".join(str(seed) for seed in sorted(done.index))
         for metric in SCORES:
             interval = mean_interval(done[metric])
@@ -175,25 +144,6 @@ def _difference_columns(done: pd.DataFrame, base: pd.DataFrame) -> dict:
     return columns
 
 
-def clearly_best(values: dict[str, pd.Series], best: str) -> str | None:
-    """The variant whose value (a Series by seed, one per variant) beats every other variant's with a paired
-    95% interval of the difference that excludes 0; None when no variant does, when a comparison cannot be
-    paired by seed (two shared seeds at least), or when fewer than two variants have values."""
-    present = {variant: series.dropna() for variant, series in values.items() if series.notna().any()}
-    if len(present) < 2:
-        return None
-    means = {variant: series.mean() for variant, series in present.items()}
-    leader = (max if best == "max" else min)(means, key=means.get)
-    for variant, series in present.items():
-        if variant == leader:
-            continue
-        difference = difference_interval(present[leader], series)
-        beaten = difference.low > 0 if best == "max" else difference.high < 0  # False where the CI is NaN
-        if difference.method != "paired t" or not beaten:
-            return None
-    return leader
-
-
 def seed_warnings(row) -> list[str]:
     """Where a summary row's numbers rest on too few seeds, and where pairing with the baseline left seeds out:
     the report's warnings and the README's."""
@@ -216,37 +166,6 @@ def seed_warnings(row) -> list[str]:
     return warnings
 
 
-def decimals(half_width: float) -> int:
-    """Decimals that show a value with an uncertainty of this size (a 95% interval's half-width, or the sd shown
-    beside it): to its first significant digit, or its first two where they start with 1 or 2 (0.15 shown as
-    0.2 would be a third off); at most 2, and 1 where there is none."""
-    if not (half_width > 0 and math.isfinite(half_width)):
-        return 1
-    exponent = math.floor(math.log10(half_width))
-    significant = 2 if half_width / 10 ** exponent < 3 else 1
-    return min(2, max(0, significant - 1 - exponent))
-
-
-# column -> (header, header in LaTeX)
-_COLUMNS = {
-    "label": ("variant", "variant"),
-    "runs": ("seeds", "seeds"),
-    "n": ("n", "$n$"),
-    "exact": ("EM", "EM"),
-    "exact_ci": ("EM 95% CI", r"EM 95\% CI"),
-    "f1": ("F1", "F1"),
-    "f1_ci": ("F1 95% CI", r"F1 95\% CI"),
-    "exact_diff": ("ΔEM [95% CI]", r"$\Delta$EM [95\% CI]"),
-    "f1_diff": ("ΔF1 [95% CI]", r"$\Delta$F1 [95\% CI]"),
-    "train_examples_per_s": ("train ex/s", "train ex/s"),
-    "wall_minutes": ("wall min", "wall min"),
-    "peak_memory_mb": ("peak MB", "peak MB"),
-    "parameters": ("parameters", "parameters"),
-    "steps": ("steps", "steps"),
-}
-FULL = tuple(column for column in _COLUMNS if column != "n")
-COMPACT = ("label", "n", "exact", "f1", "f1_diff")  # what a paper's table needs; --columns for more
-TABLE_COLUMNS = tuple(_COLUMNS)
 _WRAP = {"md": ("**", "**"), "latex": (r"\textbf{", "}"), "html": ("<strong>", "</strong>")}
 
 
@@ -259,7 +178,7 @@ def table(summary: pd.DataFrame, style: str = "md", columns: tuple[str, ...] = F
     rows = list(summary.iterrows())
 
     def plain(value: float, places: int) -> str:
-        return "–" if value != value else _minus(f"{value:,.{places}f}", latex)
+        return "–" if value != value else typographic_minus(f"{value:,.{places}f}", latex)
 
     def half(low: float, high: float) -> float:
         return (high - low) / 2
@@ -304,7 +223,7 @@ def table(summary: pd.DataFrame, style: str = "md", columns: tuple[str, ...] = F
         if f"{column}_best" in summary:
             best = summary[f"{column}_best"].fillna(False).astype(bool).to_numpy()
             cells.loc[best, column] = opening + cells.loc[best, column] + closing
-    headers = {column: names[1] if latex else names[0] for column, names in _COLUMNS.items()}
+    headers = {column: names[1] if latex else names[0] for column, names in HEADERS.items()}
     if not summary.get("times_comparable", pd.Series([True])).all():  # a shared machine's clock: said so
         headers.update({column: f"{headers[column]} (shared machine)" for column in TIMES})
     if not summary.get("memory_per_run", pd.Series([True])).all():
@@ -367,30 +286,13 @@ def _test(interval: Interval) -> str:
 
 
 def _runs_text(row) -> str:
-    return ", ".join(f"{row[status]} {status}" for status in OUTCOMES if row[status]) or "0"
+    return ", ".join(f"{row[status]} {status}" for status in RECORDED if row[status]) or "0"
 
 
 def _n_text(row) -> str:
     """The ok seeds the row's numbers rest on, and the runs that ended otherwise: `2 (1 oom)`."""
-    others = ", ".join(f"{row[status]} {status}" for status in OUTCOMES[1:] if row[status])
+    others = ", ".join(f"{row[status]} {status}" for status in RECORDED[1:] if row[status])
     return f"{row['ok']} ({others})" if others else str(row["ok"])
-
-
-def difference_text(mean: float, low: float, high: float, latex: bool = False) -> str:
-    """`+1.2 [−0.5, +2.9]`: a difference and its 95% interval with the decimals the interval allows (the
-    difference alone where there is no interval). Tables, conclusions, curve tables and the forest say it so."""
-    places = decimals((high - low) / 2)
-
-    def signed(value: float) -> str:
-        text = f"{value:+.{places}f}"
-        return _minus(text[1:] if float(text) == 0 else text, latex)  # what rounds to zero has no sign
-
-    return signed(mean) + ("" if low != low else f" [{signed(low)}, {signed(high)}]")
-
-
-def _minus(text: str, latex: bool) -> str:
-    """A typographic minus sign, not a hyphen."""
-    return text.replace("-", "$-$" if latex else "−")
 
 
 _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

@@ -7,10 +7,8 @@ import json
 import time
 from pathlib import Path
 
-from bench.measure import peak_rss_mb
 from qanet.config import DataConfig, default_cache_dir
 from qanet.data.download import SOURCES, DownloadError, download
-from qanet.data.prepare import SPLITS, prepare
 
 
 def register(commands) -> None:
@@ -82,6 +80,7 @@ def _data_config(args: argparse.Namespace, **limits) -> DataConfig:
 
 def run_pack(args: argparse.Namespace) -> None:
     from qanet.data.pack import write_pack
+    from qanet.data.prepare import prepare
 
     prepared = prepare(_data_config(args), args.cache_dir, log=print)
     manifest = write_pack(prepared, args.out)
@@ -92,17 +91,22 @@ def run_pack(args: argparse.Namespace) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> None:
+    from qanet.data.prepare import prepare
+    from qanet.memory import process_peak_rss_mb
+
     config = _data_config(args, context_len=args.context_len, question_len=args.question_len)
     started = time.perf_counter()
     prepared = prepare(config, args.cache_dir, log=print)
     summary = prepared.summary(config)
     summary["seconds"] = round(time.perf_counter() - started, 2)
-    summary["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    summary["peak_rss_mb"] = round(process_peak_rss_mb(), 1)
     summary["directory"] = str(prepared.directory)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
 
 
 def format_summary(summary: dict) -> str:
+    from qanet.data.prepare import SPLITS
+
     rows = [key for key in summary["train"] if key != "path"]
     width = max(map(len, rows))
     lines = [f"{'':{width}}  {'train':>10}  {'dev':>10}"]

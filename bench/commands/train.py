@@ -6,12 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.records import ensure_writable
-from bench.runner import LOCKED, execute, plan
-from bench.study import StudyError
-from qanet.config import PRESETS, RunConfig, build_config
-from qanet.data.prepare import prepare
-from qanet.train import Hooks, resolve_device
+from qanet.config import PRESETS, RENAMED_PRESETS, RunConfig, build_config
 
 
 def register(commands) -> None:
@@ -21,9 +16,9 @@ def register(commands) -> None:
                     "evaluation, and write a JSON record. Rerunning the same configuration resumes from its "
                     "checkpoint.",
     )
-    train.add_argument("--preset", default="smoke", choices=sorted(PRESETS),
-                       help="starting configuration: 'paper' is the full model (GPU), 'smoke' a CPU-sized one "
-                            "on the synthetic data (default: %(default)s)")
+    train.add_argument("--preset", default="tiny", choices=sorted({*PRESETS, *RENAMED_PRESETS}),
+                       help="starting configuration: 'paper' is the full model (GPU), 'tiny' a CPU-sized one on "
+                            "the synthetic data, 1,200 steps ('smoke' is its old name) (default: %(default)s)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a setting, e.g. --set model.hidden=100 --set train.steps=500 (repeatable)")
     train.add_argument("--out", type=Path, default=Path("results") / "train",
@@ -43,47 +38,45 @@ def register(commands) -> None:
     predict.set_defaults(handler=run_predict)
 
 
-def train_one(config: RunConfig, out: Path, fresh: bool = False) -> dict:
+def train_one(config: RunConfig, out: Path, fresh: bool = False):
     """Train (or resume) one run with a progress bar and write its record; returns the record."""
     from tqdm import tqdm
 
-    from bench.run_command import StepBar
+    from bench.commands.progress import EvaluationLines, StepBar
+    from bench.records import ensure_writable
+    from bench.runner import Locked, execute
+    from bench.spec import RunSpec, placed
+    from bench.study_files import StudyError
+    from qanet.data.prepare import prepare
 
     ensure_writable(out)
     prepare(config.data, log=print)  # say what happens while the data is built the first time
-    [spec] = plan("train", [("train", config.train.seed, config)], "custom", out)
+    [spec] = placed([RunSpec("train", "train", "custom", config)], out)
     bar = tqdm(total=config.train.steps, desc=f"train {spec.id}", unit="step", disable=None)
 
     record = execute(spec, hooks=[StepBar(bar), EvaluationLines()], force=fresh, alone=True)
     bar.close()
-    if record["status"] == LOCKED:
-        raise StudyError(f"run {spec.id}: {record['error']}")
-    if record.get("restarted"):
-        print(f"run {spec.id}: {record['restarted']}")
+    if isinstance(record, Locked):
+        raise StudyError(f"run {spec.id}: {record.reason}")
+    if record.restarted:
+        print(f"run {spec.id}: {record.restarted}")
     return record
 
 
-class EvaluationLines(Hooks):
-    """One printed line per evaluation, above the progress bar."""
-
-    def on_evaluation(self, step: int, entry: dict) -> None:
-        from tqdm import tqdm
-
-        loss = "-" if entry["train_loss"] is None else f"{entry['train_loss']:.3f}"
-        tqdm.write(f"step {step}: dev EM {entry['exact']:.2f} F1 {entry['f1']:.2f} (train loss {loss})")
-
-
 def run_train(args: argparse.Namespace) -> None:
+    from qanet.device import resolve_device
+
     config = build_config(args.preset, args.overrides)
     resolve_device(config.train.device)  # refused before anything is prepared
     record = train_one(config, args.out, fresh=args.fresh)
-    exact, f1 = record["metrics"].get("exact", float("nan")), record["metrics"].get("f1", float("nan"))
-    print(f"{record['status']}: dev EM {exact:.2f} F1 {f1:.2f} after {record['steps']} steps; "
-          f"{record['train_examples_per_s']:.1f} train examples/s, peak memory "
-          f"{record['peak_memory_mb']:.0f} MB, {record['parameters']:,} parameters")
-    print(f"record: {args.out / (record['id'] + '.json')}")
-    if record["status"] != "ok":
-        sys.exit(f"{record['status']}: {record['error']}")
+    result = record.result
+    exact, f1 = result.metrics.get("exact", float("nan")), result.metrics.get("f1", float("nan"))
+    print(f"{result.status}: dev EM {exact:.2f} F1 {f1:.2f} after {result.steps} steps; "
+          f"{result.train_examples_per_s:.1f} train examples/s, peak memory {result.peak_memory_mb:.0f} MB, "
+          f"{result.parameters:,} parameters")
+    print(f"record: {record.spec.record_path}")
+    if result.status != "ok":
+        sys.exit(f"{result.status}: {result.error}")
 
 
 def run_predict(args: argparse.Namespace) -> None:

@@ -9,19 +9,40 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.ticker import NullFormatter
 
-from bench import plots
-from bench.records import records_frame
-from bench.search import SearchStudy
+from bench.records import RecordError, records_frame
+from bench.reporting import plots
+from bench.search import Search, optuna_name
+from bench.study_files import SCALES
 
 
-def trials_frame(study, search: SearchStudy, records: pd.DataFrame) -> pd.DataFrame:
+def report_search(search: Search, url: str, asked_scale: str | None, records_root: Path,
+                  out: Path) -> list[Path]:
+    """Write the report of the search's trials in the Optuna storage at `url` under `out`; returns the files."""
+    import optuna
+
+    scale = _scale_with_trials(search, url, asked_scale)
+    optuna_study = optuna.load_study(study_name=optuna_name(search, scale), storage=url)
+    return write_search_report(search, scale, optuna_study, records_root, out)
+
+
+def _scale_with_trials(search: Search, url: str, asked: str | None) -> str:
+    """`asked`, or the one scale the search has trials at in the storage; an error where that is not one."""
+    import optuna
+
+    scales = [scale for scale in SCALES if optuna_name(search, scale) in optuna.get_all_study_names(url)]
+    if asked not in (None, *scales) or not scales or (asked is None and len(scales) > 1):
+        raise RecordError(f"{url}: the search {search.name} has trials at scale(s) {', '.join(scales) or 'none'}"
+                          + ("; choose one with --scale" if len(scales) > 1 else ""))
+    return asked or scales[0]
+
+
+def trials_frame(optuna_study, search: Search, records: pd.DataFrame) -> pd.DataFrame:
     """One row per trial: number, state, value (column `search.curve_key`: the held-out score), the sampled
     settings, the steps its run reached, its record."""
     by_id = records.set_index("id") if not records.empty else pd.DataFrame()
     rows = []
-    for trial in study.get_trials(deepcopy=False):
+    for trial in optuna_study.get_trials(deepcopy=False):
         record_id = trial.user_attrs.get("record_id")
         steps = by_id.loc[record_id, "steps"] if record_id in by_id.index else None
         rows.append({"trial": trial.number, "state": trial.state.name.lower(), search.curve_key: trial.value,
@@ -40,47 +61,49 @@ def best_table(frame: pd.DataFrame, objective: str, count: int = 10) -> str:
     return shown.to_markdown(index=False, disable_numparse=True) + "\n"
 
 
-def write_search_report(search: SearchStudy, scale: str, study, records_root: Path, out: Path) -> list[Path]:
+def write_search_report(search: Search, scale: str, optuna_study, records_root: Path, out: Path) -> list[Path]:
     """Write the search's report under `out`; returns the files."""
     import optuna
     import optuna.visualization.matplotlib as optuna_plots
 
+    plots.pyplot()  # the report's style, before Optuna draws its first figure
     records = records_frame(search.name, records_root)
     records = records[records["scale"] == scale] if not records.empty else records
-    frame = trials_frame(study, search, records)
+    frame = trials_frame(optuna_study, search, records)
     out.mkdir(parents=True, exist_ok=True)
     (out / "trials.csv").write_text(frame.to_csv(index=False, lineterminator="\n"), encoding="utf-8")
     (out / "best.md").write_text(best_table(frame, search.curve_key), encoding="utf-8")
     figures = []
-    trials = study.get_trials(deepcopy=False)
+    trials = optuna_study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     target = search.metric_name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         drawings = {}
         if complete:
-            drawings["history"] = lambda: optuna_plots.plot_optimization_history(study, target_name=target)
-            drawings["slice"] = lambda: optuna_plots.plot_slice(study, target_name=target)
-        if len(complete) >= 2 and len(study.best_trial.params) >= 2:
+            drawings["history"] = lambda: optuna_plots.plot_optimization_history(optuna_study, target_name=target)
+            drawings["slice"] = lambda: optuna_plots.plot_slice(optuna_study, target_name=target)
+        if len(complete) >= 2 and len(optuna_study.best_trial.params) >= 2:
             # PED-ANOVA: Optuna's own, deterministic and without scikit-learn (which fANOVA needs)
             drawings["importances"] = lambda: optuna_plots.plot_param_importances(
-                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), target_name=target)
-            drawings["contour"] = lambda: optuna_plots.plot_contour(study, target_name=target)
+                optuna_study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), target_name=target)
+            drawings["contour"] = lambda: optuna_plots.plot_contour(optuna_study, target_name=target)
         if any(t.intermediate_values for t in trials):  # the scores the pruner compared, pruned trials included
-            drawings["intermediate"] = lambda: _named(optuna_plots.plot_intermediate_values(study), target, trials)
+            drawings["intermediate"] = lambda: _named(optuna_plots.plot_intermediate_values(optuna_study), target,
+                                                      trials)
         for name, draw in drawings.items():
             axes = draw()
             figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
             figures += plots.save(figure, out, name)
     if "train.lr" in frame and not frame.empty:
-        figures += score_against_lr(frame, search, study, out)
+        figures += score_against_lr(frame, search, optuna_study, out)
     counted = len(frame)
     lines = [f"# {search.name} ({scale}): Optuna search", "", search.description, "",
              f"{counted} trials ({search.sampling_text(scale, counted)}): "
              + ", ".join(f"{state} {count}" for state, count in
                          (frame["state"].value_counts().sort_index().items() if not frame.empty else [])), "",
              f"Objective: {search.objective_text(scale)}, maximised: training questions held out of every trial "
-             f"(whole paragraphs), never the dev set. To report: export the best trial (`python -m bench study "
+             f"(whole paragraphs), never the dev set. To report: export the best trial (`python -m bench search "
              f"{search.name} --scale {scale} --export-best PATH`), train it over three seeds (`python -m bench run "
              f"PATH --scale {scale}`) and report that study's dev scores (`python -m bench report PATH`).",
              "", f"Pruning: {search.pruner}; no score before step {search.longest_warmup(scale)} is judged (the "
@@ -102,13 +125,15 @@ def _named(axes, target: str, trials: list):
     return axes
 
 
-def score_against_lr(trials: pd.DataFrame, search: SearchStudy, study, folder: Path) -> list[Path]:
+def score_against_lr(trials: pd.DataFrame, search: Search, optuna_study, folder: Path) -> list[Path]:
     """Each trial's held-out score against its learning rate (log scale): complete trials as points, pruned
     ones as crosses at the last score reported before the pruner stopped them."""
-    plt, _ = plots._pyplot()  # the report's style and backend
+    from matplotlib.ticker import NullFormatter
+
+    plt, _ = plots.pyplot()
 
     last_reported = {t.number: t.intermediate_values[max(t.intermediate_values)]
-                     for t in study.get_trials(deepcopy=False) if t.intermediate_values}
+                     for t in optuna_study.get_trials(deepcopy=False) if t.intermediate_values}
     figure, ax = plt.subplots(figsize=(6.5, 4))
     complete = trials[trials["state"] == "complete"]
     pruned = trials[trials["state"] == "pruned"]

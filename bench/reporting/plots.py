@@ -1,4 +1,5 @@
-"""The report's plots (seaborn style, matplotlib's Agg backend), each saved as PNG and PDF without the
+"""The report's plots: the forest of differences to the baseline, the scores, the curves during training and
+the cost (seaborn style, matplotlib's Agg backend), each saved as PNG and PDF without the
 metadata that would change from one run to the next, and one colour per variant in every plot."""
 
 from __future__ import annotations
@@ -8,13 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report import difference_text, mean_interval
+from bench.reporting.statistics import difference_text, mean_interval
 
 # no creation date or software version in the files: the same records give the same bytes
 _METADATA = {"png": {"Software": None}, "pdf": {"Creator": None, "Producer": None, "CreationDate": None}}
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot and seaborn, set to the report's style on the Agg backend (no display needed); every
+    figure of a report, the search's included, is drawn through this."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,7 +31,7 @@ def _pyplot():
 
 def colours(labels: list[str]) -> dict[str, tuple]:
     """The same colour for a variant in every plot of a report."""
-    _, sns = _pyplot()
+    _, sns = pyplot()
     palette = sns.color_palette("colorblind" if len(labels) <= 10 else "husl", max(len(labels), 3))
     return dict(zip(labels, palette, strict=False))
 
@@ -39,7 +42,7 @@ def save(figure, folder: Path, name: str) -> list[Path]:
         path = Path(folder) / f"{name}.{extension}"
         figure.savefig(path, dpi=150, bbox_inches="tight", metadata=_METADATA[extension])
         paths.append(path)
-    _pyplot()[0].close(figure)
+    pyplot()[0].close(figure)
     return paths
 
 
@@ -109,7 +112,7 @@ def scores(summary: pd.DataFrame, runs: pd.DataFrame, palette: dict, folder: Pat
     """EM and F1 per variant, of the ok runs: the mean with its 95% t interval, and each seed as a point left
     of it, joined across variants by a thin grey line (the design is paired: seed s of every variant), in the
     variants' order."""
-    plt, _ = _pyplot()
+    plt, _ = pyplot()
     labels = list(summary["label"])
     ok = runs[runs["status"] == "ok"]
     seeds = sorted(set(ok["seed"]))
@@ -171,7 +174,7 @@ def curves(curve: pd.DataFrame, labels: dict[str, str], palette: dict, folder: P
     interval (none at a step fewer than two seeds reached). Open circles: evaluations on a sample of dev; filled
     diamonds: on the whole dev set (every run's last, the score the tables report). Each variant has its colour
     and its line style, so the curves read in greyscale too. No plot without an ok run's curve."""
-    plt, _ = _pyplot()
+    plt, _ = pyplot()
     f1 = _ok_f1_curves(curve)
     if f1.empty:
         return []
@@ -239,7 +242,7 @@ def cost(runs: pd.DataFrame, labels: dict[str, str], palette: dict, folder: Path
         ("peak_memory_mb", MEMORY_AXIS, "F1 against memory", memory)) if shown]
     if not panels:
         return []
-    plt, _ = _pyplot()
+    plt, _ = pyplot()
     ok = runs[runs["status"] == "ok"].assign(wall_seconds=lambda frame: frame["wall_seconds"] / 60)
     columns, xlabels, titles = map(list, zip(*panels, strict=True))
     figure, axes = _f1_panels(plt, xlabels, titles)
@@ -267,7 +270,7 @@ def forest(summary: pd.DataFrame, baseline_label: str, palette: dict, folder: Pa
     """The report's headline: each variant's difference in dev F1 to the baseline with its 95% interval,
     largest first, every row labelled with its numbers; the test and its n in the title where all rows share
     them, on each row otherwise."""
-    plt, _ = _pyplot()
+    plt, _ = pyplot()
     effects = summary[~summary["baseline"] & summary["f1_diff"].notna()].copy()
     effects = effects.iloc[effects["f1_diff"].abs().argsort()[::-1]].reset_index(drop=True)
     tests = effects.apply(_test_text, axis=1)

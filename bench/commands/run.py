@@ -1,0 +1,170 @@
+"""`python -m bench list` and `python -m bench run STUDY`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from bench.commands.common import index_list, positive_int
+from bench.records import RUNS
+from bench.study_files import SCALES
+from qanet.config import ConfigError
+
+
+def register(commands) -> None:
+    listing = commands.add_parser("list", help="the study and search files in ./studies and the shipped ones, with "
+                                              "their axes and progress")
+    listing.add_argument("--out", type=Path, default=RUNS, help="records root (default: results/runs)")
+    listing.set_defaults(handler=run_list)
+
+    run = commands.add_parser(
+        "run", help="train and evaluate every variant x seed of a study (resumable)",
+        description="Expand a study into (variant, seed) runs and execute them. Runs that finished where they "
+                    "run now (their record says ok, pruned or stopped, made with the same device kind, threads "
+                    "and dtype) are skipped, interrupted runs resume from their checkpoint, "
+                    "failures (out of memory, divergence, errors) are recorded and the study goes on. Ends with a "
+                    "summary table.",
+    )
+    run.add_argument("study", help="a name from `python -m bench list`, or the path of a .toml study file")
+    run.add_argument("--scale", choices=SCALES, default="full",
+                     help="full: the study as written, for a GPU (default); smoke: synthetic data, the tiny "
+                          "model, 500 steps, about two minutes a run; cpu: real SQuAD v1.1 + GloVe 6B 50d, a reduced "
+                          "model, about 9 minutes a run on 2 cores")
+    run.add_argument("--seeds", type=index_list, help="comma-separated seeds instead of the study's, e.g. 0,1")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="a setting applied to every run after the study's own (repeatable)")
+    run.add_argument("--jobs", type=positive_int, default=1, help="parallel runs on this machine (default: 1)")
+    run.add_argument("--gpus", type=index_list,
+                     help="comma-separated GPU indices, e.g. 0,1,2,3: one worker per GPU (instead of --jobs), "
+                          "each run taken by whichever GPU is free")
+    run.add_argument("--backend", default="loky", choices=("loky", "multiprocessing", "threading", "dask"),
+                     help="joblib backend (default: loky)")
+    run.add_argument("--scheduler", help="with --backend dask: the scheduler address, e.g. tcp://10.0.0.5:8786")
+    run.add_argument("--out", type=Path, default=RUNS,
+                     help="records root, a study writes to OUT/STUDY/ (default: results/runs under the working "
+                          "directory)")
+    run.add_argument("--force", action="store_true", help="rerun runs that already finished")
+    run.add_argument("--dry-run", action="store_true", help="list the runs and what would happen to each")
+    run.set_defaults(handler=run_study)
+
+
+def run_list(args: argparse.Namespace) -> None:
+    from bench.records import records_frame
+    from bench.study import load_study
+    from bench.study_files import available, is_search
+
+    print(f"{'study':20} {'variants':>8} {'runs':>5} {'done':>5} {'smoke':>5} {'cpu':>5}  axes")
+    for name in available():
+        if is_search(name):
+            print(f"{name:20} {'-':>8} {'-':>5} {'-':>5} {'-':>5} {'-':>5}  a search: python -m bench search {name}")
+            continue
+        study = load_study(name)
+        frame = records_frame(name, args.out)
+        ok = frame[frame["status"] == "ok"]
+        done = {scale: int((ok["scale"] == scale).sum()) for scale in SCALES}
+        runs = len(study.variants()) * len(study.seeds)
+        print(f"{name:20} {len(study.variants()):8} {runs:5} {done['full']:5} {done['smoke']:5} {done['cpu']:5}  "
+              f"{', '.join(study.axes) or '-'}")
+        print(f"{'':20} {study.description}")
+
+
+def run_study(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from bench.commands.progress import StepBar
+    from bench.records import mixed_hardware, records_frame
+    from bench.reporting.tables import default_baseline, summarise, to_markdown
+    from bench.runner import plan, run_parallel
+    from bench.study import distinct_runs, load_study
+    from qanet.config import parse_overrides
+
+    study = load_study(args.study)
+    specs = distinct_runs(study.name, study.runs(args.scale, args.seeds, parse_overrides(args.overrides)))
+    if args.gpus and args.backend == "dask":
+        raise ConfigError("--gpus places runs on this machine's GPUs; with --backend dask the cluster's workers "
+                          "run on their own devices (leave --gpus out)")
+    out = args.out / study.name
+    planned = plan(specs, out, args.jobs, args.gpus, args.backend, args.force, make_folder=not args.dry_run)
+    specs, pending = planned.specs, planned.pending
+    print(f"{study.name} ({args.scale}): {len({s.variant for s in specs})} variants x {len({s.seed for s in specs})} "
+          f"seeds = {len(specs)} runs, {len(specs) - len(pending)} done, {len(pending)} to run -> {out}")
+    if args.dry_run:
+        for spec in specs:
+            state, note = planned.state(spec)
+            print(f"  {spec.id}  {spec.variant:45} seed {spec.seed}  {state}" + (f"  ({note})" if note else ""))
+        return
+    client = _connect(args)
+    # disable=None: bars only on a terminal; the per-run lines are printed either way
+    runs_bar = tqdm(total=len(specs), initial=len(specs) - len(pending), desc="runs", unit="run", position=0,
+                    disable=None)
+    per_step = args.jobs == 1 and not args.gpus and args.backend != "dask"
+    steps_bar = tqdm(desc="steps", unit="step", position=1, leave=False, disable=None if per_step else True)
+    finished = []
+    try:
+        for record in run_parallel(pending, args.jobs, args.gpus, args.backend, [StepBar(steps_bar)], args.force):
+            finished.append(record)
+            tqdm.write(_said(record))
+            runs_bar.update(1)
+    finally:
+        steps_bar.close()
+        runs_bar.close()
+        if client is not None:
+            client.close()
+    records = records_frame(study.name, args.out)
+    records = records[records["scale"] == args.scale]
+    print(to_markdown(summarise(records, study, default_baseline(study), args.scale)) if not records.empty
+          else "no records")
+    mixed = mixed_hardware(records)
+    if mixed:
+        print(f"note: {mixed}")
+    outcome = outcome_line(finished)
+    print(outcome)
+    if any(_status(record) == "failed" for record in finished):
+        sys.exit(1)
+
+
+def _connect(args: argparse.Namespace):
+    if args.backend != "dask":
+        return None
+    if not args.scheduler:
+        raise ConfigError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
+    from dask.distributed import Client
+
+    return Client(args.scheduler)
+
+
+def _status(record) -> str | None:
+    """A record's status; None for a run another process is training (bench.runner.Locked)."""
+    from bench.runner import Locked
+
+    return None if isinstance(record, Locked) else record.result.status
+
+
+def _said(record) -> str:
+    """The line `bench run` prints as a run ends (above it, why it started again, if it did)."""
+    spec = record.spec
+    if _status(record) is None:
+        return f"{spec.variant} seed {spec.seed}: left alone, {record.reason}"
+    metrics, restarted = record.result.metrics, f"  {spec.id}: {record.restarted}\n" if record.restarted else ""
+    scores = f", EM {metrics['exact']:.2f} F1 {metrics['f1']:.2f}" if "exact" in metrics else ""
+    return f"{restarted}{spec.variant} seed {spec.seed}: {record.result.status}{scores}, {record.wall_seconds:.0f} s"
+
+
+def outcome_line(records: list) -> str:
+    """The last line of `bench run`: how the runs it executed ended (a failure is an exception, see its record);
+    `records` are what bench.runner.run_parallel yields."""
+    from qanet.outcome import STATUSES
+
+    locked = sum(_status(record) is None for record in records)
+    elsewhere = f"; {locked} left to another process that is training them" if locked else ""
+    statuses = [_status(record) for record in records if _status(record) is not None]
+    if not statuses:
+        return "nothing was run: every run already has a record that says it finished" + elsewhere
+    counts = Counter(statuses)
+    listed = ", ".join(f"{status} {counts[status]}" for status in STATUSES if counts[status])
+    if counts["failed"]:
+        return (f"{counts['failed']} of {len(statuses)} runs failed with an exception ({listed}): see the records' "
+                f"error{elsewhere}")
+    return f"all {len(statuses)} runs reached a recorded outcome ({listed}){elsewhere}"

@@ -1,0 +1,111 @@
+"""RunSpec: one run as the harness knows it, from a study or search file to its record.
+
+A run is its configuration (a `RunConfig`, the seed included: `config.train.seed` is the seed's one home),
+its data, and where it belongs (study, variant, scale). Its id hashes the configuration and the data's
+fingerprint, so a rerun finds its record and checkpoint: where the run executes (device, threads) and what
+it logs are not part of it (the record's `execution` says where it ran)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+
+from qanet.config import RunConfig
+
+# Placement and logging are recorded, not hashed: the same run on another GPU, thread count or attention
+# kernel, or with a TensorBoard log, has the same id (the execution context tells them apart).
+NOT_IN_ID = ("device", "threads", "tensorboard", "attention_kernels")
+
+
+def identity(config: RunConfig) -> dict:
+    """The configuration as the id sees it: without the settings of NOT_IN_ID."""
+    values = config.to_dict()
+    for key in NOT_IN_ID:
+        values["train"].pop(key)
+    return values
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    study: str
+    variant: str
+    scale: str
+    config: RunConfig  # not changed once the spec exists: the id is computed once, from it
+    folder: Path | None = None  # the study's records folder (absolute); None while the run is only planned
+    tags: dict | None = None  # record fields that are not part of the run (an Optuna trial's link)
+    data_fingerprint: str | None = None  # known already (a record's); else computed from config.data when asked
+    # a record's own id: one written before a setting existed keeps the id it was written under
+    recorded_id: str | None = None
+
+    @property
+    def seed(self) -> int:
+        return self.config.train.seed
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The fingerprint of the run's prepared data (from the input files' digests and the data settings:
+        nothing is prepared to know it)."""
+        if self.data_fingerprint:
+            return self.data_fingerprint
+        from qanet.data.prepare import fingerprint
+
+        return fingerprint(self.config.data)
+
+    @cached_property
+    def id(self) -> str:
+        if self.recorded_id:
+            return self.recorded_id
+        text = json.dumps({"config": identity(self.config), "data": self.fingerprint}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def _in_folder(self, *parts: str) -> Path:
+        if self.folder is None:
+            raise ValueError(f"run {self.variant} seed {self.seed} of {self.study} has no records folder")
+        return self.folder.joinpath(*parts)
+
+    @property
+    def record_path(self) -> Path:
+        return self._in_folder(f"{self.id}.json")
+
+    @property
+    def log_path(self) -> Path:
+        """The run's events as they happen (JSON lines), appended to across resumes."""
+        return self._in_folder(f"{self.id}.log.jsonl")
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """`tensorboard --logdir OUT/tensorboard` shows every run of the study, one per id."""
+        return self._in_folder("tensorboard", self.id)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self._in_folder("checkpoints", self.id)
+
+    @property
+    def lock_path(self) -> Path:
+        return self._in_folder("checkpoints", f"{self.id}.lock")
+
+    @property
+    def context_path(self) -> Path:
+        """Where the run's checkpoint was made ({"execution": context, "restarted": why or None}): a resume
+        must match it, and carries the reason of an earlier restart into the record."""
+        return self.checkpoint_dir / "context.json"
+
+
+def placed(specs: list[RunSpec], folder: Path) -> list[RunSpec]:
+    """The specs with their records folder (absolute: records name their checkpoint by it) and their data's
+    fingerprint, computed once for each distinct data configuration among them."""
+    from qanet.data.prepare import fingerprint
+
+    folder = Path(folder).resolve()
+    fingerprints: dict[str, str] = {}
+    placed_specs = []
+    for spec in specs:
+        key = json.dumps(spec.config.to_dict()["data"], sort_keys=True)
+        if key not in fingerprints:
+            fingerprints[key] = spec.data_fingerprint or fingerprint(spec.config.data)
+        placed_specs.append(replace(spec, folder=folder, data_fingerprint=fingerprints[key]))
+    return placed_specs

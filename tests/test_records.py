@@ -1,0 +1,126 @@
+"""Run records (bench.records): their fields, reading them into frames, comparing them, damaged ones."""
+
+import json
+
+import pytest
+
+from bench.cli import main as bench_main
+from bench.records import RECORD_COLUMNS, read_records, records_frame
+from tests.conftest import TWO_BY_TWO, _run, _study
+
+
+def test_study_runs_skips_finished_runs_and_loads_into_pandas(tmp_path, capsys):
+    study = _study(tmp_path, TWO_BY_TWO)
+    _run(study, tmp_path / "runs")
+    first = capsys.readouterr().out
+    assert "4 runs, 0 done, 4 to run" in first
+    *_, header, _, base, other, _, outcome = first.splitlines()  # the report's table, then the outcome
+    assert outcome == "all 4 runs reached a recorded outcome (ok 4)"
+    assert header.startswith("| variant ") and base.startswith("| char_encoder = conv2d (base) | 2 ok ")
+    assert other.startswith("| char_encoder = depthwise1d ") and "| 2 ok " in other
+    records = read_records(tmp_path / "runs" / "tiny")
+    assert len(records) == 4 and {r["status"] for r in records} == {"ok"}
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "tiny").glob("*.json")}
+
+    _run(study, tmp_path / "runs")
+    again = capsys.readouterr().out
+    assert "4 runs, 4 done, 0 to run" in again and again.splitlines()[-1].startswith("nothing was run")
+    assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "tiny").glob("*.json")}
+
+    frame = records_frame("tiny", tmp_path / "runs")
+    assert list(frame.columns[:len(RECORD_COLUMNS)]) == RECORD_COLUMNS
+    assert len(frame) == 4 and set(frame["variant"]) == {"base", "model.char_encoder=depthwise1d"}
+    assert set(frame["model.char_encoder"]) == {"conv2d", "depthwise1d"}
+    assert frame["exact"].between(0, 100).all() and (frame["peak_memory_mb"] > 0).all()
+    assert (frame["steps"] == 6).all() and set(frame["seed"]) == {0, 1}
+
+
+def test_records_are_plain_json_with_the_documented_fields(tmp_path):
+    study = _study(tmp_path, TWO_BY_TWO.replace("seeds = [0, 1]", "seeds = [3]"))
+    _run(study, tmp_path / "runs", "--dry-run")
+    assert not list((tmp_path / "runs").glob("**/*.json"))  # a dry run writes nothing
+    _run(study, tmp_path / "runs")
+    record = json.loads(next((tmp_path / "runs" / "tiny").glob("*.json")).read_text())
+    for key in ("id", "study", "variant", "seed", "scale", "status", "config", "dataset_fingerprint", "metrics",
+                "curve", "wall_seconds", "train_examples_per_s", "eval_seconds", "peak_memory_mb", "parameters",
+                "environment", "warnings", "attention_kernel", "compile_seconds", "compile_shapes"):
+        assert key in record, key
+    assert record["attention_kernel"] == "flash" and record["compile_shapes"] == []  # CPU, not compiled
+    for key in ("python", "torch", "device", "threads", "git"):
+        assert key in record["environment"], key
+
+
+def test_a_time_bounded_record_names_its_hardware_and_report_refuses_to_mix_hardware(tmp_path, capsys):
+    study = _study(tmp_path, TWO_BY_TWO)
+    _run(study, tmp_path / "runs", "--seeds", "0", "--set", "train.minutes=5")
+    records = sorted(read_records(tmp_path / "runs" / "tiny"), key=lambda record: record["variant"] == "base")
+    cpu = records[0]["environment"]["device"]
+    report = ["report", study, "--scale", "smoke", "--records", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    for record in records:
+        assert record["time_bounded"] == {"minutes": 5.0, "hardware": cpu, "ended_by_time": False}
+        assert record["execution"]["hardware"] == cpu
+    bench_main(report)
+    assert "| char_encoder = depthwise1d " in capsys.readouterr().out
+    folder = tmp_path / "runs" / "tiny"
+
+    def made_on(record: dict, hardware: str, threads: int, scale: str = "smoke") -> None:
+        changed = {**record, "scale": scale, "time_bounded": {**record["time_bounded"], "hardware": hardware},
+                   "execution": {**record["execution"], "hardware": hardware, "threads": threads}}
+        (folder / f"{record['id']}.json").write_text(json.dumps(changed))
+
+    made_on(records[1], "GPU X", 1, scale="full")  # another scale: never in one table with the smoke runs
+    bench_main(report)
+    assert "| char_encoder = depthwise1d " in capsys.readouterr().out
+    threads = records[0]["execution"]["threads"]
+    for hardware, other_threads, told in ((cpu, threads + 1, f"1 on {cpu}, {threads + 1} threads"),
+                                          ("GPU X", threads, f"1 on GPU X, {threads} threads")):
+        made_on(records[1], hardware, other_threads)
+        with pytest.raises(SystemExit) as exit_status:
+            bench_main(report)
+        said = capsys.readouterr()
+        assert exit_status.value.code == 2 and told in said.err and "--mixed-hardware" in said.err and not said.out
+    bench_main([*report, "--mixed-hardware"])
+    assert "| char_encoder = depthwise1d " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", ['{"id": "abc", "status": "ok", "conf', "[1, 2]", '{"id": 5}', "\xff\xfe"])
+def test_a_damaged_record_is_named_left_out_by_readers_and_its_run_redone(tmp_path, capsys, damage):
+    study = _study(tmp_path, TWO_BY_TWO)
+    _run(study, tmp_path / "runs", "--seeds", "0")
+    [damaged, intact] = sorted((tmp_path / "runs" / "tiny").glob("*.json"))
+    damaged.write_bytes(damage.encode("latin-1"))
+    capsys.readouterr()
+    bench_main(["report", study, "--records", str(tmp_path / "runs"), "--out", str(tmp_path / "reports")])
+    said = capsys.readouterr()
+    table = (tmp_path / "reports" / "tiny" / "table.csv").read_text().splitlines()
+    assert f"warning: {damaged}: not a readable run record" in said.err and len(table) == 2  # header, one variant
+    _run(study, tmp_path / "runs", "--seeds", "0", "--dry-run")
+    said = capsys.readouterr()
+    assert "1 done, 1 to run" in said.out and "(its record is damaged: trained again from step 0" in said.out
+    _run(study, tmp_path / "runs", "--seeds", "0")
+    said = capsys.readouterr().out
+    assert json.loads(damaged.read_text())["status"] == "ok" and "1 done, 1 to run" in said
+    assert "its record is damaged: trained again from step 0" in said
+
+
+@pytest.mark.parametrize("folder", ["ablation_char_cnn-smoke", "faithfulness-cpu", "faithfulness-relu-cpu-6000"])
+def test_committed_records_load_back_into_their_types_and_todays_write_the_same_json(folder):
+    """Every committed record reads back as a RunRecord (spec, result) under its own id; one written by today's
+    code (the demo's) gives back exactly its file, an older one gains only the fields added since."""
+    from bench.environment import ROOT
+    from bench.records import RunRecord, load_record
+
+    paths = sorted((ROOT / "results" / "reference" / folder).glob("*.json"))
+    assert paths
+    for path in paths:
+        written = json.loads(path.read_text(encoding="utf-8"))
+        record = load_record(path)
+        assert record.spec.id == path.stem == written["id"] and record.spec.seed == written["seed"]
+        assert record.result.status == written["status"] and record.result.metrics == written["metrics"]
+        again = record.to_json()
+        if folder == "ablation_char_cnn-smoke":
+            assert again == written
+        else:
+            assert {key: again[key] for key in written if key != "config"} == {
+                key: value for key, value in written.items() if key != "config"}
+        assert RunRecord.from_json(again, path.parent).to_json() == again
