@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.spec import RunSpec
 from qanet.config import ConfigError, RunConfig
 from qanet.files import replace_atomically
-from qanet.outcome import FINISHED, TrainResult
+from qanet.outcome import TrainResult
 
 
 def write_json_atomically(path: Path, data: dict) -> None:
@@ -76,6 +76,8 @@ def read_record(path: Path) -> dict | None:
     return record
 
 
+# a record's keys that are neither the result's nor the record's own fields: the run's (any other is a tag)
+_RUN_KEYS = {"id", "study", "variant", "seed", "scale", "config", "dataset_fingerprint", "train_examples_per_s"}
 # how many decimals a record keeps of each measurement
 _DECIMALS = {"train_seconds": 2, "eval_seconds": 2, "compile_seconds": 2, "peak_memory_mb": 1}
 
@@ -119,15 +121,14 @@ class RunRecord:
             config = RunConfig.from_dict(record["config"])
         except ConfigError as error:
             raise RecordError(f"{folder / record['id']}.json: {error}") from None
+        results = {item.name for item in dataclasses.fields(TrainResult)}
+        mine = {item.name for item in dataclasses.fields(cls)} - {"spec", "result"}
+        tags = {key: value for key, value in record.items() if key not in results | mine | _RUN_KEYS}
         spec = RunSpec(record.get("study", Path(folder).name), record["variant"], record["scale"], config, Path(folder),
-                       {"optuna": record["optuna"]} if "optuna" in record else None, record.get("dataset_fingerprint"),
-                       record["id"])
-        names = {item.name for item in dataclasses.fields(TrainResult)}
-        kept = {key: value for key, value in record.items() if key in names}
-        result = TrainResult(**{"steps": 0, "metrics": {}, **kept})
+                       tags or None, record.get("dataset_fingerprint"), record["id"])
+        result = TrainResult(**{"steps": 0, "metrics": {}, **{key: record[key] for key in results if key in record}})
         # the examples the rate was made of, to the rounding of the seconds (the record keeps the rate)
         result.train_examples = (record.get("train_examples_per_s") or 0.0) * result.train_seconds
-        mine = {item.name for item in dataclasses.fields(cls)} - {"spec", "result"}
         return cls(spec, result, **{key: record[key] for key in mine if key in record})
 
 
@@ -220,35 +221,3 @@ def _time_bounded_on(record: dict) -> str | None:
         return None
     threads = f", {execution['threads']} threads" if execution.get("device") == "cpu" else ""
     return f"{bound.get('hardware')}{threads}"
-
-
-def wall_clock_comparable(runs) -> bool:
-    """Whether the ok runs' times measure the variants: each run timed alone (its process trained no other run
-    meanwhile) or bounded by a minutes budget. Runs trained side by side share the machine's cores and memory
-    bandwidth, so their clocks measure the sharing as much as the variant: reports bold no cost column and plot
-    no time panel for them."""
-    ok = runs[runs["status"] == "ok"]
-    return bool((ok["timed_alone"].fillna(False).astype(bool) | ok["time_bounded"].fillna(False).astype(bool)).all())
-
-
-def memory_per_run(runs) -> bool:
-    """Whether the ok runs' peak memory is each run's own: the CUDA allocator's peak, reset for every run. On a
-    CPU it is the process's peak RSS so far, so a run that follows others in one process reports the largest
-    of them all: no comparison between variants."""
-    return bool((runs.loc[runs["status"] == "ok", "device_kind"] == "cuda").all())
-
-
-def mixed_hardware(frame) -> str:
-    """Time-bounded runs (train.minutes) got as far as their hardware's speed allowed, so comparing them across
-    hardware models (or CPU thread counts) compares the machines as much as the variants: what each scale's
-    finished time-bounded runs were made on, where that is more than one thing; '' otherwise."""
-    problems = []
-    bounded = frame[frame["time_bounded_on"].notna() & frame["status"].isin(FINISHED)]
-    for scale, group in bounded.groupby("scale"):
-        made_on = group["time_bounded_on"].value_counts()
-        if len(made_on) > 1:
-            problems.append(f"{scale}: " + ", ".join(f"{count} on {where}" for where, count in made_on.items()))
-    if not problems:
-        return ""
-    return (f"time-bounded runs were made on different hardware ({'; '.join(problems)}): their step counts differ "
-            f"with the hardware's speed")

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.spec import RunSpec, placed
-from bench.study_files import NOT_A_SETTING, SCALES, StudyError, read_study_file, run_config, scale_settings
+from bench.study_files import NOT_A_SETTING, SCALES, StudyError, check_keys, read_study_file, run_config, scale_settings
 from qanet.config import RunConfig
 from qanet.data.batching import HOLDOUT_SEED
 from qanet.hooks import Hooks
@@ -209,12 +209,7 @@ class Search:
 def load_search(name: str) -> Search:
     """Read and check a search file; every scale's extremes are built once so errors come first."""
     path, raw = read_study_file(name)
-    for key, value in raw.items():
-        if key not in _KEYS:
-            raise StudyError(f"{path}: {key} = {value!r}: unknown key (expected one of {sorted(_KEYS)})")
-        kinds = (int, float) if _KEYS[key] is float else _KEYS[key]
-        if not isinstance(value, kinds) or (_KEYS[key] in (int, float) and isinstance(value, bool)):
-            raise StudyError(f"{path}: {key} = {value!r}: expected {_KEYS[key].__name__}")
+    check_keys(path, raw, _KEYS)
     if raw.get("kind") != "optuna":
         raise StudyError(f"{path}: kind = {raw.get('kind')!r}: not an Optuna search (kind = \"optuna\")")
     search = Search(

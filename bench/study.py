@@ -37,13 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.spec import RunSpec
-from bench.study_files import NOT_A_SETTING, SCALES, StudyError, read_study_file, run_config, value_text
+from bench.study_files import NOT_A_SETTING, SCALES, StudyError, check_keys, read_study_file, run_config, value_text
 from qanet.config import ConfigError, RunConfig, apply_overrides, get_value
 
 # the top-level keys of a study file and the TOML type of each
 _KEYS = {"description": str, "preset": str, "design": str, "seeds": list, "budget": dict, "set": dict,
          "axes": dict, "with": dict, "variants": dict, "scale": dict}
-_TOML_TYPES = {str: "a string", list: "a list", dict: "a table"}
 
 
 @dataclass
@@ -158,11 +157,7 @@ def load_study(name: str) -> Study:
 
 def _check_shape(path: Path, raw: dict) -> None:
     """Top-level keys known and of the right TOML type; [with] and [variants] entries are tables."""
-    for key, value in raw.items():
-        if key not in _KEYS:
-            raise StudyError(f"{path}: {key} = {value!r}: unknown key (expected one of {sorted(_KEYS)})")
-        if not isinstance(value, _KEYS[key]):
-            raise StudyError(f"{path}: {key} = {value!r}: expected {_TOML_TYPES[_KEYS[key]]}")
+    check_keys(path, raw, _KEYS)
     for section in ("with", "variants"):
         for name, settings in raw.get(section, {}).items():
             if not isinstance(settings, dict) or not settings:

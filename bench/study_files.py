@@ -88,6 +88,21 @@ def run_config(path: Path, preset: str, fixed: dict[str, Any], budget: dict[str,
         raise StudyError(f"{path}: {error}") from None
 
 
+_TOML_TYPES = {str: "a string", list: "a list", dict: "a table", int: "an integer", float: "a number"}
+
+
+def check_keys(path: Path, raw: dict, keys: dict[str, type]) -> None:
+    """A file's top-level keys are among `keys` (key -> TOML type: a float key takes an integer too, a number
+    key never a boolean), or one line naming the file, the key and the value."""
+    for key, value in raw.items():
+        if key not in keys:
+            raise StudyError(f"{path}: {key} = {value!r}: unknown key (expected one of {sorted(keys)})")
+        kind = keys[key]
+        if not isinstance(value, (int, float) if kind is float else kind) or (
+                kind in (int, float) and isinstance(value, bool)):
+            raise StudyError(f"{path}: {key} = {value!r}: expected {_TOML_TYPES[kind]}")
+
+
 def value_text(value: Any) -> str:
     """A setting's value as a variant name or a label shows it (true, not True)."""
     return str(value).lower() if isinstance(value, bool) else str(value)

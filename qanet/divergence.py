@@ -7,9 +7,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from qanet.outcome import Diverged
+
+
+def uniform_guess_losses(context_lengths: np.ndarray, context_len: int) -> np.ndarray:
+    """What a uniform guess loses on each question: ln n for its start and again for its end, over the n tokens
+    of its context that training keeps (at most `context_len`). A loss that rises above it has stopped
+    predicting (LossCurveWatch)."""
+    return 2 * np.log(np.minimum(context_lengths, context_len))
 
 
 class StepSums:
@@ -57,7 +65,7 @@ class CheckWindow:
     first_step: int
     last_step: int
     loss: float  # the mean of the batches' losses
-    uniform_guess_loss: float  # the same mean of what a uniform guess would lose (Trainer.uniform_guess_losses)
+    uniform_guess_loss: float  # the same mean of what a uniform guess would lose (uniform_guess_losses)
     grad_norm_mean: float  # before clipping
     grad_norm_max: float
     clipped_fraction: float  # of the steps whose gradient norm was above train.clip_norm

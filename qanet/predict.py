@@ -14,6 +14,7 @@ from qanet.data.tokenize import Tokenizer
 from qanet.data.vocab import Vocabulary
 from qanet.evaluation import best_spans
 from qanet.model import QANet
+from qanet.optimisation import EMA
 
 
 def load_model(checkpoint: Path) -> tuple[QANet, RunConfig, Vocabulary, Vocabulary]:
@@ -23,9 +24,9 @@ def load_model(checkpoint: Path) -> tuple[QANet, RunConfig, Vocabulary, Vocabula
     model = QANet(config.model, state["model"]["embedding.word_vectors"], len(chars.items))
     model.load_state_dict(state["model"])
     if state["ema"]:  # answer with the averaged weights, as evaluation does
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                param.copy_(state["ema"]["shadow"][name])
+        averages = EMA(model, config.train.ema_decay)
+        averages.load_state_dict(state["ema"])
+        averages.swap()
     return model.eval(), config, words, chars
 
 

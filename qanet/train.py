@@ -39,7 +39,7 @@ from qanet.device import (
     resolve_device,
     training_attention_kernels,
 )
-from qanet.divergence import CheckWindow, LossCurveWatch, LossMonitor
+from qanet.divergence import CheckWindow, LossCurveWatch, LossMonitor, uniform_guess_losses
 from qanet.evaluation import predict_answers, score
 from qanet.hooks import Hooks
 from qanet.memory import peak_memory_mb, reset_peak_memory
@@ -87,9 +87,7 @@ class Trainer:
             raise ConfigError(f"data.holdout_questions = {config.data.holdout_questions}: leaves no question of "
                               f"the {len(prepared.train)} of the training set to train on")
         self.lengths = prepared.train.context_lengths()
-        # what a uniform guess loses on each question: ln n for its start and again for its end, over the n
-        # tokens of its context that training keeps
-        self.uniform_guess_losses = 2 * np.log(np.minimum(self.lengths, config.data.context_len))
+        self.uniform_guess_losses = uniform_guess_losses(self.lengths, config.data.context_len)
         self.step = 0
         self.losses = LossMonitor(self.device, train.clip_norm)
         self.loss_watch = LossCurveWatch(train.warmup_steps if train.optimizer == "adam" else 0)

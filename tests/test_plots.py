@@ -13,8 +13,9 @@ from matplotlib.colors import to_rgb
 from scipy import stats
 
 from bench.cli import main as bench_main
-from bench.records import CURVE_COLUMNS, read_records, records_frame, wall_clock_comparable
+from bench.records import CURVE_COLUMNS, read_records, records_frame
 from bench.reporting import plots
+from bench.reporting.comparability import wall_clock_comparable
 from bench.reporting.document import WALL_CLOCK_LEFT_OUT
 
 STUDY = """

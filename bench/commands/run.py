@@ -74,7 +74,8 @@ def run_study(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from bench.commands.progress import StepBar
-    from bench.records import mixed_hardware, records_frame
+    from bench.records import records_frame
+    from bench.reporting.comparability import mixed_hardware
     from bench.reporting.tables import default_baseline, summarise, to_markdown
     from bench.runner import plan, run_parallel
     from bench.study import distinct_runs, load_study

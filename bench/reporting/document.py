@@ -15,15 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.records import (
-    RecordError,
-    curves_frame,
-    memory_per_run,
-    mixed_hardware,
-    records_frame,
-    wall_clock_comparable,
-)
+from bench.records import RecordError, curves_frame, records_frame
 from bench.reporting import plots
+from bench.reporting.comparability import memory_per_run, mixed_hardware, wall_clock_comparable
 from bench.reporting.contents import COMPACT, FORMATS, METHOD
 from bench.reporting.tables import (
     base_settings,

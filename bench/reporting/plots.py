@@ -170,7 +170,7 @@ def _ok_f1_curves(curve: pd.DataFrame) -> pd.DataFrame:
 def curves(curve: pd.DataFrame, labels: dict[str, str], palette: dict, folder: Path,
            wall_clock: bool) -> list[Path]:
     """Dev F1 of the ok runs during training, against steps and, where `wall_clock` (see
-    `bench.records.wall_clock_comparable`), against training time: the mean over seeds with a band of its 95% t
+    `comparability.wall_clock_comparable`), against training time: the mean over seeds with a band of its 95% t
     interval (none at a step fewer than two seeds reached). Open circles: evaluations on a sample of dev; filled
     diamonds: on the whole dev set (every run's last, the score the tables report). Each variant has its colour
     and its line style, so the curves read in greyscale too. No plot without an ok run's curve."""
@@ -235,8 +235,8 @@ def _evaluation_keys(f1: pd.DataFrame) -> list:
 def cost(runs: pd.DataFrame, labels: dict[str, str], palette: dict, folder: Path, time: bool, memory: bool
          ) -> list[Path]:
     """Quality against cost, one point per ok run: F1 against wall time where the clocks compare (`time`:
-    `bench.records.wall_clock_comparable`) and against peak memory where it is each run's own (`memory`:
-    `bench.records.memory_per_run`, the CUDA allocator's peak); no plot where neither is."""
+    `comparability.wall_clock_comparable`) and against peak memory where it is each run's own (`memory`:
+    `comparability.memory_per_run`, the CUDA allocator's peak); no plot where neither is."""
     panels = [(x, xlabel, title) for x, xlabel, title, shown in (
         ("wall_seconds", "wall time per run (minutes)", "F1 against time", time),
         ("peak_memory_mb", MEMORY_AXIS, "F1 against memory", memory)) if shown]

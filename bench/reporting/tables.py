@@ -12,7 +12,8 @@ import math
 
 import pandas as pd
 
-from bench.records import RecordError, memory_per_run, wall_clock_comparable
+from bench.records import RecordError
+from bench.reporting.comparability import memory_per_run, wall_clock_comparable
 from bench.reporting.contents import COMPACT, FULL, HEADERS
 from bench.reporting.statistics import (
     Interval,
