@@ -204,7 +204,7 @@ def curves_frame(study: str, root: Path = RUNS):
     the questions that evaluation scored (a sample of dev, or the whole of it: a run's last evaluation)."""
     import pandas as pd
 
-    rows = [{"study": record["study"], "variant": record["variant"], "seed": record["seed"],
+    rows = [{"study": record.get("study", study), "variant": record["variant"], "seed": record["seed"],
              "scale": record["scale"], "status": record["status"], "step": entry["step"],
              "train_seconds": entry.get("train_seconds"), "total": entry.get("total"), "metric": metric,
              "value": entry[metric]}

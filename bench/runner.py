@@ -28,7 +28,7 @@ import torch
 
 from bench.environment import device_name, environment
 from bench.records import RecordError, RunRecord, ensure_writable, load_record, write_json_atomically
-from bench.spec import RunSpec, placed
+from bench.spec import RunSpec, in_folder
 from qanet.checkpoint import CHECKPOINT, CheckpointError
 from qanet.config import ConfigError, RunConfig
 from qanet.data.prepare import prepare
@@ -109,12 +109,17 @@ def plan(specs: list[RunSpec], folder: Path, jobs: int = 1, gpus: list[int] | No
             resolve_device(device)
     if make_folder:
         ensure_writable(folder)
-    specs = placed(specs, folder)
+    specs = in_folder(specs, folder)
     threads = run_threads(jobs, gpus, backend)
     contexts = {spec.id: execution_context(spec.config, threads, f"cuda:{gpus[0]}" if gpus else None)
                 for spec in specs}
     pending = [spec for spec in specs if force or not finished_record(spec, contexts[spec.id])]
     return Plan(specs, contexts, pending, force)
+
+
+def in_this_process(jobs: int, gpus: list[int] | None, backend: str) -> bool:
+    """Whether runs go one at a time in this process (with the caller's hooks: a progress bar of steps)."""
+    return jobs == 1 and not gpus and backend != "dask"
 
 
 def run_threads(jobs: int, gpus: list[int] | None, backend: str) -> int | None:
@@ -183,7 +188,7 @@ def execute(spec: RunSpec, device: str | None = None, threads: int | None = None
     with run_lock(spec) as mine:
         if not mine:
             return Locked(spec)
-        spec = placed_on(spec, device, threads)
+        spec = as_executed(spec, device, threads)
         context = execution_context(spec.config, threads)
         finished = None if force else finished_record(spec, context)
         if finished:  # finished elsewhere meanwhile: nothing restarted now
@@ -198,7 +203,7 @@ def execute(spec: RunSpec, device: str | None = None, threads: int | None = None
         return _train_and_record(spec, context, hooks, restarted, alone)
 
 
-def placed_on(spec: RunSpec, device: str | None, threads: int | None) -> RunSpec:
+def as_executed(spec: RunSpec, device: str | None, threads: int | None) -> RunSpec:
     """The spec as it executes here: on `device` if given, with `threads` unless it sets its own. The id is the
     same (neither is part of it); the record keeps the settings the run executed with."""
     train = dataclasses.replace(spec.config.train, device=device or spec.config.train.device,
@@ -307,7 +312,7 @@ def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = N
     """
     from joblib import Parallel, delayed, parallel_config
 
-    if jobs == 1 and not gpus and backend != "dask":
+    if in_this_process(jobs, gpus, backend):
         for spec in specs:
             yield execute(spec, hooks=hooks, force=force, alone=True)
         return

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.spec import RunSpec, placed
+from bench.spec import RunSpec, in_folder
 from bench.study_files import NOT_A_SETTING, SCALES, StudyError, check_keys, read_study_file, run_config, scale_settings
 from qanet.config import RunConfig
 from qanet.data.batching import HOLDOUT_SEED
@@ -318,7 +318,7 @@ def objective_function(search: Search, scale: str, out: Path, storage: str, thre
         sampled = {param.key: param.suggest(trial) for param in search.params_at(scale)}
         link = {"optuna": {"study": search.name, "trial": trial.number, "storage": without_password(storage),
                            "params": sampled}}
-        [spec] = placed([RunSpec(search.name, f"trial {trial.number}", scale, search.config(sampled, scale),
+        [spec] = in_folder([RunSpec(search.name, f"trial {trial.number}", scale, search.config(sampled, scale),
                                  tags=link)], out / search.name)
         trial.set_user_attr("record_id", spec.id)
         reporter = ReportToTrial(trial, search.curve_key)

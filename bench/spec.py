@@ -61,32 +61,32 @@ class RunSpec:
         text = json.dumps({"config": identity(self.config), "data": self.fingerprint}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
-    def _in_folder(self, *parts: str) -> Path:
+    def _file(self, *parts: str) -> Path:
         if self.folder is None:
             raise ValueError(f"run {self.variant} seed {self.seed} of {self.study} has no records folder")
         return self.folder.joinpath(*parts)
 
     @property
     def record_path(self) -> Path:
-        return self._in_folder(f"{self.id}.json")
+        return self._file(f"{self.id}.json")
 
     @property
     def log_path(self) -> Path:
         """The run's events as they happen (JSON lines), appended to across resumes."""
-        return self._in_folder(f"{self.id}.log.jsonl")
+        return self._file(f"{self.id}.log.jsonl")
 
     @property
     def tensorboard_dir(self) -> Path:
         """`tensorboard --logdir OUT/tensorboard` shows every run of the study, one per id."""
-        return self._in_folder("tensorboard", self.id)
+        return self._file("tensorboard", self.id)
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self._in_folder("checkpoints", self.id)
+        return self._file("checkpoints", self.id)
 
     @property
     def lock_path(self) -> Path:
-        return self._in_folder("checkpoints", f"{self.id}.lock")
+        return self._file("checkpoints", f"{self.id}.lock")
 
     @property
     def context_path(self) -> Path:
@@ -95,7 +95,7 @@ class RunSpec:
         return self.checkpoint_dir / "context.json"
 
 
-def placed(specs: list[RunSpec], folder: Path) -> list[RunSpec]:
+def in_folder(specs: list[RunSpec], folder: Path) -> list[RunSpec]:
     """The specs with their records folder (absolute: records name their checkpoint by it) and their data's
     fingerprint, computed once for each distinct data configuration among them."""
     from qanet.data.prepare import fingerprint

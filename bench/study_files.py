@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.environment import SHARED_SQUAD_V11
+from bench.spec import NOT_IN_ID
 from qanet.config import PRESETS, SMALL_MODEL, ConfigError, RunConfig, build_config, default_cache_dir, preset_name
 from qanet.data.vectors import KUMO
 
@@ -39,14 +40,11 @@ CPU_SCALE = {**SMALL_MODEL, "data.context_len": 150, "data.vectors": KUMO, "trai
        "train.steps": 3000, "train.warmup_steps": 500, "train.eval_every": 500, "train.checkpoint_every": 500,
        "train.eval_questions": 2000, "train.minutes": None}
 
-# Keys a file may not vary: the seed comes from the file's seeds; where a run executes and what it logs are
-# not part of its id.
+# Keys a file may not vary: the seed comes from the file's seeds; the settings the run id leaves out (where a
+# run executes, what it logs) would make runs that differ only there share an id and a record.
 NOT_A_SETTING = {"train.seed": "a study's seeds come from its 'seeds' list (or --seeds)",
-                 "train.threads": "where a run executes, not what it is (the id leaves it out)",
-                 "train.device": "where a run executes, not what it is (the id leaves it out)",
-                 "train.tensorboard": "what a run logs, not what it is (the id leaves it out)",
-                 "train.attention_kernels": "where a run executes, not what it is (the id leaves it out; the "
-                                            "execution context records it)"}
+                 **{f"train.{key}": "where a run executes or what it logs, not what it is (the id leaves it out; "
+                                    "the record's execution context says where it ran)" for key in NOT_IN_ID}}
 
 
 def cpu_scale_files() -> dict[str, str]:

@@ -45,11 +45,13 @@ class Hooks:
 
 
 def _event_step(line: str) -> float:
-    """The step of one log line; a damaged line (a crash mid-write) counts as past every step."""
+    """The step of one log line; a damaged line (a crash mid-write) and the end of an attempt that failed before
+    training began (step null) count as past every step."""
     try:
-        return json.loads(line)["step"]
+        step = json.loads(line)["step"]
     except (ValueError, KeyError, TypeError):
         return math.inf
+    return step if isinstance(step, int | float) else math.inf
 
 
 class JsonLinesLog(Hooks):

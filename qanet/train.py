@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.nn.attention import sdpa_kernel
 
-from qanet.checkpoint import CHECKPOINT, read_checkpoint, write_checkpoint
+from qanet.checkpoint import CHECKPOINT, CheckpointError, read_checkpoint, write_checkpoint
 from qanet.config import ConfigError, RunConfig
 from qanet.data.batching import (
     BatchSource,
@@ -365,10 +365,10 @@ class Trainer:
 
     def load_state_dict(self, state: dict, path: Path) -> None:
         """Continue where the checkpoint at `path` left the run: weights, optimiser, schedule, EMA, random
-        state, step, loss statistics and the result so far (its outcome to be decided anew); a ValueError when
-        the checkpoint was made from other data."""
+        state, step, loss statistics and the result so far (its outcome to be decided anew); a CheckpointError
+        when the checkpoint was made from other data."""
         if state["fingerprint"] != self.prepared.fingerprint:
-            raise ValueError(f"{path}: made from data {state['fingerprint']}, not {self.prepared.fingerprint}")
+            raise CheckpointError(f"{path}: made from data {state['fingerprint']}, not {self.prepared.fingerprint}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

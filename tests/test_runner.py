@@ -188,7 +188,7 @@ def test_a_run_another_process_is_training_is_left_to_it(tmp_path, capsys, monke
     import fcntl
 
     from bench.runner import execute, execution_context, finished_record
-    from bench.spec import RunSpec, placed
+    from bench.spec import RunSpec, in_folder
 
     study = _study(tmp_path, TWO_BY_TWO.replace("seeds = [0, 1]", "seeds = [0]"))
     _run(study, tmp_path / "runs", "--dry-run")
@@ -206,7 +206,7 @@ def test_a_run_another_process_is_training_is_left_to_it(tmp_path, capsys, monke
 
     [done] = read_records(tmp_path / "runs" / "tiny")
     config = RunConfig.from_dict(done["config"])
-    [spec] = placed([RunSpec("tiny", done["variant"], "smoke", config)], tmp_path / "runs" / "tiny")
+    [spec] = in_folder([RunSpec("tiny", done["variant"], "smoke", config)], tmp_path / "runs" / "tiny")
     monkeypatch.setattr(Trainer, "run", lambda self: pytest.fail("a finished run was trained again"))
     assert spec.id == done["id"] and finished_record(spec, execution_context(config, None))
     assert execute(spec).to_json() == done
@@ -292,12 +292,12 @@ def test_gpus_are_a_queue_a_slow_run_does_not_hold_back_the_runs_behind_it(tmp_p
 
 
 def _tiny_spec(tmp_path, study: str = "tiny", variant: str = "base", **settings):
-    from bench.spec import RunSpec, placed
+    from bench.spec import RunSpec, in_folder
     from qanet.config import build_config
 
     overrides = {"train.steps": 6, "train.eval_every": 3, "train.checkpoint_every": 2, "train.threads": 1,
                  "data.synthetic.train_paragraphs": 20, "data.synthetic.dev_paragraphs": 5, **settings}
-    [spec] = placed([RunSpec(study, variant, "smoke", build_config("tiny", overrides))], tmp_path / "runs")
+    [spec] = in_folder([RunSpec(study, variant, "smoke", build_config("tiny", overrides))], tmp_path / "runs")
     return spec
 
 
@@ -321,6 +321,22 @@ def test_a_failed_run_closes_its_tensorboard_log_with_what_it_logged(tmp_path):
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2]  # flushed and closed, nothing lost
     ended = json.loads(spec.log_path.read_text().splitlines()[-1])
     assert ended["event"] == "end" and ended["status"] == "failed" and ended["step"] == 3
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_run_that_failed_before_training_began_trains_when_run_again(tmp_path):
+    """Its log ends with an end event of no step; the next attempt (the same id: the device is not part of it)
+    drops that event and trains."""
+    from bench.runner import execute
+
+    spec = _tiny_spec(tmp_path)
+    failed = execute(spec, device="cuda:0")  # this machine has none: it fails before its trainer exists
+    assert failed.result.status == "failed" and "no cuda device" in failed.result.error
+    assert json.loads(spec.log_path.read_text().splitlines()[-1])["step"] is None
+    again = execute(spec)
+    assert again.spec.id == spec.id and again.result.status == "ok", again.result.error
+    events = [json.loads(line) for line in spec.log_path.read_text().splitlines()]
+    assert events[0]["event"] == "begin" and all(event["step"] is not None for event in events)
 
 
 def test_a_checkpoint_made_in_another_context_is_not_resumed(tmp_path):

@@ -22,7 +22,7 @@ import pytest
 from bench.cli import main as bench_main
 from bench.records import RunRecord, read_records
 from bench.search import load_search, objective_function
-from bench.spec import placed
+from bench.spec import in_folder
 from bench.study import load_study as load_ablation
 from bench.study_files import SMOKE_SCALE, StudyError
 from qanet.outcome import TrainResult
@@ -104,7 +104,7 @@ def test_a_search_runs_its_trials_links_records_resumes_and_exports_the_best(tmp
     assert run.config.train.lr == pytest.approx(best.params["train.lr"]) and run.config.train.optimizer == "adam"
     # at the search's scale, seed 0 of the exported study is the best trial's very run
     assert ablation.seeds == [0, 1, 2]
-    [spec] = placed(ablation.runs("smoke", seeds=[0]), tmp_path / "runs" / ablation.name)
+    [spec] = in_folder(ablation.runs("smoke", seeds=[0]), tmp_path / "runs" / ablation.name)
     assert spec.id == best.user_attrs["record_id"]
 
 

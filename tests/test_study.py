@@ -106,7 +106,7 @@ def test_bad_named_variants_fail_before_running(tmp_path, text, message):
     (TWO_BY_TWO.replace('"model.char_encoder" = ["conv2d", "depthwise1d"]', '"train.seed" = [3, 4]'), [],
      "axes.train.seed = [3, 4]: a study's seeds come from its 'seeds' list"),
     (TWO_BY_TWO.replace('"model.char_encoder" = ["conv2d", "depthwise1d"]', '"train.threads" = [1, 2]'), [],
-     "axes.train.threads = [1, 2]: where a run executes, not what it is"),
+     "axes.train.threads = [1, 2]: where a run executes or what it logs, not what it is"),
     (TWO_BY_TWO.replace('"model.char_encoder" = ["conv2d", "depthwise1d"]', '"train.lr" = [0.001, 1e-3]'), [],
      "axes.train.lr = [0.001, 0.001]: a value is repeated"),
 ])

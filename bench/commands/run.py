@@ -54,6 +54,7 @@ def run_list(args: argparse.Namespace) -> None:
     from bench.records import records_frame
     from bench.study import load_study
     from bench.study_files import available, is_search
+    from qanet.outcome import FINISHED
 
     print(f"{'study':20} {'variants':>8} {'runs':>5} {'done':>5} {'smoke':>5} {'cpu':>5}  axes")
     for name in available():
@@ -62,8 +63,8 @@ def run_list(args: argparse.Namespace) -> None:
             continue
         study = load_study(name)
         frame = records_frame(name, args.out)
-        ok = frame[frame["status"] == "ok"]
-        done = {scale: int((ok["scale"] == scale).sum()) for scale in SCALES}
+        finished = frame[frame["status"].isin(FINISHED)]
+        done = {scale: int((finished["scale"] == scale).sum()) for scale in SCALES}
         runs = len(study.variants()) * len(study.seeds)
         print(f"{name:20} {len(study.variants()):8} {runs:5} {done['full']:5} {done['smoke']:5} {done['cpu']:5}  "
               f"{', '.join(study.axes) or '-'}")
@@ -77,15 +78,17 @@ def run_study(args: argparse.Namespace) -> None:
     from bench.records import records_frame
     from bench.reporting.comparability import mixed_hardware
     from bench.reporting.tables import default_baseline, summarise, to_markdown
-    from bench.runner import plan, run_parallel
+    from bench.runner import in_this_process, plan, run_parallel
     from bench.study import distinct_runs, load_study
     from qanet.config import parse_overrides
 
-    study = load_study(args.study)
-    specs = distinct_runs(study.name, study.runs(args.scale, args.seeds, parse_overrides(args.overrides)))
     if args.gpus and args.backend == "dask":
         raise ConfigError("--gpus places runs on this machine's GPUs; with --backend dask the cluster's workers "
                           "run on their own devices (leave --gpus out)")
+    if args.backend == "dask" and not args.scheduler:
+        raise ConfigError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
+    study = load_study(args.study)
+    specs = distinct_runs(study.name, study.runs(args.scale, args.seeds, parse_overrides(args.overrides)))
     out = args.out / study.name
     planned = plan(specs, out, args.jobs, args.gpus, args.backend, args.force, make_folder=not args.dry_run)
     specs, pending = planned.specs, planned.pending
@@ -100,12 +103,12 @@ def run_study(args: argparse.Namespace) -> None:
     # disable=None: bars only on a terminal; the per-run lines are printed either way
     runs_bar = tqdm(total=len(specs), initial=len(specs) - len(pending), desc="runs", unit="run", position=0,
                     disable=None)
-    per_step = args.jobs == 1 and not args.gpus and args.backend != "dask"
+    per_step = in_this_process(args.jobs, args.gpus, args.backend)
     steps_bar = tqdm(desc="steps", unit="step", position=1, leave=False, disable=None if per_step else True)
-    finished = []
+    executed = []
     try:
         for record in run_parallel(pending, args.jobs, args.gpus, args.backend, [StepBar(steps_bar)], args.force):
-            finished.append(record)
+            executed.append(record)
             tqdm.write(_said(record))
             runs_bar.update(1)
     finally:
@@ -120,17 +123,15 @@ def run_study(args: argparse.Namespace) -> None:
     mixed = mixed_hardware(records)
     if mixed:
         print(f"note: {mixed}")
-    outcome = outcome_line(finished)
+    outcome = outcome_line(executed)
     print(outcome)
-    if any(_status(record) == "failed" for record in finished):
+    if any(_status(record) == "failed" for record in executed):
         sys.exit(1)
 
 
 def _connect(args: argparse.Namespace):
     if args.backend != "dask":
         return None
-    if not args.scheduler:
-        raise ConfigError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
     from dask.distributed import Client
 
     return Client(args.scheduler)

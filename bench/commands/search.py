@@ -26,18 +26,18 @@ def register(commands) -> None:
     search.add_argument("name", help="a search file, kind = \"optuna\" (name or path), e.g. lr_adam")
     search.add_argument("--scale", choices=SCALES, default="full", help="as for bench run (default: full)")
     search.add_argument("--trials", type=positive_int,
-                       help="trials in all, across workers (default: the study file's, for this scale)")
+                        help="trials in all, across workers (default: the search file's, for this scale)")
     search.add_argument("--storage", help="an SQLAlchemy URL shared by every worker, e.g. "
-                                         "postgresql+psycopg://user:password@host/optuna (default: SQLite under "
-                                         "results/optuna/)")
+                                          "postgresql+psycopg://user:password@host/optuna (default: SQLite under "
+                                          "results/optuna/)")
     search.add_argument("--jobs", type=positive_int, default=1, help="worker processes on this machine")
     search.add_argument("--out", type=Path, default=RUNS, help="records root (default: results/runs)")
     search.add_argument("--heartbeat", type=positive_int, default=20, metavar="SECONDS",
-                       help="a worker's heartbeat; one silent for 3 heartbeats is taken for dead, and its trial "
-                            "failed and retried once (default: 20)")
+                        help="a worker's heartbeat; one silent for 3 heartbeats is taken for dead, and its trial "
+                             "failed and retried once (default: 20)")
     search.add_argument("--export-best", type=Path, metavar="PATH",
-                       help="write the best trial as a study file for bench run (at this scale, its seed 0 is the "
-                            "trial's very run; the dev scores of its three seeds are the ones to report), and stop")
+                        help="write the best trial as a study file for bench run (at this scale, its seed 0 is the "
+                             "trial's very run; the dev scores of its three seeds are the ones to report), and stop")
     search.set_defaults(handler=run_search)
 
 

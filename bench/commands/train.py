@@ -45,13 +45,13 @@ def train_one(config: RunConfig, out: Path, fresh: bool = False):
     from bench.commands.progress import EvaluationLines, StepBar
     from bench.records import ensure_writable
     from bench.runner import Locked, execute
-    from bench.spec import RunSpec, placed
+    from bench.spec import RunSpec, in_folder
     from bench.study_files import StudyError
     from qanet.data.prepare import prepare
 
     ensure_writable(out)
     prepare(config.data, log=print)  # say what happens while the data is built the first time
-    [spec] = placed([RunSpec("train", "train", "custom", config)], out)
+    [spec] = in_folder([RunSpec("train", "train", "custom", config)], out)
     bar = tqdm(total=config.train.steps, desc=f"train {spec.id}", unit="step", disable=None)
 
     record = execute(spec, hooks=[StepBar(bar), EvaluationLines()], force=fresh, alone=True)

@@ -292,7 +292,7 @@ def _runs_text(row) -> str:
 
 def _n_text(row) -> str:
     """The ok seeds the row's numbers rest on, and the runs that ended otherwise: `2 (1 oom)`."""
-    others = ", ".join(f"{row[status]} {status}" for status in RECORDED[1:] if row[status])
+    others = ", ".join(f"{row[status]} {status}" for status in RECORDED if status != "ok" and row[status])
     return f"{row['ok']} ({others})" if others else str(row["ok"])
 
 
