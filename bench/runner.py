@@ -1,11 +1,11 @@
-"""Running (variant, seed) runs: one JSON record each, resumable, failures recorded as outcomes.
+"""Running RunSpecs: `plan` checks and places a study's runs and finds which are finished; `execute` trains
+one and writes its RunRecord whatever happens (failures are recorded outcomes); `run_parallel` executes many.
 
-Each run's id hashes its resolved configuration (seed included) and the fingerprint of its
-data, so a rerun skips what is done, resumes what was interrupted from its checkpoint,
-and starts the rest. Where a run executes (device, threads) is recorded but is not part
-of its id. Runs go through joblib: in this process for one job, worker processes for
-several, one worker per GPU with --gpus (each run takes whichever GPU is free), or a Dask
-cluster with backend "dask".
+A run's id (bench.spec) hashes its configuration (seed included) and its data's fingerprint, so a rerun
+skips what is done, resumes what was interrupted from its checkpoint, and starts the rest. Where a run
+executes (device, threads) is recorded, not hashed. Runs go through joblib: in this process for one job,
+worker processes for several, one worker per GPU with --gpus (each run takes whichever GPU is free), or a
+Dask cluster with backend "dask".
 """
 
 from __future__ import annotations

@@ -283,7 +283,7 @@ class Deadline(Hooks):
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
 
-    def on_step(self, step, loss, learning_rate, examples_per_s) -> None:
+    def on_step(self, step, loss, learning_rate, examples_per_s, window) -> None:
         if time.time() > self.deadline:
             raise StopTraining("stopped", f"the diagnosis's time for training ran out at step {step}")
 

@@ -16,22 +16,24 @@ from qanet.files import replace_atomically
 from qanet.outcome import TrainResult
 
 if TYPE_CHECKING:
+    from qanet.divergence import CheckWindow
     from qanet.train import Trainer
 
 
 class Hooks:
-    """What a run tells its observers: subclass and override what you need. `on_step` gets the mean
-    training loss since the last evaluation and the examples/s since the previous read only on the steps
-    where the host reads the loss (every `train.loss_check_every`), else None: reading waits for the
-    device. On those steps `trainer.window` (the trainer comes with `on_begin`) holds the statistics of the
-    steps since the previous read (a CheckWindow). `on_warning` names a trouble that does not stop the run
-    (a rising loss). A hook may raise StopTraining from `on_begin`, `on_step` or `on_evaluation`; `on_end`
-    comes after the outcome is decided. Any other exception fails the run."""
+    """What a run tells its observers: subclass and override what you need. `on_begin` gets the trainer (its
+    configuration, the step it begins at). `on_step` gets the mean training loss since the last evaluation,
+    the examples/s since the previous read and the statistics of the steps since then (a CheckWindow) only on
+    the steps where the host reads the loss (every `train.loss_check_every`), else None: reading waits for
+    the device. `on_warning` names a trouble that does not stop the run (a rising loss). A hook may raise
+    StopTraining from `on_begin`, `on_step` or `on_evaluation`; `on_end` comes after the outcome is decided.
+    Any other exception fails the run."""
 
     def on_begin(self, trainer: Trainer) -> None:
         pass
 
-    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None) -> None:
+    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None,
+                window: CheckWindow | None) -> None:
         pass
 
     def on_warning(self, step: int, message: str) -> None:
@@ -61,7 +63,6 @@ class JsonLinesLog(Hooks):
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.trainer: Trainer | None = None
 
     def _write(self, event: str, **values) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +70,6 @@ class JsonLinesLog(Hooks):
             handle.write(json.dumps({"event": event, "time": round(time.time(), 3), **values}) + "\n")
 
     def on_begin(self, trainer: Trainer) -> None:
-        self.trainer = trainer
         dropped = self._drop_events_after(trainer.step)
         self._write("begin", step=trainer.step, steps=trainer.config.train.steps, dropped_events=dropped)
 
@@ -84,9 +84,9 @@ class JsonLinesLog(Hooks):
             replace_atomically(self.path, lambda staging: staging.write_text("".join(kept), encoding="utf-8"))
         return len(lines) - len(kept)
 
-    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None) -> None:
-        if loss is not None:
-            window = self.trainer.window
+    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None,
+                window: CheckWindow | None) -> None:
+        if window is not None:
             self._write("step", step=step, loss=loss, learning_rate=learning_rate, examples_per_s=examples_per_s,
                         window_loss=window.loss, **window.gradient_statistics())
 
@@ -107,19 +107,18 @@ class TensorBoardLog(Hooks):
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.writer = None
-        self.trainer: Trainer | None = None
 
     def on_begin(self, trainer: Trainer) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.trainer = trainer
         # a resumed run hides the events of the steps it redoes, as the JSON-lines log drops them
         self.writer = SummaryWriter(str(self.directory), purge_step=trainer.step + 1)
 
-    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None) -> None:
-        if loss is not None:
+    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None,
+                window: CheckWindow | None) -> None:
+        if window is not None:
             scalars = {"loss": loss, "learning_rate": learning_rate, "examples_per_s": examples_per_s,
-                       **self.trainer.window.gradient_statistics()}
+                       **window.gradient_statistics()}
             for name, value in scalars.items():
                 self.writer.add_scalar(f"train/{name}", value, step)
 

@@ -91,7 +91,6 @@ class Trainer:
         self.step = 0
         self.losses = LossMonitor(self.device, train.clip_norm)
         self.loss_watch = LossCurveWatch(train.warmup_steps if train.optimizer == "adam" else 0)
-        self.window: CheckWindow | None = None  # the last one read (see Hooks)
         self.clock_started: float | None = None  # when the running stretch of training began
         self.warmed_up = False
         self.result = TrainResult("ok", 0, {}, attention_kernel=attention_kernel_in_use(config, self.device),
@@ -242,13 +241,13 @@ class Trainer:
                 self.train_step(questions, on_device)
                 result.train_examples += len(questions)
                 self.step += 1
-                loss, speed = None, None
+                loss, speed, window = None, None, None
                 if self.step % train.loss_check_every == 0:
-                    loss = self._read_window()  # waits for the device: the time since the last read is exact
+                    loss, window = self._read_window()  # waits for the device: the time since the last read is exact
                     now = self._training_seconds()  # evaluations and checkpoints left out
                     speed = (result.train_examples - last_read[1]) / max(now - last_read[0], 1e-9)
                     last_read = (now, result.train_examples)
-                self._notify("on_step", self.step, loss, self.scheduler.get_last_lr()[0], speed)
+                self._notify("on_step", self.step, loss, self.scheduler.get_last_lr()[0], speed, window)
                 timed = self._training_seconds() >= next_timed_eval
                 if (self.step % train.eval_every == 0 or timed) and self.step < train.steps:
                     self._record_evaluation(train.eval_questions)
@@ -277,15 +276,15 @@ class Trainer:
         self._notify("on_end", result)
         return result
 
-    def _read_window(self) -> float:
+    def _read_window(self) -> tuple[float, CheckWindow]:
         """Read the check window that ends at this step and judge it (a warning, or Diverged); the mean loss
-        since the last evaluation, as `on_step` reports it."""
-        self.window = self.losses.read_window(self.step)
-        warning = self.loss_watch.judge(self.window)
+        since the last evaluation and the window, as `on_step` reports them."""
+        window = self.losses.read_window(self.step)
+        warning = self.loss_watch.judge(window)
         if warning:
             self.result.warnings.append(warning)
             self._notify("on_warning", self.step, warning)
-        return self.losses.check()
+        return self.losses.check(), window
 
     def _diverged(self, error: Diverged) -> None:
         """Record the divergence; the step count keeps the steps whose loss was finite, and no checkpoint

@@ -309,7 +309,7 @@ def test_a_failed_run_closes_its_tensorboard_log_with_what_it_logged(tmp_path):
     from qanet.hooks import Hooks
 
     class FailsAtStep3(Hooks):
-        def on_step(self, step, loss, learning_rate, examples_per_s):
+        def on_step(self, step, loss, learning_rate, examples_per_s, window):
             if step == 3:
                 raise RuntimeError("a bug")
 
@@ -346,7 +346,7 @@ def test_a_checkpoint_made_in_another_context_is_not_resumed(tmp_path):
     from qanet.hooks import Hooks
 
     class Killed(Hooks):
-        def on_step(self, step, loss, learning_rate, examples_per_s):
+        def on_step(self, step, loss, learning_rate, examples_per_s, window):
             if step == 5:
                 raise KeyboardInterrupt
 
@@ -368,7 +368,7 @@ def test_an_interrupted_restart_resumes_and_keeps_its_reason(tmp_path):
     from qanet.hooks import Hooks
 
     class Killed(Hooks):
-        def on_step(self, step, loss, learning_rate, examples_per_s):
+        def on_step(self, step, loss, learning_rate, examples_per_s, window):
             if step == 5:
                 raise KeyboardInterrupt
 

@@ -69,7 +69,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(thirty_two, tmp_path):
     whole_result = whole.run()
 
     class Crash(Hooks):
-        def on_step(self, step, loss, learning_rate, examples_per_s):
+        def on_step(self, step, loss, learning_rate, examples_per_s, window):
             if step == 10:  # two steps after the checkpoint at 8: their work is lost and redone
                 raise KeyboardInterrupt
 
@@ -119,7 +119,7 @@ class _RaiseLearningRate(Hooks):
     def on_begin(self, trainer):
         self.scheduler = trainer.scheduler
 
-    def on_step(self, step, loss, learning_rate, examples_per_s):
+    def on_step(self, step, loss, learning_rate, examples_per_s, window):
         if step == self.step:
             self.scheduler.base_lrs = [self.rate] * len(self.scheduler.base_lrs)
 
@@ -168,7 +168,7 @@ def test_a_rising_loss_is_named_in_the_result_and_the_log_and_survives_a_resume(
         return trainer
 
     class Crash(Hooks):
-        def on_step(self, step, loss, learning_rate, examples_per_s):
+        def on_step(self, step, loss, learning_rate, examples_per_s, window):
             if step == 147:
                 raise KeyboardInterrupt
 
@@ -508,7 +508,7 @@ def test_a_hook_ends_the_run_cleanly_with_stop_training(thirty_two, tmp_path):
         def on_begin(self, trainer):
             seen.append(("begin", trainer.step))
 
-        def on_step(self, step, loss, learning_rate, examples_per_s):
+        def on_step(self, step, loss, learning_rate, examples_per_s, window):
             seen.append(("step", step, loss is None, learning_rate > 0, examples_per_s is None))
 
         def on_evaluation(self, step, entry):

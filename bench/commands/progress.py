@@ -15,7 +15,8 @@ class StepBar(Hooks):
         self.bar.reset(total=trainer.config.train.steps)
         self.bar.update(trainer.step)
 
-    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None) -> None:
+    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None,
+                window) -> None:
         self.bar.update(step - self.bar.n)
         if loss is not None:  # read every train.loss_check_every steps
             self.bar.set_postfix(loss=f"{loss:.3f}", ex_s=f"{examples_per_s:.0f}")
