@@ -45,9 +45,9 @@ def ensure_writable(folder: Path) -> None:
 
 RUNS = Path("results") / "runs"  # under the working directory, like every output of a command
 RECORD_COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
-           "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters", "time_bounded",
-           "time_bounded_on", "timed_alone", "device_kind", "device", "threads", "torch", "cuda", "git_sha",
-           "git_dirty", "id", "error"]
+                  "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters",
+                  "time_bounded", "time_bounded_on", "timed_alone", "device_kind", "device", "threads", "torch",
+                  "cuda", "git_sha", "git_dirty", "id", "error"]
 
 
 class RecordError(ValueError):

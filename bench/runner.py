@@ -40,7 +40,6 @@ from qanet.train import Trainer
 
 def restart_reason(spec: RunSpec, context: dict, force: bool) -> str:
     """Why the run's progress (record, checkpoint, log, TensorBoard events) must go before it trains, or ''."""
-    made = _read_json(spec.context_path) or {}
     if force:
         return "asked to start again (--force, --fresh): trained from step 0"
     try:
@@ -52,6 +51,7 @@ def restart_reason(spec: RunSpec, context: dict, force: bool) -> str:
     if record and record.result.status in FINISHED and record.execution != context:
         return (f"its record says {record.result.status} but was made with {record.execution}; here {context}: "
                 f"trained again from step 0")
+    made = _read_json(spec.context_path) or {}
     if (spec.checkpoint_dir / CHECKPOINT).exists() and made.get("execution", context) != context:
         return f"its checkpoint was made with {made['execution']}; here {context}: trained again from step 0"
     return ""
@@ -285,10 +285,6 @@ def _time_bound(config: RunConfig, result: TrainResult, context: dict) -> dict |
             "ended_by_time": result.status == "ok" and result.steps < config.train.steps}
 
 
-def _execute_one(spec: RunSpec, threads: int | None, force: bool) -> RunRecord | Locked:
-    return execute(spec, None, threads, force=force)
-
-
 def _execute_on_a_free_gpu(spec: RunSpec, free_gpus, force: bool) -> RunRecord | Locked:
     """Take whichever GPU is free, run `spec` on it, give it back (with its cached memory)."""
     gpu = free_gpus.get()
@@ -325,6 +321,6 @@ def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = N
             tasks = [delayed(_execute_on_a_free_gpu)(spec, free_gpus, force) for spec in specs]
         else:
             threads = run_threads(jobs, None, backend)
-            tasks = [delayed(_execute_one)(spec, threads, force) for spec in specs]
+            tasks = [delayed(execute)(spec, threads=threads, force=force) for spec in specs]
         n_jobs = len(gpus) if gpus else -1 if backend == "dask" else jobs  # dask: every worker of the cluster
         yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)

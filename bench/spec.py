@@ -36,7 +36,7 @@ class RunSpec:
     config: RunConfig  # not changed once the spec exists: the id is computed once, from it
     folder: Path | None = None  # the study's records folder (absolute); None while the run is only planned
     tags: dict | None = None  # record fields that are not part of the run (an Optuna trial's link)
-    data_fingerprint: str | None = None  # known already (a record's); else computed from config.data when asked
+    fingerprint: str | None = None  # its prepared data's (in_folder, or a record's); None while only planned
     # a record's own id: one written before a setting existed keeps the id it was written under
     recorded_id: str | None = None
 
@@ -45,19 +45,12 @@ class RunSpec:
         return self.config.train.seed
 
     @cached_property
-    def fingerprint(self) -> str:
-        """The fingerprint of the run's prepared data (from the input files' digests and the data settings:
-        nothing is prepared to know it)."""
-        if self.data_fingerprint:
-            return self.data_fingerprint
-        from qanet.data.prepare import fingerprint
-
-        return fingerprint(self.config.data)
-
-    @cached_property
     def id(self) -> str:
         if self.recorded_id:
             return self.recorded_id
+        if self.fingerprint is None:
+            raise ValueError(f"run {self.variant} seed {self.seed} of {self.study} has no data fingerprint yet "
+                             f"(bench.spec.in_folder gives it one)")
         text = json.dumps({"config": identity(self.config), "data": self.fingerprint}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -106,6 +99,6 @@ def in_folder(specs: list[RunSpec], folder: Path) -> list[RunSpec]:
     for spec in specs:
         key = json.dumps(spec.config.to_dict()["data"], sort_keys=True)
         if key not in fingerprints:
-            fingerprints[key] = spec.data_fingerprint or fingerprint(spec.config.data)
-        placed_specs.append(replace(spec, folder=folder, data_fingerprint=fingerprints[key]))
+            fingerprints[key] = spec.fingerprint or fingerprint(spec.config.data)
+        placed_specs.append(replace(spec, folder=folder, fingerprint=fingerprints[key]))
     return placed_specs

@@ -76,7 +76,7 @@ def run_config(path: Path, preset: str, fixed: dict[str, Any], budget: dict[str,
     run's own settings. Studies and searches both build their runs here, so an exported trial is the same
     run. A problem is a StudyError naming the file."""
     try:
-        preset_name(preset)
+        preset = preset_name(preset)
     except ConfigError:
         raise StudyError(f"{path}: preset = {preset!r}: unknown preset (choose one of {sorted(PRESETS)})") from None
     budget_settings = {f"train.{key}": value for key, value in budget.items()}

@@ -70,9 +70,9 @@ def test_the_setting_is_in_the_execution_context_and_the_record_but_not_the_id(t
                 "data.synthetic.dev_paragraphs": 5}
     config = build_config("tiny", settings)
     assert "attention_kernels" not in execution_context(config, 1)  # a CPU's auto: as every record before it
-    spec = RunSpec("s", "v", "smoke", config, tmp_path, data_fingerprint="fp")
+    spec = RunSpec("s", "v", "smoke", config, tmp_path, fingerprint="fp")
     config = build_config("tiny", {**settings, "train.attention_kernels": "math"})
-    math_spec = RunSpec("s", "v", "smoke", config, tmp_path, data_fingerprint="fp")
+    math_spec = RunSpec("s", "v", "smoke", config, tmp_path, fingerprint="fp")
     assert math_spec.id == spec.id
     assert execution_context(config, 1)["attention_kernels"] == "math"
     assert execution_context(config, 1, device="cuda")["attention_kernels"] == "math"

@@ -216,7 +216,7 @@ def test_finished_means_ok_pruned_or_stopped_in_the_same_context(tmp_path):
     from bench.runner import execute, finished_record
     from bench.spec import RunSpec
 
-    spec = RunSpec("tiny", "base", "smoke", RunConfig(), tmp_path, data_fingerprint="f")
+    spec = RunSpec("tiny", "base", "smoke", RunConfig(), tmp_path, fingerprint="f")
     context = {"device": "cpu", "threads": 2, "dtype": "fp32"}
     for status, done in (("ok", True), ("pruned", True), ("stopped", True), ("diverged", False), ("failed", False)):
         spec.record_path.write_text(json.dumps({"id": spec.id, "variant": "base", "seed": 0, "scale": "smoke",
@@ -273,7 +273,7 @@ def test_gpus_are_a_queue_a_slow_run_does_not_hold_back_the_runs_behind_it(tmp_p
     from bench import runner
     from bench.spec import RunSpec
 
-    specs = [RunSpec("tiny", f"v{i}", "smoke", RunConfig(), tmp_path, data_fingerprint="f") for i in range(4)]
+    specs = [RunSpec("tiny", f"v{i}", "smoke", RunConfig(), tmp_path, fingerprint="f") for i in range(4)]
     placed, first_started = {}, threading.Event()
 
     def fake_execute(spec, device=None, threads=None, hooks=(), force=False, alone=False):
