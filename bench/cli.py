@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from bench.commands import data, report, run, search, train
+from bench.commands.common import install_advice
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -45,6 +46,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except ModuleNotFoundError as error:  # an optional library (an extra of pyproject.toml) this machine lacks
+        advice = install_advice(error, args.command)
+        if advice is None:
+            raise
+        print(f"error: python -m bench {args.command}: {advice}", file=sys.stderr)
+        sys.exit(2)
     except Exception as error:
         if not isinstance(error, user_errors()):
             raise

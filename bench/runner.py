@@ -3,9 +3,10 @@ one and writes its RunRecord whatever happens (failures are recorded outcomes); 
 
 A run's id (bench.spec) hashes its configuration (seed included) and its data's fingerprint, so a rerun
 skips what is done, resumes what was interrupted from its checkpoint, and starts the rest. Where a run
-executes (device, threads) is recorded, not hashed. Runs go through joblib: in this process for one job,
-worker processes for several, one worker per GPU with --gpus (each run takes whichever GPU is free), or a
-Dask cluster with backend "dask".
+executes (device, threads, the compiled path) is recorded, not hashed. One job trains its runs in this
+process, needing only torch and numpy; several go through joblib: worker processes, a worker per GPU index
+with --gpus (each run takes whichever is free; an index named twice holds two runs at once), or a Dask
+cluster with backend "dask".
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from bench.spec import RunSpec, in_folder
 from qanet.checkpoint import CHECKPOINT, CheckpointError
 from qanet.config import ConfigError, RunConfig
 from qanet.data.prepare import prepare
-from qanet.device import resolve_device
+from qanet.device import describe_path, resolve_device, why_missing
 from qanet.hooks import Hooks, JsonLinesLog, TensorBoardLog
 from qanet.outcome import FINISHED, TrainResult
 from qanet.train import Trainer
@@ -105,8 +106,13 @@ def plan(specs: list[RunSpec], folder: Path, jobs: int = 1, gpus: list[int] | No
     prepared; a Dask cluster's workers have their own), make the records folder (refused if it cannot take
     files), place the runs in it and find which are finished."""
     if backend != "dask":
-        for device in {spec.config.train.device for spec in specs} | {f"cuda:{gpu}" for gpu in gpus or []}:
+        for device in {spec.config.train.device for spec in specs}:
             resolve_device(device)
+        for gpu in sorted(set(gpus or [])):
+            missing = why_missing(torch.device("cuda", gpu))
+            if missing:
+                raise ConfigError(f"--gpus {','.join(map(str, gpus))}: GPU {gpu}: {missing}; name GPUs it has, or "
+                                  f"leave --gpus out")
     if make_folder:
         ensure_writable(folder)
     specs = in_folder(specs, folder)
@@ -131,9 +137,9 @@ def run_threads(jobs: int, gpus: list[int] | None, backend: str) -> int | None:
 
 
 def execution_context(config: RunConfig, threads: int | None, device: str | None = None) -> dict:
-    """What, beyond the id, changes a run's numbers: the device kind, CPU threads, the dtype and the attention
-    kernels training may use; for a time-bounded run (train.minutes) also the hardware model, whose speed sets
-    how far it gets."""
+    """What, beyond the id, changes a run's numbers: the device kind, CPU threads, the dtype, the attention
+    kernels training may use and the compiled path; for a time-bounded run (train.minutes) also the hardware
+    model, whose speed sets how far it gets."""
     name = device or config.train.device
     available = _available(name)
     kind = (available or torch.device(name)).type  # unavailable: where the run was meant to run
@@ -141,6 +147,9 @@ def execution_context(config: RunConfig, threads: int | None, device: str | None
                if kind == "cpu" else None, "dtype": "bf16" if kind == "cuda" and config.train.bf16 else "fp32"}
     if kind == "cuda" or config.train.attention_kernels != "auto":  # on a CPU, "auto" is what it always was
         context["attention_kernels"] = config.train.attention_kernels
+    path = describe_path(config, torch.device(kind))
+    if kind == "cuda" or path != "eager":  # on a CPU, eager is what runs have always been
+        context["compiled"] = path
     if config.train.minutes is not None:
         context["hardware"] = device_name(available) if available else None
     return context
@@ -306,12 +315,12 @@ def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = N
     "dask", joblib sends runs to the Dask client that the caller has connected (a cluster with a single
     thread in all runs them here: joblib's rule).
     """
-    from joblib import Parallel, delayed, parallel_config
-
     if in_this_process(jobs, gpus, backend):
         for spec in specs:
             yield execute(spec, hooks=hooks, force=force, alone=True)
         return
+    from joblib import Parallel, delayed, parallel_config  # here: runs in this process need only torch and numpy
+
     with ExitStack() as stack:
         stack.enter_context(parallel_config(backend=backend))  # "dask" is registered here, not by Parallel
         if gpus:

@@ -47,8 +47,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.spec import RunSpec, in_folder
-from bench.study_files import NOT_A_SETTING, SCALES, StudyError, check_keys, read_study_file, run_config, scale_settings
-from qanet.config import RunConfig
+from bench.study_files import (
+    DATA_LOCATIONS,
+    NOT_A_SETTING,
+    SCALES,
+    StudyError,
+    check_keys,
+    read_study_file,
+    run_config,
+    scale_settings,
+)
+from qanet.config import RunConfig, apply_overrides
 from qanet.data.batching import HOLDOUT_SEED
 from qanet.hooks import Hooks
 from qanet.outcome import StopTraining
@@ -109,6 +118,7 @@ class Search:
     fixed: dict[str, Any]
     params: dict[str, dict[str, Any]]  # key -> its distribution as written
     scales: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overrides: list[tuple[str, Any]] = field(default_factory=list)  # bench search --set, over every trial's own
 
     def error(self, key: str, value: Any, problem: str) -> StudyError:
         return StudyError(f"{self.path}: {key} = {value!r}: {problem}")
@@ -156,9 +166,11 @@ class Search:
                 "data.holdout_questions": self.count_at("holdout_questions", scale), **sampled}
 
     def config(self, sampled: dict[str, Any], scale: str) -> RunConfig:
-        """The run of one trial: preset, fixed settings, budget, the scale's settings, then `pinned`."""
-        return run_config(self.path, self.preset, self.fixed, self.budget, scale, self.pinned(scale, sampled),
-                          {"train.seed": self.seed})
+        """The run of one trial: preset, fixed settings, budget, the scale's settings, then `pinned`, then the
+        command line's settings."""
+        config = run_config(self.path, self.preset, self.fixed, self.budget, scale, self.pinned(scale, sampled),
+                            {"train.seed": self.seed})
+        return apply_overrides(config, self.overrides).validate()
 
     def longest_warmup(self, scale: str) -> int:
         """The longest learning-rate warm-up of any trial at a scale (Adam's; Adadelta has none)."""
@@ -167,11 +179,13 @@ class Search:
 
     def definition(self, scale: str) -> dict[str, Any]:
         """Everything that decides what the trials at a scale are and how they are drawn, pruned and scored:
-        the whole search file but its description and trial count (raising it continues a search). Where the
-        data files lie is left out: workers on several machines find the same data at different paths."""
-        scale_own = {key: value for key, value in scale_settings(scale).items() if key not in ("data.train",
-                                                                                              "data.dev")}
-        return {"scale": scale, "scale_settings": scale_own, "preset": self.preset, "seed": self.seed,
+        the whole search file but its description and trial count (raising it continues a search), and the
+        command line's settings. Where the data lies (files or a pack) is left out: workers on several machines
+        find the same data at different paths, or read it from a pack."""
+        scale_own = {key: value for key, value in scale_settings(scale).items() if key not in DATA_LOCATIONS}
+        typed = {key: str(value) for key, value in self.overrides if key not in DATA_LOCATIONS}
+        return {**({"command_line": typed} if typed else {}), "scale": scale, "scale_settings": scale_own,
+                "preset": self.preset, "seed": self.seed,
                 "objective": self.objective, "holdout_questions": self.count_at("holdout_questions", scale),
                 "sampler": self.sampler, "startup_trials": self.count_at("startup_trials", scale),
                 "pruner": self.pruner, "prune_below": self.prune_below, "budget": self.budget, "set": self.fixed,
@@ -206,8 +220,9 @@ class Search:
         return optuna.pruners.NopPruner()
 
 
-def load_search(name: str) -> Search:
-    """Read and check a search file; every scale's extremes are built once so errors come first."""
+def load_search(name: str, overrides: list[tuple[str, Any]] = ()) -> Search:
+    """Read and check a search file, with `overrides` (bench search --set) over every trial's settings; every
+    scale's extremes are built once so errors come first."""
     path, raw = read_study_file(name)
     check_keys(path, raw, _KEYS)
     if raw.get("kind") != "optuna":
@@ -219,7 +234,7 @@ def load_search(name: str) -> Search:
         startup_trials=raw.get("startup_trials", 10), pruner=raw.get("pruner", "median"),
         prune_below=float(raw.get("prune_below", 1.0)), budget=raw.get("budget", {}),
         fixed=raw.get("set", {}), params=raw.get("params", {}),
-        scales=raw.get("scale", {}))
+        scales=raw.get("scale", {}), overrides=list(overrides))
     _check(search)
     return search
 
@@ -393,15 +408,15 @@ def refuse_a_changed_search(optuna_study, search: Search, scale: str, url: str) 
                          f"--storage URL)")
 
 
-def work(search_file: str, scale: str, url: str, trials: int, out: Path, threads: int | None, heartbeat: int,
-         worker: int, say_trial) -> None:
+def work(search_file: str, overrides: list[tuple[str, Any]], scale: str, url: str, trials: int, out: Path,
+         threads: int | None, heartbeat: int, worker: int, say_trial) -> None:
     """One worker: trials until the Optuna study holds `trials` finished ones (complete, pruned or failed)."""
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    search = load_search(search_file)
+    search = load_search(search_file, overrides)
     storage = open_storage(url, heartbeat)
     name = optuna_name(search, scale)
     optuna.storages.fail_stale_trials(optuna.load_study(study_name=name, storage=storage))  # dead workers' trials

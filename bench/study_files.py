@@ -6,10 +6,11 @@ names ranges that Optuna samples. Both live in studies/ and build their runs the
 the file's fixed settings, its budget, the scale's settings and what the file pins at that scale, then the
 run's own settings (a variant's, a trial's, the seed).
 
-Three scales: `full` (the file as written, for a GPU), `smoke` (the synthetic data, the `tiny` model,
-500 steps: about two minutes a run on 2 cores) and `cpu` (real SQuAD v1.1 with GloVe 6B 50d, a reduced model and a
-budget of minutes a run on a 2-core CPU). Smaller scales replace sizes and budget and keep each variant's
-own settings.
+Four scales: `full` (the file as written: the paper's budget), `gpu` (the study's own model on real SQuAD v1.1
+with GloVe 6B 50d and a budget that puts a 21-run study in an hour on one GPU), `smoke` (the synthetic data, the
+`tiny` model, 500 steps: about two minutes a run on 2 cores) and `cpu` (real SQuAD v1.1 with GloVe 6B 50d, a
+reduced model and a budget of minutes a run on a 2-core CPU). The scales replace data, sizes and budget as they
+say and keep each variant's own settings.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class StudyError(ValueError):
     """A study or search file that cannot be run as written."""
 
 
-SCALES = ("full", "smoke", "cpu")
+SCALES = ("full", "gpu", "smoke", "cpu")
 # --scale smoke: the synthetic data, the tiny preset (its model, batch, warm-up, EMA, context) and 500 steps.
 SMOKE_SCALE = {**PRESETS["tiny"], "train.steps": 500, "train.eval_every": 250, "train.checkpoint_every": 250,
          "data.train": "synthetic", "data.dev": "synthetic", "data.vectors": "random", "train.minutes": None}
@@ -39,6 +40,15 @@ SMOKE_SCALE = {**PRESETS["tiny"], "train.steps": 500, "train.eval_every": 250, "
 CPU_SCALE = {**SMALL_MODEL, "data.context_len": 150, "data.vectors": KUMO, "train.batch_size": 16,
        "train.steps": 3000, "train.warmup_steps": 500, "train.eval_every": 500, "train.checkpoint_every": 500,
        "train.eval_questions": 2000, "train.minutes": None}
+# --scale gpu: the study's model as written (its axes included) on SQuAD v1.1 with GloVe 6B 50d (the paper's
+# GloVe 840B 300d cannot be had on the GPU machines), from the files or a pack (--set data.pack=DIR), and 2,500
+# steps. Why 2,500: one run at the paper's size alone on an H200 trained 21.3 steps/s on the path compile "auto"
+# takes (CUDA graphs, one shape), compiled in 22 s, scored the whole dev set in about 4 s and spent about 10 s
+# starting (results/reference/gpu-run-nvidia-h200.json). A run is then 2,500 / 21.3 + 40 = 157 s, and 21 runs
+# one after another 55 minutes; the study's smaller variants are faster, several runs per GPU (--gpus 0,0) only
+# add to it, and an H100's rate is not measured yet (docs/gpu.md).
+GPU_SCALE = {"data.vectors": KUMO, "train.steps": 2500, "train.eval_every": 500, "train.checkpoint_every": 500,
+             "train.eval_questions": 2000, "train.minutes": None}
 
 # Keys a file may not vary: the seed comes from the file's seeds; the settings the run id leaves out (where a
 # run executes, what it logs) would make runs that differ only there share an id and a record.
@@ -47,9 +57,15 @@ NOT_A_SETTING = {"train.seed": "a study's seeds come from its 'seeds' list (or -
                                     "the record's execution context says where it ran)" for key in NOT_IN_ID}}
 
 
-def cpu_scale_files() -> dict[str, str]:
-    """SQuAD v1.1 for --scale cpu: the official files if `bench data fetch squad-v1.1` got them,
-    else the copies in ../shared/data; with neither, preparation says how to fetch them."""
+# Where a run's data is read from: it differs between machines holding the same data (the fingerprint, not the
+# location, says which data it is).
+DATA_LOCATIONS = ("data.train", "data.dev", "data.pack")
+
+
+def squad_v11_files() -> dict[str, str]:
+    """SQuAD v1.1 for the gpu and cpu scales: the official files if `bench data fetch squad-v1.1` got them,
+    else the copies in ../shared/data; with neither, preparation says how to fetch them (a run from a pack
+    reads none of them)."""
     from qanet.data.prepare import downloaded_path
 
     fetched = {split: downloaded_path("squad-v1.1", split, default_cache_dir()) for split in ("train", "dev")}
@@ -65,7 +81,9 @@ def scale_settings(scale: str) -> dict[str, Any]:
     if scale == "smoke":
         return SMOKE_SCALE
     if scale == "cpu":
-        return {**CPU_SCALE, **cpu_scale_files()}
+        return {**CPU_SCALE, **squad_v11_files()}
+    if scale == "gpu":
+        return {**GPU_SCALE, **squad_v11_files()}
     return {}
 
 

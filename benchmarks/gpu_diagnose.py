@@ -6,24 +6,28 @@ On the GPU machine, from the repository root (torch + numpy + the repository + t
 On a CPU, end to end in seconds (CI): add --device cpu --small --batch-size 4 --context-len 100 --steps 30 and a
 small pack. The verdict of a record, by this code's rules, without a device: --judge RECORD.
 
-It separates five causes: the cuDNN attention backward; Inductor's bf16 code; CUDA graphs; bf16 itself; the
-paper configuration being unstable at lr 1e-3 on any device. Stages, each written to --out as it ends (a
-killed call keeps what it measured):
+It separates six causes: Inductor's gradients (its mix-order reduction, pytorch/pytorch#193061); the cuDNN
+attention backward; Inductor's bf16 code; CUDA graphs; bf16 itself; the paper configuration being unstable at lr
+1e-3 on any device. Stages, each written to --out as it ends (a killed call keeps what it measured):
 
-1. kernels: scaled-dot-product attention outputs and dq/dk/dv of every kernel that can run (cuDNN,
+1. compiled gradients, before the arms start, so that a call cut short answers it first: one forward + backward
+   of the arms' initial weights on their first batch, dropout off, bf16 as training, through Inductor (mode
+   default) with triton.mix_order_reduction on and off, against eager fp32 and judged against eager bf16's own
+   noise (benchmarks/compiled_gradients.py); a setting not begun within --compiled-gradients-seconds is not run.
+2. kernels: scaled-dot-product attention outputs and dq/dk/dv of every kernel that can run (cuDNN,
    memory-efficient, flash, math; bf16 and fp32) against fp32 math, on q/k/v captured from the model's blocks on
    a real batch (key lengths 400 and 50) and on random q/k/v with real padding masks at key lengths 50, 192,
    320 and 400: cosine, maximum relative error, non-finite values.
-2. gradients: the whole model's gradients on fixed real batches, per parameter group, for bf16 with torch's
+3. gradients: the whole model's gradients on fixed real batches, per parameter group, for bf16 with torch's
    own kernel choice, bf16 without cuDNN and fp32, against fp32 with the math kernel: cosine and norm ratio;
-   at initialisation, and again (stage 4) on each training arm's weights.
-3. arms: short training runs side by side on the one GPU, one process each, same seed and batch order: bf16 as
+   at initialisation, and again after the arms on each training arm's weights.
+4. arms: short training runs side by side on the one GPU, one process each, same seed and batch order: bf16 as
    CUDA graphs (backend "cudagraphs", no Inductor) with cuDNN attention (torch's choice in bf16) and without it,
    bf16 Inductor + CUDA graphs without cuDNN (its compilation also fills Inductor's on-disk cache for a
    reference run on that path), bf16 eager and fp32 eager; on request (--arms) also Inductor with cuDNN, the
    first GPU runs' path. Per 100 steps: mean loss,
    gradient norm (mean, max, share clipped), ms/step; EMA dev F1 on a fixed sample every 500 steps.
-4. verdict: each cause implicated, cleared or not resolved, with the evidence, and the reference run's flags.
+5. verdict: each cause implicated, cleared or not resolved, with the evidence, and the reference run's flags.
 """
 
 from __future__ import annotations
@@ -49,6 +53,13 @@ from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from compiled_gradients import (  # noqa: E402
+    INDUCTOR_SETTINGS,
+    Comparison,
+    compare_compiled_gradients,
+    deterministic_model,
+    inductor_finding,
+)
 from gpu_reference import default_out, new_record, open_pack, paper_config, positive_int  # noqa: E402
 
 from bench.records import write_json_atomically  # noqa: E402 - torch and stdlib only
@@ -56,7 +67,7 @@ from qanet.config import SMALL_MODEL, apply_overrides  # noqa: E402
 from qanet.data.batching import BatchSource, epoch_batches, trainable_questions  # noqa: E402
 from qanet.data.pack import load_pack  # noqa: E402
 from qanet.data.prepare import Prepared  # noqa: E402
-from qanet.device import ATTENTION_KERNELS  # noqa: E402
+from qanet.device import ATTENTION_KERNELS, training_attention_kernels  # noqa: E402
 from qanet.hooks import Hooks, JsonLinesLog  # noqa: E402
 from qanet.outcome import StopTraining  # noqa: E402
 from qanet.train import Trainer, build_model  # noqa: E402
@@ -131,7 +142,23 @@ def worst(rows: list[dict], key: str = "cosine") -> float | None:
     return min(values) if values else None
 
 
-# ------------------------------------------------------------------------------------ stage 1: the kernels
+# -------------------------------------------------------------------------------- stage 1: compiled gradients
+
+def compiled_gradient_agreement(args: argparse.Namespace, prepared: Prepared, device: torch.device) -> dict:
+    """Inductor's gradients with mix-order reduction on and off against eager fp32, on the arms' initial weights
+    (the seed's) and first batch, with dropout off, bf16 and attention kernels as the Inductor arm trains."""
+    config = arm_config(args, ARMS_BY_NAME["bf16-inductor"])
+    torch.manual_seed(args.seed)
+    model = deterministic_model(config.model, torch.from_numpy(prepared.word_vectors), len(prepared.chars))
+    train = config.train
+    comparison = Comparison(model.to(device), real_batches(prepared, device, args, 1)[0], device, train.bf16,
+                            training_attention_kernels(train.attention_kernels, device), train.compile_scope)
+    return compare_compiled_gradients(comparison, INDUCTOR_SETTINGS,
+                                      deadline=time.perf_counter() + args.compiled_gradients_seconds,
+                                      report=lambda line: print(f"  {line}", flush=True))
+
+
+# ------------------------------------------------------------------------------------ stage 2: the kernels
 
 def real_batches(prepared: Prepared, device: torch.device, args: argparse.Namespace, count: int) -> list[dict]:
     """The first `count` full training batches of epoch 0, padded to the context limit (the reference run's
@@ -219,7 +246,7 @@ def kernel_agreement(inputs: list[tuple[str, tuple]], device: torch.device) -> l
     return rows
 
 
-# -------------------------------------------------------------------------------- stage 2: model gradients
+# -------------------------------------------------------------------------------- stage 3: model gradients
 
 def parameter_group(name: str) -> str:
     """The group a parameter is judged in: the top-level part of the model; an encoder's self-attention apart."""
@@ -275,7 +302,7 @@ def gradient_agreement(model, batches: list[dict], weights: str) -> list[dict]:
     return rows
 
 
-# ------------------------------------------------------------------------------------------ stage 3: arms
+# ------------------------------------------------------------------------------------------ stage 4: arms
 
 class Deadline(Hooks):
     """Stops an arm when the diagnosis's time for training is up."""
@@ -370,7 +397,7 @@ def arm_progress(folder: Path, arm: Arm, batch_size: int, ended: str | None = No
             "steps": result.get("steps", windows[-1]["step"] if windows else 0)}
 
 
-# ------------------------------------------------------------------------------------------ stage 4: verdict
+# ------------------------------------------------------------------------------------------ stage 5: verdict
 
 def last_step(arm: dict) -> int:
     windows = arm.get("windows", [])
@@ -461,10 +488,15 @@ def verdict(diagnosis: dict, warmup_steps: int = 1000) -> dict:
     and is not the suspect of a cause found implicated."""
     arms = {arm["arm"]: arm for arm in diagnosis.get("arms", [])}
     rows = []
+    implicated = set()
+    if diagnosis.get("compiled_gradients"):  # a stage that failed left none
+        finding, evidence = inductor_finding(diagnosis["compiled_gradients"])
+        rows.append({"cause": "Inductor's gradients (mix-order reduction)", "evidence": "gradients: " + evidence,
+                     "finding": finding})
+        implicated |= {"bf16-inductor"} if finding == "implicated" else set()
     if any(row.get("kernel") == "cudnn bfloat16" for row in diagnosis.get("kernels", [])):  # tried: on CUDA
         finding, evidence = kernel_finding(diagnosis["kernels"])
         rows.append({"cause": "cuDNN attention backward", "evidence": "kernels: " + evidence, "finding": finding})
-    implicated = set()
     for cause, (suspect, other) in PAIRS.items():
         if suspect in arms and other in arms:
             finding, evidence = compare(arms[suspect], arms[other], warmup_steps)
@@ -605,6 +637,8 @@ def main(argv: list[str] | None = None) -> None:
     record["settings"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "passed"}
     print(f"pack {manifest['fingerprint']}: {len(prepared.train):,} train, {len(prepared.dev):,} dev questions; "
           f"device {record['environment']['device']}, torch {torch.__version__}", flush=True)
+    print("compiled gradients against eager, before the arms start:", flush=True)
+    stage(record, out, "compiled_gradients", lambda: compiled_gradient_agreement(args, prepared, device))
     folder = Path(tempfile.mkdtemp(prefix="qanet-diagnose-"))
     deadline = time.time() + args.wall_seconds - elapsed() - args.reserve_seconds
     processes = start_arms(args, device, folder, deadline)  # first: they train while the kernels are compared
@@ -704,6 +738,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grace-seconds", type=float, default=20.0,
                         help="an arm still running this long past the deadline (compiling, say) is killed")
     parser.add_argument("--poll-seconds", type=float, default=10.0)
+    parser.add_argument("--compiled-gradients-seconds", type=float, default=150.0,
+                        help="stage 1: an Inductor setting not begun this long after the stage began is not run "
+                             "(each compiles the model anew; default: %(default)s)")
     parser.add_argument("--out", type=Path, default=None,
                         help="the record (default: results/reference/gpu-diagnosis-CARD.json); on a lent machine, "
                              "under $OUT")

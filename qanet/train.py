@@ -38,6 +38,7 @@ from qanet.device import (
     compiled,
     resolve_device,
     training_attention_kernels,
+    training_path,
 )
 from qanet.divergence import CheckWindow, LossCurveWatch, LossMonitor, uniform_guess_losses
 from qanet.evaluation import predict_answers, score
@@ -75,12 +76,13 @@ class Trainer:
         reset_peak_memory(self.device)
         torch.manual_seed(train.seed)
         self.model = build_model(config, prepared).to(self.device)
-        self.forward = compiled(self.model, train.compile_mode) if train.compile else self.model
+        self.compile_mode, self.pad_multiple = training_path(config, self.device)
+        self.forward = compiled(self.model, self.compile_mode, train.compile_scope) if self.compile_mode else self.model
         self.attention_kernels = training_attention_kernels(train.attention_kernels, self.device)
         self.optimizer, self.scheduler = make_optimizer(self.model, config)
         self.ema = EMA(self.model, train.ema_decay) if train.ema else None
-        self.train_data = BatchSource(prepared.train, self.device, train.pad_multiple)
-        self.dev_data = BatchSource(prepared.dev, self.device, train.pad_multiple)
+        self.train_data = BatchSource(prepared.train, self.device, self.pad_multiple)
+        self.dev_data = BatchSource(prepared.dev, self.device, self.pad_multiple)
         self.holdout = holdout_questions(prepared.train.paragraph, config.data.holdout_questions)
         self.questions = np.setdiff1d(trainable_questions(prepared.train, config.data.context_len), self.holdout)
         if not len(self.questions) and len(self.holdout):  # an epoch of no batch would never end
@@ -145,9 +147,9 @@ class Trainer:
         train, data = self.config.train, self.config.data
         split = self.prepared.train
         contexts = full_batch_widths(self.lengths[self.questions], train.batch_size, data.context_len,
-                                     train.pad_multiple)
+                                     self.pad_multiple)
         questions = full_batch_widths(split.questions.lengths[self.questions], train.batch_size, data.question_len,
-                                      train.pad_multiple)
+                                      self.pad_multiple)
         return [(c, q) for c in contexts for q in questions]
 
     def warm_up(self) -> None:
@@ -184,8 +186,8 @@ class Trainer:
         if not shapes:
             train, data = self.config.train, self.config.data
             raise ConfigError(f"train.compile: no batch shape to compile from {len(self.questions)} trainable "
-                              f"questions with train.batch_size {train.batch_size}, train.pad_multiple "
-                              f"{train.pad_multiple}, data.context_len {data.context_len}, data.question_len "
+                              f"questions with train.batch_size {train.batch_size}, batches padded to multiples of "
+                              f"{self.pad_multiple}, data.context_len {data.context_len}, data.question_len "
                               f"{data.question_len}")
         dynamo = torch._dynamo.config
         dynamo.recompile_limit += len(shapes)
@@ -233,7 +235,7 @@ class Trainer:
         try:
             self.began = True
             self._notify("on_begin", self)  # may raise StopTraining too
-            if train.compile:
+            if self.compile_mode:
                 self.warm_up()
             self._start_clock()
             while self.step < train.steps and self._training_seconds() < budget:
@@ -318,7 +320,7 @@ class Trainer:
 
     def _new_compiled_step(self) -> None:
         """Tell CUDA graphs (compile mode reduce-overhead) that the last step's outputs are no longer used."""
-        if self.config.train.compile:
+        if self.compile_mode:
             torch.compiler.cudagraph_mark_step_begin()
 
     def _synchronize(self) -> None:

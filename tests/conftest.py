@@ -68,10 +68,10 @@ def only_torch_and_numpy(tmp_path_factory) -> Path:
     return folder
 
 
-def run_with_only(packages: Path, *args: str) -> subprocess.CompletedProcess:
+def run_with_only(packages: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run `python ARGS` without site-packages: only the standard library, `packages` and the repository
     can be imported, as on the GPU reference machine (no spaCy, pandas, optuna, evaluate, tqdm...)."""
-    return run_python("-S", *args, env={"PYTHONPATH": f"{packages}{os.pathsep}{ROOT}"})
+    return run_python("-S", *args, env={"PYTHONPATH": f"{packages}{os.pathsep}{ROOT}"}, check=check)
 
 
 # A tiny smoke study, for the tests of study files, the runner, records and `bench run`.

@@ -30,9 +30,16 @@ def test_the_diagnosis_runs_end_to_end_on_the_cpu_with_only_torch_and_numpy(pack
     result = run_with_only(only_torch_and_numpy, str(SCRIPT), "--pack", str(pack), "--device", "cpu", "--small",
                            "--batch-size", "4", "--context-len", "100", "--steps", "30", "--eval-every", "10",
                            "--eval-questions", "20", "--loss-every", "5", "--warmup-steps", "10",
-                           "--gradient-batches", "1", "--poll-seconds", "1", "--out", str(out))
+                           "--gradient-batches", "1", "--poll-seconds", "1", "--compiled-gradients-seconds", "0",
+                           "--out", str(out))
     record = json.loads(out.read_text())
     assert record["kind"] == "gpu-diagnosis" and not record.get("errors"), record.get("errors")
+    # the first stage, before the arms; its compilations are tests/test_compiled_gradients.py's (minutes here)
+    compiled = record["compiled_gradients"]
+    assert compiled["verdict"]["statuses"] == {"inductor, mix_order_reduction=True": "not run",
+                                               "inductor, mix_order_reduction=False": "not run"}
+    assert compiled["scope"]["batch_size"] == 4 and compiled["scope"]["context_width"] == 100
+    assert compiled["reference"]["non_finite"] == 0 and compiled["noise"]["run"] == "eager fp32, one example at a time"
     kernels = {row["kernel"] for row in record["kernels"]}
     assert kernels == {"flash bfloat16", "flash float32", "math bfloat16"}  # what a CPU has
     inputs = {row["input"] for row in record["kernels"]}
@@ -52,10 +59,11 @@ def test_the_diagnosis_runs_end_to_end_on_the_cpu_with_only_torch_and_numpy(pack
     assert [(e["step"], e["total"]) for e in arm["evaluations"]] == [(10, 20), (20, 20), (30, 60)]
     assert {row["weights"] for row in record["trained_gradients"]} == {"fp32 after 30 steps"}
     causes = {row["cause"]: row["finding"] for row in record["verdict"]["rows"]}
-    assert causes == {"paper configuration unstable at lr 1e-3": "cleared"}, record["verdict"]
+    assert causes == {"Inductor's gradients (mix-order reduction)": "not resolved",
+                      "paper configuration unstable at lr 1e-3": "cleared"}, record["verdict"]
     assert record["verdict"]["training_path"] == "fp32"
-    assert "paper configuration unstable at lr 1e-3  cleared" in result.stdout
-    assert set(record["stage_seconds"]) == {"kernels", "gradients", "arms", "trained_gradients"}
+    assert "paper configuration unstable at lr 1e-3     cleared" in result.stdout
+    assert list(record["stage_seconds"]) == ["compiled_gradients", "kernels", "gradients", "arms", "trained_gradients"]
 
 
 def _arm(name: str, losses: list[float], f1: float, status: str = "ok", first_step: int = 100) -> dict:
@@ -149,6 +157,27 @@ def test_cudnn_kernel_gradients_that_disagree_implicate_it(diagnose):
     assert finding == "not resolved" and "No kernel" in evidence
 
 
+def test_inductor_gradients_that_disagree_at_torchs_default_implicate_inductor_and_leave_its_path(diagnose):
+    diagnosis = _diagnosis(diagnose)
+    wrong = "inductor, mix_order_reduction=True (pass 1): model encoder LayerNorm cosine 0.7100, relative error 0.8"
+    diagnosis["compiled_gradients"] = {
+        "mix_order_reduction_default": True, "verdict": {"agreement_scope": "batch 32, context width 400"},
+        "settings": [{"setting": "inductor, mix_order_reduction=True", "mix_order_reduction": True,
+                      "status": "disagrees", "disagreements": [wrong]},
+                     {"setting": "inductor, mix_order_reduction=False", "mix_order_reduction": False,
+                      "status": "agrees", "disagreements": []}]}
+    result = diagnose.verdict(diagnosis)
+    [row] = [row for row in result["rows"] if row["cause"] == "Inductor's gradients (mix-order reduction)"]
+    assert row["finding"] == "implicated"
+    assert row["evidence"] == ("gradients: inductor, mix_order_reduction=True: disagrees; inductor, "
+                               f"mix_order_reduction=False: agrees; {wrong}")
+    assert result["training_path"] == "bf16-cudagraphs"  # every arm learned: the fastest one not implicated
+    diagnosis["compiled_gradients"]["mix_order_reduction_default"] = False  # a torch that trains without it
+    [row] = [row for row in diagnose.verdict(diagnosis)["rows"] if row["cause"].startswith("Inductor's gradients")]
+    assert row["finding"] == "cleared" and row["evidence"].endswith("at batch 32, context width 400")
+    assert diagnose.verdict(diagnosis)["training_path"] == "bf16-inductor"
+
+
 def test_the_training_path_is_never_an_arm_the_verdict_implicates(diagnose):
     diagnosis = _diagnosis(diagnose)
     [inductor] = [arm for arm in diagnosis["arms"] if arm["arm"] == "bf16-inductor"]
@@ -196,7 +225,8 @@ def test_every_training_path_the_verdict_can_name_is_a_valid_reference_run(diagn
 
 
 TINY_DIAGNOSIS = ("--device cpu --small --batch-size 4 --context-len 100 --steps 30 --eval-every 10 "
-                  "--eval-questions 20 --loss-every 5 --warmup-steps 10 --gradient-batches 1 --poll-seconds 1")
+                  "--eval-questions 20 --loss-every 5 --warmup-steps 10 --gradient-batches 1 --poll-seconds 1 "
+                  "--compiled-gradients-seconds 0")
 TINY_RUN = "--device cpu --steps 10 --eval-questions 20 --batch-size 4 --context-len 100 --eval-every-seconds 2"
 
 

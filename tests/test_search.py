@@ -22,7 +22,7 @@ import pytest
 from bench.cli import main as bench_main
 from bench.records import RunRecord, read_records
 from bench.search import load_search, objective_function
-from bench.spec import in_folder
+from bench.spec import RunSpec, in_folder
 from bench.study import load_study as load_ablation
 from bench.study_files import SMOKE_SCALE, StudyError
 from qanet.outcome import TrainResult
@@ -347,3 +347,30 @@ def test_the_report_of_a_search_has_its_best_trials_and_optunas_plots(tmp_path, 
     report = (out / "report.md").read_text()
     assert f"{len(trials)} trials (random search): " in report and "![intermediate](intermediate.png)" in report
     assert "Objective: held-out train F1 (24 questions, seed 0), maximised" in report
+
+
+def test_a_search_reads_its_data_from_a_pack_as_the_same_search_and_the_same_runs(tmp_path, capsys):
+    """`bench search --set data.pack=DIR`: the pack is where the data lies, not what the search is (its
+    definition is the same, so files and pack workers share one Optuna study), and a trial from the pack is
+    the run it is from the files (one id); any other --set changes the search."""
+    from qanet.config import DataConfig, SyntheticConfig, parse_overrides
+    from qanet.data.pack import write_pack
+    from qanet.data.prepare import prepare
+
+    data = DataConfig(synthetic=SyntheticConfig(train_paragraphs=20, dev_paragraphs=5))
+    write_pack(prepare(data), tmp_path / "pack", data)
+    path = str(_search(tmp_path, steps=4))
+    files, packed = load_search(path), load_search(path, parse_overrides([f"data.pack={tmp_path / 'pack'}"]))
+    assert packed.definition_hash("smoke") == files.definition_hash("smoke")
+    longer = load_search(path, parse_overrides(["train.steps=8"]))
+    assert longer.definition_hash("smoke") != files.definition_hash("smoke")
+    sampled = {"train.lr": 0.01}
+    [from_files], [from_pack] = (in_folder([RunSpec("s", "t", "smoke", search.config(sampled, "smoke"))], tmp_path)
+                                 for search in (files, packed))
+    assert from_pack.config.data.pack == str(tmp_path / "pack") and from_pack.id == from_files.id
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    bench_main(["search", path, "--scale", "smoke", "--storage", storage, "--out", str(tmp_path / "runs"),
+                "--trials", "1", "--set", f"data.pack={tmp_path / 'pack'}"])
+    [record] = read_records(tmp_path / "runs" / "tiny_search")
+    assert record["config"]["data"]["pack"] == str(tmp_path / "pack") and record["status"] in ("ok", "pruned")

@@ -35,9 +35,10 @@ def register(commands) -> None:
         "pack",
         help="write prepared data as a small checksummed pack for a GPU machine",
         description="Prepare a train/dev pair (from the cache when it is there) and write it as a pack: "
-                    "each distinct token form once, word vectors in fp16, dev texts for scoring only, and a "
-                    "manifest with every file's size and sha256. Training from a pack needs only torch and "
-                    "numpy (benchmarks/gpu_reference.py --pack DIR).",
+                    "each distinct token form once, the word vectors, dev texts for scoring only, and a "
+                    "manifest with the preparation settings and every file's size and sha256. Any command trains "
+                    "from it with --set data.pack=DIR, needing only torch and numpy; a run from the pack is the "
+                    "same run (the same id) as one from the files it was made of.",
     )
     _data_arguments(pack)
     pack.add_argument("--out", type=Path, required=True, help="the pack's folder (replaced if it exists)")
@@ -82,8 +83,8 @@ def run_pack(args: argparse.Namespace) -> None:
     from qanet.data.pack import write_pack
     from qanet.data.prepare import prepare
 
-    prepared = prepare(_data_config(args), args.cache_dir, log=print)
-    manifest = write_pack(prepared, args.out)
+    config = _data_config(args)
+    manifest = write_pack(prepare(config, args.cache_dir, log=print), args.out, config)
     for name, file in manifest["files"].items():
         print(f"  {name:14} {file['bytes'] / 2**20:6.1f} MiB  sha256 {file['sha256'][:16]}...")
     print(f"pack {manifest['fingerprint']}: {manifest['questions']['train']:,} train and "

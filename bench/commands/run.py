@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from bench.commands.common import index_list, positive_int
+from bench.commands.common import gpu_list, index_list, install_advice, positive_int
 from bench.records import RUNS
 from bench.study_files import SCALES
 from qanet.config import ConfigError
@@ -29,16 +29,19 @@ def register(commands) -> None:
     )
     run.add_argument("study", help="a name from `python -m bench list`, or the path of a .toml study file")
     run.add_argument("--scale", choices=SCALES, default="full",
-                     help="full: the study as written, for a GPU (default); smoke: synthetic data, the tiny "
-                          "model, 500 steps, about two minutes a run; cpu: real SQuAD v1.1 + GloVe 6B 50d, a reduced "
-                          "model, about 9 minutes a run on 2 cores")
+                     help="full: the study as written, the paper's budget (default); gpu: the study's own model "
+                          "on SQuAD v1.1 + GloVe 6B 50d, 2,500 steps a run (a 21-run study in about an hour on one "
+                          "GPU); smoke: synthetic data, the tiny model, 500 steps, about two minutes a run; cpu: real "
+                          "SQuAD v1.1 + GloVe 6B 50d, a reduced model, about 9 minutes a run on 2 cores. Any scale "
+                          "reads its data from a pack with --set data.pack=DIR")
     run.add_argument("--seeds", type=index_list, help="comma-separated seeds instead of the study's, e.g. 0,1")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="a setting applied to every run after the study's own (repeatable)")
     run.add_argument("--jobs", type=positive_int, default=1, help="parallel runs on this machine (default: 1)")
-    run.add_argument("--gpus", type=index_list,
-                     help="comma-separated GPU indices, e.g. 0,1,2,3: one worker per GPU (instead of --jobs), "
-                          "each run taken by whichever GPU is free")
+    run.add_argument("--gpus", type=gpu_list,
+                     help="comma-separated GPU indices, e.g. 0,1,2,3: a worker per index (instead of --jobs), each "
+                          "run taken by whichever is free; an index named k times holds k runs on that GPU at "
+                          "once (0,0: two runs share GPU 0; their records say they were not timed alone)")
     run.add_argument("--backend", default="loky", choices=("loky", "multiprocessing", "threading", "dask"),
                      help="joblib backend (default: loky)")
     run.add_argument("--scheduler", help="with --backend dask: the scheduler address, e.g. tcp://10.0.0.5:8786")
@@ -51,33 +54,29 @@ def register(commands) -> None:
 
 
 def run_list(args: argparse.Namespace) -> None:
-    from bench.records import records_frame
+    from bench.records import study_records
     from bench.study import load_study
     from bench.study_files import available, is_search
     from qanet.outcome import FINISHED
 
-    print(f"{'study':20} {'variants':>8} {'runs':>5} {'done':>5} {'smoke':>5} {'cpu':>5}  axes")
+    # runs done at each scale: full (the study's own budget), gpu, smoke, cpu
+    print(f"{'study':20} {'variants':>8} {'runs':>5} {'done':>5} {'gpu':>5} {'smoke':>5} {'cpu':>5}  axes")
     for name in available():
         if is_search(name):
-            print(f"{name:20} {'-':>8} {'-':>5} {'-':>5} {'-':>5} {'-':>5}  a search: python -m bench search {name}")
+            print(f"{name:20} {'-':>8} {'-':>5} {'-':>5} {'-':>5} {'-':>5} {'-':>5}  a search: python -m bench "
+                  f"search {name}")
             continue
         study = load_study(name)
-        frame = records_frame(name, args.out)
-        finished = frame[frame["status"].isin(FINISHED)]
-        done = {scale: int((finished["scale"] == scale).sum()) for scale in SCALES}
+        done = Counter(record["scale"] for record in study_records(name, args.out) if record["status"] in FINISHED)
         runs = len(study.variants()) * len(study.seeds)
-        print(f"{name:20} {len(study.variants()):8} {runs:5} {done['full']:5} {done['smoke']:5} {done['cpu']:5}  "
+        print(f"{name:20} {len(study.variants()):8} {runs:5} {done['full']:5} {done['gpu']:5} {done['smoke']:5} "
+              f"{done['cpu']:5}  "
               f"{', '.join(study.axes) or '-'}")
         print(f"{'':20} {study.description}")
 
 
 def run_study(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
-    from bench.commands.progress import StepBar
-    from bench.records import records_frame
-    from bench.reporting.comparability import mixed_hardware
-    from bench.reporting.tables import default_baseline, summarise, to_markdown
+    from bench.commands.progress import runs_display
     from bench.runner import in_this_process, plan, run_parallel
     from bench.study import distinct_runs, load_study
     from qanet.config import parse_overrides
@@ -100,22 +99,34 @@ def run_study(args: argparse.Namespace) -> None:
             print(f"  {spec.id}  {spec.variant:45} seed {spec.seed}  {state}" + (f"  ({note})" if note else ""))
         return
     client = _connect(args)
-    # disable=None: bars only on a terminal; the per-run lines are printed either way
-    runs_bar = tqdm(total=len(specs), initial=len(specs) - len(pending), desc="runs", unit="run", position=0,
-                    disable=None)
     per_step = in_this_process(args.jobs, args.gpus, args.backend)
-    steps_bar = tqdm(desc="steps", unit="step", position=1, leave=False, disable=None if per_step else True)
     executed = []
     try:
-        for record in run_parallel(pending, args.jobs, args.gpus, args.backend, [StepBar(steps_bar)], args.force):
-            executed.append(record)
-            tqdm.write(_said(record))
-            runs_bar.update(1)
+        with runs_display(len(specs), len(specs) - len(pending), per_step) as (hooks, ended):
+            for record in run_parallel(pending, args.jobs, args.gpus, args.backend, hooks, args.force):
+                executed.append(record)
+                ended(_said(record))
     finally:
-        steps_bar.close()
-        runs_bar.close()
         if client is not None:
             client.close()
+    try:
+        _print_table(study, args)
+    except ModuleNotFoundError as error:  # the runs are done and recorded: the table is no reason to fail
+        advice = install_advice(error, args.command)
+        if advice is None:
+            raise
+        print(f"note: no summary table ({advice}); the records are written")
+    print(outcome_line(executed))
+    if any(_status(record) == "failed" for record in executed):
+        sys.exit(1)
+
+
+def _print_table(study, args: argparse.Namespace) -> None:
+    """The summary table `bench run` ends with (pandas, scipy and tabulate: [bench]), and any note it calls for."""
+    from bench.records import records_frame
+    from bench.reporting.comparability import mixed_hardware
+    from bench.reporting.tables import default_baseline, summarise, to_markdown
+
     records = records_frame(study.name, args.out)
     records = records[records["scale"] == args.scale]
     print(to_markdown(summarise(records, study, default_baseline(study), args.scale)) if not records.empty
@@ -123,10 +134,6 @@ def run_study(args: argparse.Namespace) -> None:
     mixed = mixed_hardware(records)
     if mixed:
         print(f"note: {mixed}")
-    outcome = outcome_line(executed)
-    print(outcome)
-    if any(_status(record) == "failed" for record in executed):
-        sys.exit(1)
 
 
 def _connect(args: argparse.Namespace):

@@ -25,6 +25,10 @@ def register(commands) -> None:
     )
     search.add_argument("name", help="a search file, kind = \"optuna\" (name or path), e.g. lr_adam")
     search.add_argument("--scale", choices=SCALES, default="full", help="as for bench run (default: full)")
+    search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting applied to every trial after the search file's own (repeatable), e.g. "
+                             "data.pack=DIR to read the data from a pack; where the data lies is not part of the "
+                             "search, any other setting is")
     search.add_argument("--trials", type=positive_int,
                         help="trials in all, across workers (default: the search file's, for this scale)")
     search.add_argument("--storage", help="an SQLAlchemy URL shared by every worker, e.g. "
@@ -58,11 +62,12 @@ def run_search(args: argparse.Namespace) -> None:
         without_password,
         work,
     )
+    from qanet.config import parse_overrides
 
     if args.command == "study":
         print("note: `bench study` is now `bench search`", file=sys.stderr)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is ours (_say_trial)
-    search = load_search(args.name)
+    search = load_search(args.name, parse_overrides(args.overrides))
     url = storage_url(search, args.storage)
     name = optuna_name(search, args.scale)
     if args.export_best:
@@ -82,8 +87,8 @@ def run_search(args: argparse.Namespace) -> None:
     print(f"{search.name} ({args.scale}): {trials} trials, {search.sampling_text(args.scale, trials)}, objective "
           f"{search.objective_text(args.scale)}, {args.jobs} worker(s), storage {without_password(url)}")
     threads = run_threads(args.jobs, None, "loky")
-    jobs = [(args.name, args.scale, url, trials, args.out, threads, args.heartbeat, worker, _say_trial)
-            for worker in range(args.jobs)]
+    jobs = [(args.name, search.overrides, args.scale, url, trials, args.out, threads, args.heartbeat, worker,
+             _say_trial) for worker in range(args.jobs)]
     if args.jobs == 1:
         work(*jobs[0])
     else:

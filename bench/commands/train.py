@@ -39,10 +39,8 @@ def register(commands) -> None:
 
 
 def train_one(config: RunConfig, out: Path, fresh: bool = False):
-    """Train (or resume) one run with a progress bar and write its record; returns the record."""
-    from tqdm import tqdm
-
-    from bench.commands.progress import EvaluationLines, StepBar
+    """Train (or resume) one run, showing its progress, and write its record; returns the record."""
+    from bench.commands.progress import EvaluationLines, step_display
     from bench.records import ensure_writable
     from bench.runner import Locked, execute
     from bench.spec import RunSpec, in_folder
@@ -52,10 +50,8 @@ def train_one(config: RunConfig, out: Path, fresh: bool = False):
     ensure_writable(out)
     prepare(config.data, log=print)  # say what happens while the data is built the first time
     [spec] = in_folder([RunSpec("train", "train", "custom", config)], out)
-    bar = tqdm(total=config.train.steps, desc=f"train {spec.id}", unit="step", disable=None)
-
-    record = execute(spec, hooks=[StepBar(bar), EvaluationLines()], force=fresh, alone=True)
-    bar.close()
+    with step_display(f"train {spec.id}") as steps:
+        record = execute(spec, hooks=[steps, EvaluationLines()], force=fresh, alone=True)
     if isinstance(record, Locked):
         raise StudyError(f"run {spec.id}: {record.reason}")
     if record.restarted:

@@ -2,13 +2,15 @@
 
 A prepared cache stores a word id and 16 character ids for every token (200 MB for SQuAD
 v1.1). SQuAD repeats its tokens, so a pack stores each distinct (word id, character ids)
-form once and one form number per token; word vectors as fp16; and of the texts only what
-scoring needs (dev contexts, token offsets and answers). Loading rebuilds the same `Prepared`
-arrays, so batches are bit-identical; only the word vectors are rounded to fp16, which the
-fingerprint says (`<prepared fingerprint>.fp16`).
+form once and one form number per token, and of the texts only what scoring needs
+(contexts, token offsets and answers: dev questions are scored, and held-out training
+questions too). Loading rebuilds the same `Prepared` arrays, word vectors included, so a
+pack is the data it was made from: it carries that data's fingerprint, and a run from the
+pack is the same run (the same id) as one from the files.
 
 Layout: `arrays.npz` (numpy's zip of arrays, deflated), `text.json.gz`, and `manifest.json`
-with the format, the fingerprint and every file's size and sha256, checked on load.
+with the format, the fingerprint, the preparation settings and every file's size and sha256,
+checked on load.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from qanet.config import DataConfig
 from qanet.data.download import file_digest
 from qanet.data.features import Sequences, Split
 from qanet.data.prepare import SPLITS, Prepared
 
-PACK_FORMAT = 1
+PACK_FORMAT = 2  # 2: word vectors exact (fp32), training texts kept, the preparation settings in the manifest
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
 TEXT = "text.json.gz"
@@ -53,7 +56,7 @@ def _pack_arrays(prepared: Prepared) -> dict[str, np.ndarray]:
     sequences = [getattr(splits[name], part) for name in SPLITS for part in PACKED_SEQUENCES]
     form_words, form_chars, per_sequence = token_forms(sequences)
     arrays = {"form_words": form_words, "form_chars": form_chars,
-              "word_vectors": prepared.word_vectors.astype(np.float16)}
+              "word_vectors": prepared.word_vectors}
     forms = iter(per_sequence)
     for name, split in splits.items():
         for part in PACKED_SEQUENCES:
@@ -61,26 +64,30 @@ def _pack_arrays(prepared: Prepared) -> dict[str, np.ndarray]:
             arrays[f"{name}.{part}.offsets"] = getattr(split, part).offsets
         for key in ("paragraph", "answer_start", "answer_end"):
             arrays[f"{name}.{key}"] = getattr(split, key)
-    arrays["dev.context_spans"] = prepared.dev.context_spans  # to cut answers out of the dev texts
+        arrays[f"{name}.context_spans"] = split.context_spans  # to cut answers out of the texts
     return arrays
 
 
 def _pack_text(prepared: Prepared) -> dict:
-    dev = prepared.dev
+    splits = {name: getattr(prepared, name) for name in SPLITS}
     return {
-        "versions": {name: getattr(prepared, name).version for name in SPLITS},
-        "ids": {name: getattr(prepared, name).ids for name in SPLITS},
-        "dev_context_texts": dev.context_texts,
-        "dev_answers": dev.answers,
+        "versions": {name: split.version for name, split in splits.items()},
+        "ids": {name: split.ids for name, split in splits.items()},
+        "context_texts": {name: split.context_texts for name, split in splits.items()},
+        "answers": {name: split.answers for name, split in splits.items()},
         "words": prepared.words,
         "chars": prepared.chars,
         "build": prepared.build,
     }
 
 
-def write_pack(prepared: Prepared, directory: Path) -> dict:
-    """Write `prepared` as a pack into `directory` (an earlier pack there is replaced whole, atomically);
-    returns the manifest. Any other non-empty folder is refused: it is never deleted."""
+# The settings that change the prepared arrays besides the input files: a run from a pack must have the pack's.
+FEATURE_SETTINGS = ("char_len", "strict", "vocabulary")
+
+
+def write_pack(prepared: Prepared, directory: Path, data: DataConfig) -> dict:
+    """Write `prepared`, made as `data` says, as a pack into `directory` (an earlier pack there is replaced
+    whole, atomically); returns the manifest. Any other non-empty folder is refused: it is never deleted."""
     directory = Path(directory)
     if directory.exists() and any(directory.iterdir()) and not (directory / MANIFEST).is_file():
         raise PackError(f"{directory}: not empty and not a pack; choose a new folder for --out")
@@ -95,8 +102,9 @@ def write_pack(prepared: Prepared, directory: Path) -> dict:
                  for name in (ARRAYS, TEXT)}
         manifest = {
             "format": PACK_FORMAT,
-            "fingerprint": f"{prepared.fingerprint}.fp16",
-            "prepared_from": prepared.fingerprint,
+            "fingerprint": prepared.fingerprint,
+            "prepared_with": {key: getattr(data, key) for key in FEATURE_SETTINGS},
+            "made_from": {"train": data.train, "dev": data.dev, "vectors": data.vectors},
             "questions": {name: len(getattr(prepared, name)) for name in SPLITS},
             "files": files,
             "bytes": sum(f["bytes"] for f in files.values()),
@@ -123,8 +131,10 @@ def read_manifest(directory: Path) -> dict:
     if manifest.get("format") != PACK_FORMAT:
         raise PackError(f"{path}: pack format {manifest.get('format')!r}, this code reads {PACK_FORMAT}; pack again")
     listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
-    if set(listed) != {ARRAYS, TEXT} or "fingerprint" not in manifest:
-        raise PackError(f"{path}: expected a fingerprint and the files {ARRAYS} and {TEXT}; pack again")
+    if set(listed) != {ARRAYS, TEXT} or not isinstance(manifest.get("fingerprint"), str) or not isinstance(
+            manifest.get("prepared_with"), dict):
+        raise PackError(f"{path}: expected a fingerprint, the preparation settings and the files {ARRAYS} and "
+                        f"{TEXT}; pack again")
     for name, expected in manifest["files"].items():
         file = Path(directory) / name
         if not file.is_file():
@@ -134,30 +144,41 @@ def read_manifest(directory: Path) -> dict:
     return manifest
 
 
+def check_settings(directory: Path, manifest: dict, data: DataConfig) -> None:
+    """A PackError naming the first setting of `data` that changes the features and differs from the pack's."""
+    for key in FEATURE_SETTINGS:
+        packed = manifest["prepared_with"].get(key)
+        if getattr(data, key) != packed:
+            raise PackError(f"{directory}: prepared with data.{key} = {packed!r}, this run sets "
+                            f"{getattr(data, key)!r}; set data.{key}={packed} or pack the data again")
+
+
 def _unpack_split(name: str, arrays, text: dict, form_words: np.ndarray, form_chars: np.ndarray) -> Split:
     def sequences(part: str) -> Sequences:
         forms = arrays[f"{name}.{part}.forms"]
         return Sequences(form_words[forms], form_chars[forms], arrays[f"{name}.{part}.offsets"])
 
-    is_dev = name == "dev"  # a pack keeps no train texts: training needs token ids only
     return Split(
         version=text["versions"][name],
         contexts=sequences("contexts"),
-        context_spans=arrays["dev.context_spans"] if is_dev else np.zeros((0, 2), dtype=np.int32),
+        context_spans=arrays[f"{name}.context_spans"],
         questions=sequences("questions"),
         paragraph=arrays[f"{name}.paragraph"],
         answer_start=arrays[f"{name}.answer_start"],
         answer_end=arrays[f"{name}.answer_end"],
         ids=text["ids"][name],
-        context_texts=text["dev_context_texts"] if is_dev else [],
-        answers=text["dev_answers"] if is_dev else [],
+        context_texts=text["context_texts"][name],
+        answers=text["answers"][name],
     )
 
 
-def load_pack(directory: Path) -> Prepared:
-    """A pack, checked against its manifest, as the `Prepared` data a Trainer takes."""
+def load_pack(directory: Path, data: DataConfig | None = None) -> Prepared:
+    """A pack, checked against its manifest (and against `data`'s feature settings, if given), as the
+    `Prepared` data a Trainer takes."""
     directory = Path(directory)
     manifest = read_manifest(directory)
+    if data is not None:
+        check_settings(directory, manifest, data)
     with np.load(directory / ARRAYS) as stored:
         arrays = dict(stored)
     with gzip.open(directory / TEXT, "rt", encoding="utf-8") as handle:
@@ -167,7 +188,7 @@ def load_pack(directory: Path) -> Prepared:
         fingerprint=manifest["fingerprint"],
         train=_unpack_split("train", arrays, text, form_words, form_chars),
         dev=_unpack_split("dev", arrays, text, form_words, form_chars),
-        word_vectors=arrays["word_vectors"].astype(np.float32),
+        word_vectors=arrays["word_vectors"],
         words=text["words"],
         chars=text["chars"],
         build=text["build"],

@@ -130,14 +130,32 @@ def _inputs(config: DataConfig, cache_dir: Path | None) -> tuple[Path, dict[str,
     return cache_dir, paths, vectors, _cache_key(config, paths, vectors, cache_dir)
 
 
+def _pack_manifest(config: DataConfig) -> dict:
+    """The manifest of `config`'s pack, checked (files, format, the settings that change the features)."""
+    from qanet.data.pack import check_settings, read_manifest
+
+    manifest = read_manifest(Path(config.pack))
+    check_settings(Path(config.pack), manifest, config)
+    return manifest
+
+
 def fingerprint(config: DataConfig, cache_dir: Path | None = None) -> str:
     """The fingerprint `prepare` gives `config`'s data, without building or loading features: the input
-    files' digests (remembered; a file is read whole the first time) and the settings. The synthetic data is
-    written if it is not there yet; a missing file is a ConfigError. What a plan or a dry run needs."""
+    files' digests (remembered; a file is read whole the first time) and the settings, or the pack's (which
+    is that of the files it was made from). The synthetic data is written if it is not there yet; a missing
+    file is a ConfigError, a damaged or foreign pack a PackError. What a plan or a dry run needs."""
+    if config.pack:
+        return _pack_manifest(config)["fingerprint"]
     return _inputs(config, cache_dir)[3]
 
 
 def prepare(config: DataConfig, cache_dir: Path | None = None, log: Log = lambda _: None) -> Prepared:
+    """`config`'s data as features: from its pack, from the cache, or built from the files into the cache."""
+    if config.pack:
+        from qanet.data.pack import load_pack
+
+        log(f"loading the pack {config.pack}")
+        return load_pack(Path(config.pack), config)
     cache_dir, paths, vectors, key = _inputs(config, cache_dir)
     directory = cache_dir / f"prepared-{key}"
     if not (directory / "build.json").exists():

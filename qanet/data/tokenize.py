@@ -29,8 +29,9 @@ class Tokenizer:
         try:
             import spacy  # lazily: only preprocessing needs it
         except ImportError:
-            raise ConfigError("tokenising SQuAD needs spaCy: pip install 'qanet-bench[data]'; a machine without it "
-                              "can train from a pack (python -m bench data pack)") from None
+            raise ConfigError("tokenising SQuAD needs spaCy: pip install 'qanet-bench[data]'; a machine without "
+                              "it trains from a pack made where spaCy is: --set data.pack=DIR (python -m bench data "
+                              "pack)") from None
 
         self._spacy = spacy.blank("en").tokenizer
         self.name = f"spacy-{spacy.__version__}-blank-en"
