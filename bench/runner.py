@@ -17,10 +17,12 @@ import fcntl
 import json
 import multiprocessing
 import os
+import queue
 import shutil
 import time
 import traceback
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,27 +311,42 @@ def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = N
                  hooks: list[Hooks] = (), force: bool = False) -> Iterator[RunRecord | Locked]:
     """Execute specs and yield each record as it completes.
 
-    One job runs here, in order, with `hooks` (a progress display). Several jobs run in joblib workers,
-    each with cores / jobs threads. With `gpus`, one worker per GPU, and each run goes to whichever GPU is
-    free when its turn comes (a queue, so a slow run does not hold back the runs behind it). With backend
-    "dask", joblib sends runs to the Dask client that the caller has connected (a cluster with a single
-    thread in all runs them here: joblib's rule).
+    One job runs here, in order, with `hooks` (a progress display). With `gpus`, a worker process per index
+    (threads with backend "threading"), and each run goes to whichever index is free when its turn comes (a
+    queue, so a slow run does not hold back the runs behind it); this needs only the standard library, as on a
+    GPU machine with torch and numpy alone. Several CPU jobs run in joblib workers, each with cores / jobs
+    threads; with backend "dask", joblib sends runs to the Dask client that the caller has connected (a
+    cluster with a single thread in all runs them here: joblib's rule).
     """
     if in_this_process(jobs, gpus, backend):
         for spec in specs:
             yield execute(spec, hooks=hooks, force=force, alone=True)
         return
+    if gpus:
+        yield from _run_on_gpus(specs, gpus, backend == "threading", force)
+        return
     from joblib import Parallel, delayed, parallel_config  # here: runs in this process need only torch and numpy
 
-    with ExitStack() as stack:
-        stack.enter_context(parallel_config(backend=backend))  # "dask" is registered here, not by Parallel
-        if gpus:
-            free_gpus = stack.enter_context(multiprocessing.Manager()).Queue()
-            for gpu in gpus:
-                free_gpus.put(gpu)
-            tasks = [delayed(_execute_on_a_free_gpu)(spec, free_gpus, force) for spec in specs]
-        else:
-            threads = run_threads(jobs, None, backend)
-            tasks = [delayed(execute)(spec, threads=threads, force=force) for spec in specs]
-        n_jobs = len(gpus) if gpus else -1 if backend == "dask" else jobs  # dask: every worker of the cluster
+    with parallel_config(backend=backend):  # "dask" is registered here, not by Parallel
+        threads = run_threads(jobs, None, backend)
+        tasks = [delayed(execute)(spec, threads=threads, force=force) for spec in specs]
+        n_jobs = -1 if backend == "dask" else jobs  # dask: every worker of the cluster
         yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
+
+
+def _run_on_gpus(specs: list[RunSpec], gpus: list[int], in_threads: bool, force: bool
+                 ) -> Iterator[RunRecord | Locked]:
+    """A worker per GPU index, each run taking whichever index is free. Processes are spawned, not forked: a
+    forked child of a process that has touched CUDA cannot use it."""
+    with ExitStack() as stack:
+        if in_threads:
+            free_gpus, pool = queue.Queue(), ThreadPoolExecutor(len(gpus))
+        else:
+            free_gpus = stack.enter_context(multiprocessing.Manager()).Queue()
+            pool = ProcessPoolExecutor(len(gpus), mp_context=multiprocessing.get_context("spawn"))
+        stack.enter_context(pool)
+        for gpu in gpus:
+            free_gpus.put(gpu)
+        futures = [pool.submit(_execute_on_a_free_gpu, spec, free_gpus, force) for spec in specs]
+        for future in as_completed(futures):
+            yield future.result()

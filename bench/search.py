@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.spec import RunSpec, in_folder
+from bench.spec import NOT_IN_ID, RunSpec, in_folder
 from bench.study_files import (
     DATA_LOCATIONS,
     NOT_A_SETTING,
@@ -57,7 +57,7 @@ from bench.study_files import (
     run_config,
     scale_settings,
 )
-from qanet.config import RunConfig, apply_overrides
+from qanet.config import ConfigError, RunConfig, apply_overrides, config_value
 from qanet.data.batching import HOLDOUT_SEED
 from qanet.hooks import Hooks
 from qanet.outcome import StopTraining
@@ -165,6 +165,12 @@ class Search:
         return {**self.scales.get(scale, {}).get("set", {}),
                 "data.holdout_questions": self.count_at("holdout_questions", scale), **sampled}
 
+    def trial_overrides(self) -> list[tuple[str, Any]]:
+        """The command line's settings that change what a trial is: not where its data lies, nor where and how
+        it executes (the settings a run's id leaves out)."""
+        return [(key, value) for key, value in self.overrides if key not in DATA_LOCATIONS
+                and key.removeprefix("train.") not in NOT_IN_ID]
+
     def config(self, sampled: dict[str, Any], scale: str) -> RunConfig:
         """The run of one trial: preset, fixed settings, budget, the scale's settings, then `pinned`, then the
         command line's settings."""
@@ -183,7 +189,7 @@ class Search:
         command line's settings. Where the data lies (files or a pack) is left out: workers on several machines
         find the same data at different paths, or read it from a pack."""
         scale_own = {key: value for key, value in scale_settings(scale).items() if key not in DATA_LOCATIONS}
-        typed = {key: str(value) for key, value in self.overrides if key not in DATA_LOCATIONS}
+        typed = {key: str(value) for key, value in self.trial_overrides()}
         return {**({"command_line": typed} if typed else {}), "scale": scale, "scale_settings": scale_own,
                 "preset": self.preset, "seed": self.seed,
                 "objective": self.objective, "holdout_questions": self.count_at("holdout_questions", scale),
@@ -273,6 +279,10 @@ def _check(search: Search) -> None:
                                                                                             "'seed'"))
     if not search.params:
         raise search.error("params", {}, "nothing to search: add [params.\"train.lr\"] or another")
+    for key, value in search.overrides:  # what the search itself decides cannot be set from outside it
+        if key in search.params or key in ("train.seed", "data.holdout_questions"):
+            raise ConfigError(f"--set {key}={value}: the search file decides it (a searched range, its seed or its "
+                              f"held-out questions); change the file instead")
     for scale, settings in search.scales.items():
         if (scale not in SCALES or not isinstance(settings, dict) or set(settings) - {*COUNTS, "set", "params"}
                 or not all(isinstance(settings.get(key, {}), dict) for key in ("set", "params"))):
@@ -461,7 +471,9 @@ def export_best(optuna_study, search: Search, scale: str, path: Path) -> None:
     lines += [f"{key} = {_toml(value)}" for key, value in search.budget.items()]
     lines += ["", "[set]"] + _settings({**search.fixed, **best.params})
     lines += ["", f"[scale.{scale}.set]  # seed {search.seed} at scale {scale} is the trial's run, record "
-                  f"{best.user_attrs.get('record_id')}"] + _settings(search.pinned(scale, best.params))
+                  f"{best.user_attrs.get('record_id')}"] + _settings(
+        {**search.pinned(scale, best.params), **{key: config_value(key, value)
+                                                  for key, value in search.trial_overrides()}})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {path}: python -m bench run {path} --scale {scale}")

@@ -21,9 +21,9 @@ from qanet.config import FINGERPRINTED, RunConfig
 # attention kernel or compiled path, or with a TensorBoard log, has the same id (the execution context tells
 # them apart, and a record counts as finished only where it matches).
 NOT_IN_ID = ("device", "threads", "tensorboard", "attention_kernels", "compile", "compile_mode", "compile_scope")
-# Scheme 1 hashed the whole data section (file paths included) and the compile settings; its records are
-# still found (RunSpec.scheme_1_id), so that no finished run trains again after the change.
-ID_SCHEME = 2
+# The id's scheme 2 (this one) leaves those out; scheme 1 hashed the whole data section (file paths included)
+# and the compile settings. Records written under scheme 1 by the code just before the change are still found
+# (RunSpec.scheme_1_id), so that no finished run trains again.
 
 
 def identity(config: RunConfig) -> dict:
@@ -77,9 +77,10 @@ class RunSpec:
         return _digest(identity(self.config), self._fingerprint())
 
     @property
-    def scheme_1_id(self) -> str | None:
-        """The id scheme 1 gave this run; None for a run from a pack (scheme 1 had none)."""
-        return None if self.config.data.pack else _digest(_scheme_1_identity(self.config), self._fingerprint())
+    def scheme_1_id(self) -> str:
+        """The id scheme 1 gave this run (from the files a pack was made of, for a run from a pack: the same
+        fingerprint, and the data settings the scale names)."""
+        return _digest(_scheme_1_identity(self.config), self._fingerprint())
 
     def _fingerprint(self) -> str:
         if self.fingerprint is None:
@@ -139,7 +140,7 @@ def in_folder(specs: list[RunSpec], folder: Path) -> list[RunSpec]:
 
 
 def _found_under_scheme_1(spec: RunSpec) -> RunSpec:
-    if spec.recorded_id or spec.record_path.exists() or spec.checkpoint_dir.exists() or not spec.scheme_1_id:
+    if spec.recorded_id or spec.record_path.exists() or spec.checkpoint_dir.exists():
         return spec
     earlier = replace(spec, recorded_id=spec.scheme_1_id)
     return earlier if earlier.record_path.exists() or earlier.checkpoint_dir.exists() else spec

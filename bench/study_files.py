@@ -45,8 +45,8 @@ CPU_SCALE = {**SMALL_MODEL, "data.context_len": 150, "data.vectors": KUMO, "trai
 # steps. Why 2,500: one run at the paper's size alone on an H200 trained 21.3 steps/s on the path compile "auto"
 # takes (CUDA graphs, one shape), compiled in 22 s, scored the whole dev set in about 4 s and spent about 10 s
 # starting (results/reference/gpu-run-nvidia-h200.json). A run is then 2,500 / 21.3 + 40 = 157 s, and 21 runs
-# one after another 55 minutes; the study's smaller variants are faster, several runs per GPU (--gpus 0,0) only
-# add to it, and an H100's rate is not measured yet (docs/gpu.md).
+# one after another 55 minutes at that rate. The study's smaller variants are faster; an H100's rate and the
+# total rate of several runs sharing a card (--gpus 0,0) are not measured yet (docs/gpu.md).
 GPU_SCALE = {"data.vectors": KUMO, "train.steps": 2500, "train.eval_every": 500, "train.checkpoint_every": 500,
              "train.eval_questions": 2000, "train.minutes": None}
 

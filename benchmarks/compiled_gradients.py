@@ -21,7 +21,7 @@ the same weights, batch and seed, with the attention kernels training may use:
   "default") with triton.mix_order_reduction on and off, and backend "cudagraphs" (CUDA only).
 Per parameter group: cosine, relative error ||g - g_ref|| / ||g_ref|| and non-finite values against the reference;
 the loss too. A setting disagrees where a group's relative error (or the loss's) exceeds NOISE_FACTOR times the
-eager noise's, and at least the dtype's FLOOR, or where it has non-finite values. An agreement clears a setting
+eager noise's, and at least FLOOR, or where it has non-finite values. An agreement clears a setting
 only at the shapes, dtype, device and torch version tested, which the record states.
 """
 
@@ -31,6 +31,8 @@ import argparse
 import copy
 import dataclasses
 import math
+import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -242,22 +244,23 @@ def compare_pass(found: Pass, reference: Pass, groups: dict[str, list[str]]) -> 
     for group, names in groups.items():
         row = agreement([found.gradients[n] for n in names], [reference.gradients[n] for n in names])
         rows.append({"group": group, **row, "worst": names[row["worst"]]})
-    loss_error = abs(found.loss - reference.loss) / max(abs(reference.loss), 1e-30) if math.isfinite(found.loss) \
-        else math.nan
-    return {"loss": found.loss if math.isfinite(found.loss) else None,
-            "loss_relative_error": loss_error if math.isfinite(loss_error) else None, "groups": rows}
+    if not math.isfinite(found.loss):
+        return {"loss": None, "loss_relative_error": None, "groups": rows}
+    loss_error = abs(found.loss - reference.loss) / max(abs(reference.loss), 1e-30)
+    return {"loss": found.loss, "loss_relative_error": loss_error, "groups": rows}
 
 
 def tolerances(noise: dict) -> dict[str, float]:
     """The largest relative error that still agrees, per group and for the loss ("loss"): NOISE_FACTOR times the
-    eager noise's, at least the dtype's FLOOR."""
+    eager noise's, at least FLOOR."""
     limits = {row["group"]: max(NOISE_FACTOR * row["relative_error"], FLOOR) for row in noise["groups"]}
     limits["loss"] = max(NOISE_FACTOR * (noise["loss_relative_error"] or 0.0), FLOOR)
     return limits
 
 
 def judge_pass(name: str, index: int, compared: dict, limits: dict[str, float]) -> list[str]:
-    """The disagreements of one pass of setting `name`, each naming the setting, the pass and the group."""
+    """The disagreements of one pass of setting `name`, each naming the setting, the pass and the group; each group
+    row of `compared` is marked with its tolerance and whether it agrees."""
     where = f"{name} (pass {index})"
     found = []
     if compared["loss_relative_error"] is None or compared["loss_relative_error"] > limits["loss"]:
@@ -295,8 +298,9 @@ class Comparison:
     def dtype(self) -> torch.dtype:
         return torch.bfloat16 if self.bf16 and self.device.type == "cuda" else torch.float32
 
-    def eager(self, batch: dict, bf16: bool) -> Pass:
-        return forward_backward(self.model, self.model, batch, self.device, bf16, self.kernels, compiled_step=False)
+    def eager(self, bf16: bool) -> Pass:
+        return forward_backward(self.model, self.model, self.batch, self.device, bf16, self.kernels,
+                                compiled_step=False)
 
     def eager_noise(self) -> Pass:
         """Eagerly at the compiled settings' dtype, one example at a time: how far eager's own rounding moves the
@@ -356,7 +360,7 @@ def compare_compiled_gradients(comparison: Comparison, settings=COMPILED_SETTING
     begun by `deadline` (time.perf_counter) is not run."""
     started = time.perf_counter()
     groups = parameter_groups(comparison.model)
-    reference = comparison.eager(comparison.batch, bf16=False)
+    reference = comparison.eager(bf16=False)
     noise = compare_pass(comparison.eager_noise(), reference, groups)
     result = opening(comparison, reference, noise)
     for line in reference_lines(result):
@@ -532,15 +536,19 @@ def main(argv: list[str] | None = None) -> None:
         record.update(result)
         write_json_atomically(args.out, record)
 
-    try:
-        save(compare_compiled_gradients(comparison, args.settings, report=lambda line: print(line, flush=True),
-                                        on_progress=save))
-    except KeyboardInterrupt:  # a session's stage budget (SIGINT): the settings recorded so far stand
-        record["interrupted"] = "interrupted before the comparison ended: settings not recorded did not finish"
-        write_json_atomically(args.out, record)
-        print(f"interrupted: what finished is in {args.out}", flush=True)
-        sys.exit(130)
+    signal.signal(signal.SIGINT, lambda signum, frame: stop_interrupted(record, args.out))
+    save(compare_compiled_gradients(comparison, args.settings, report=lambda line: print(line, flush=True),
+                                    on_progress=save))
     print(f"-> {args.out}")
+
+
+def stop_interrupted(record: dict, out: Path) -> None:
+    """On SIGINT (a session's stage budget): the record as the last setting left it, marked, and an exit at once.
+    Not a KeyboardInterrupt: a compilation in progress may swallow one and carry on to the end."""
+    record["interrupted"] = "interrupted before the comparison ended: settings not recorded did not finish"
+    write_json_atomically(out, record)
+    print(f"interrupted: what finished is in {out}", flush=True)
+    os._exit(130)  # now, whatever the compiler's threads and workers are doing
 
 
 def setting_keys(text: str) -> tuple[Setting, ...]:

@@ -27,7 +27,7 @@ attention backward; Inductor's bf16 code; CUDA graphs; bf16 itself; the paper co
    reference run on that path), bf16 eager and fp32 eager; on request (--arms) also Inductor with cuDNN, the
    first GPU runs' path. Per 100 steps: mean loss,
    gradient norm (mean, max, share clipped), ms/step; EMA dev F1 on a fixed sample every 500 steps.
-5. verdict: each cause implicated, cleared or not resolved, with the evidence, and the reference run's flags.
+5. verdict: each cause implicated, cleared or not resolved, with the evidence, and the training path as bench settings.
 """
 
 from __future__ import annotations
@@ -60,14 +60,15 @@ from compiled_gradients import (  # noqa: E402
     deterministic_model,
     inductor_finding,
 )
-from gpu_reference import default_out, new_record, open_pack, paper_config, positive_int  # noqa: E402
 
+from bench.commands.common import positive_int  # noqa: E402
+from bench.environment import ROOT, environment  # noqa: E402
 from bench.records import write_json_atomically  # noqa: E402 - torch and stdlib only
-from qanet.config import SMALL_MODEL, apply_overrides  # noqa: E402
+from qanet.config import SMALL_MODEL, ConfigError, apply_overrides, build_config  # noqa: E402
 from qanet.data.batching import BatchSource, epoch_batches, trainable_questions  # noqa: E402
-from qanet.data.pack import load_pack  # noqa: E402
+from qanet.data.pack import PackError, load_pack, read_manifest  # noqa: E402
 from qanet.data.prepare import Prepared  # noqa: E402
-from qanet.device import ATTENTION_KERNELS, training_attention_kernels  # noqa: E402
+from qanet.device import ATTENTION_KERNELS, resolve_device, training_attention_kernels  # noqa: E402
 from qanet.hooks import Hooks, JsonLinesLog  # noqa: E402
 from qanet.outcome import StopTraining  # noqa: E402
 from qanet.train import Trainer, build_model  # noqa: E402
@@ -118,10 +119,11 @@ DEFAULT_ARMS = ("bf16-cudnn", "bf16-cudagraphs", "bf16-inductor", "bf16", "fp32"
 PAIRS = {"cuDNN attention backward": ("bf16-cudnn", "bf16-cudagraphs"),
          "Inductor's bf16 code": ("bf16-inductor", "bf16-cudagraphs"), "CUDA graphs": ("bf16-cudagraphs", "bf16"),
          "bf16 itself": ("bf16", "fp32"), "cuDNN under Inductor": ("bf16-inductor-cudnn", "bf16-inductor")}
-# the reference run's flags for each training path, fastest first
-PATH_FLAGS = {"bf16-inductor": "--compile-mode reduce-overhead --attention-kernels auto",
-              "bf16-cudagraphs": "--compile-mode cudagraphs --attention-kernels auto",
-              "bf16": "--eager --attention-kernels auto", "fp32": "--eager --fp32"}
+# each training path as settings of `bench run` / `bench train`, fastest first
+PATH_FLAGS = {"bf16-inductor": "--set train.compile=true --set train.compile_mode=reduce-overhead "
+                               "--set train.pad_multiple=400",
+              "bf16-cudagraphs": "--set train.compile=auto",
+              "bf16": "--set train.compile=false", "fp32": "--set train.compile=false --set train.bf16=false"}
 
 
 # ---------------------------------------------------------------------------------------------- comparisons
@@ -315,11 +317,35 @@ class Deadline(Hooks):
             raise StopTraining("stopped", f"the diagnosis's time for training ran out at step {step}")
 
 
+def open_pack(args: argparse.Namespace) -> tuple[torch.device, dict, Prepared]:
+    """The device and the pack's manifest and data, or exit 2 with one line naming what is wrong."""
+    try:
+        return resolve_device(args.device), read_manifest(args.pack), load_pack(args.pack)
+    except (ConfigError, PackError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def default_out(device: torch.device, mode: str) -> Path:
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    slug = "".join(c if c.isalnum() else "-" for c in card.lower()).strip("-")
+    return ROOT / "results" / "reference" / f"gpu-{mode}-{slug}.json"
+
+
+def new_record(kind: str, args: argparse.Namespace, device: torch.device, manifest: dict) -> dict:
+    """What every GPU record opens with: the command, code version, pack and environment."""
+    return {"kind": kind, "command": " ".join(sys.argv), "code_version": args.code_version,
+            "pack": {key: manifest[key] for key in ("fingerprint", "bytes")}, "environment": environment(device)}
+
+
 def arm_config(args: argparse.Namespace, arm: Arm):
-    values = argparse.Namespace(**{**vars(args), "attention_kernels": arm.attention_kernels,
-                                   "compile_mode": arm.compile_mode or "default", "minutes": None,
-                                   "eval_every_seconds": None, "eval_questions": args.eval_questions})
-    config = paper_config(values, bf16=arm.bf16, compiled=arm.compile_mode is not None, pad_multiple=args.context_len)
+    """The paper's model and optimiser on the pack, on the arm's path, batches padded to the context limit."""
+    config = build_config("paper", {
+        "data.context_len": args.context_len, "train.device": args.device, "train.bf16": arm.bf16,
+        "train.compile": arm.compile_mode is not None, "train.compile_mode": arm.compile_mode or "default",
+        "train.attention_kernels": arm.attention_kernels, "train.pad_multiple": args.context_len,
+        "train.batch_size": args.batch_size, "train.lr": args.lr, "train.seed": args.seed,
+        "train.eval_questions": args.eval_questions, "train.eval_batch_size": 128})
     if args.small:
         apply_overrides(config, list(SMALL_MODEL.items()))
     config.train.eval_every = args.eval_every
@@ -512,7 +538,7 @@ def verdict(diagnosis: dict, warmup_steps: int = 1000) -> dict:
     path = healthy[0] if healthy else None
     return {"rows": rows, "training_path": path, "flags": PATH_FLAGS.get(path),
             "summary": (f"train with {path} ({ARMS_BY_NAME[path].description}): {PATH_FLAGS[path]}" if path else
-                        "no arm learned past the warm-up: the reference run takes the default path")}
+                        "no arm learned past the warm-up: train on the default path (train.compile auto)")}
 
 
 def verdict_table(result: dict) -> str:

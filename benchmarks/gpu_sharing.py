@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 STARTED = time.monotonic()
@@ -108,8 +109,9 @@ def measure(args: argparse.Namespace, k: int, work: Path) -> dict:
     for path in sorted((records / STUDY).glob("*.json")) + sorted((records / STUDY).glob("*.log.jsonl")):
         shutil.copy2(path, kept / path.name)
     row = summarise(k, [json.loads(path.read_text(encoding="utf-8")) for path in sorted(kept.glob("*.json"))])
-    row.update(status="measured" if row["total_steps_per_s"] is not None else "failed", exit_status=exit_status,
-               command=" ".join(command), wall_seconds=round(time.monotonic() - began, 1))
+    measured = row["total_steps_per_s"] is not None
+    row.update(status="measured" if measured else "cut" if exit_status == "cut" else "failed",
+               exit_status=exit_status, command=" ".join(command), wall_seconds=round(time.monotonic() - began, 1))
     return row
 
 
@@ -124,7 +126,8 @@ def table(rows: list[dict]) -> list[str]:
         if row["status"] == "not run":
             lines.append(f"{row['k']:>2}  not run: {row['why']}")
             continue
-        statuses = ", ".join(row["statuses"]) or f"none (exit {row['exit_status']}: see k{row['k']}.log)"
+        counts = Counter(row["statuses"])
+        statuses = ", ".join(f"{n} {status}" for status, n in counts.items()) or f"{row['status']}: see k{row['k']}.log"
         cells = [row["total_steps_per_s"], mean(row["per_run_steps_per_s"]), mean(row["compile_seconds"]),
                  max(row["peak_memory_mb"], default=None)]
         total, per_run, compile_seconds, peak = ("-" if value is None else f"{value:,.1f}" for value in cells)

@@ -11,7 +11,9 @@ For each model size, in this one process, three ways of training it: eager, scop
 - losses: --loss-steps steps of each from the same initial weights on the same batches with dropout and
   stochastic depth off: eager draws its dropout masks otherwise than compiled code does (keep_mask against
   Inductor's generator), so only the deterministic network can give the same losses. These models compile
-  again from cold; their compile time is printed too (their blocks are all alike).
+  again from cold; their compile time is printed too (their blocks are all alike). The yardstick: eager on the
+  same batches with their examples in reverse order, the same losses but for rounding (sums over the batch
+  taken in another order); Adam makes such differences grow from step to step.
 Batches are synthetic token ids of one shape (the context limit, QUESTION tokens), real lengths drawn at random.
 
     python benchmarks/regional_compile.py [--sizes cpu,paper] [--rounds 5] [--steps 3] [--loss-steps 50]
@@ -144,20 +146,24 @@ def report_size(name: str, rounds: int, steps: int, loss_steps: int, batch_size:
 
 
 def report_losses(config: RunConfig, word_dim: int, batches: list, loss_steps: int) -> None:
+    reversed_batches = [tuple(tensor.flip(0) for tensor in batch) for batch in batches]
+    arms = {"eager": ("eager", batches), "reversed": ("eager", reversed_batches), "model": ("model", batches),
+            "blocks": ("blocks", batches)}
     losses = {}
-    for scope in SCOPES:
-        training, graphs = cold_start(config, word_dim, scope, batches)
+    for arm, (scope, arm_batches) in arms.items():
+        training, graphs = cold_start(config, word_dim, scope, arm_batches)
         for _ in range(loss_steps - 1):
             training.step()
-        losses[scope] = training.losses
-        print(f"no dropout or stochastic depth, {scope:>6}: first step {training.seconds[0]:7.1f} s, {graphs:2d} "
+        losses[arm] = training.losses
+        print(f"no dropout or stochastic depth, {arm:>8}: first step {training.seconds[0]:7.1f} s, {graphs:2d} "
               f"graphs compiled; losses {training.losses[0]:.4f} -> {training.losses[-1]:.4f}", flush=True)
-    print(f"losses of {loss_steps} steps, no dropout or stochastic depth, same weights and batches:")
-    for a, b in (("model", "eager"), ("blocks", "eager"), ("blocks", "model")):
+    print(f"losses of {loss_steps} steps, no dropout or stochastic depth, same weights and batches (reversed: eager, "
+          f"each batch's examples in reverse order):")
+    for a, b in (("reversed", "eager"), ("model", "eager"), ("blocks", "eager"), ("blocks", "model")):
         gaps = [abs(x - y) for x, y in zip(losses[a], losses[b], strict=True)]
         worst = max(range(len(gaps)), key=gaps.__getitem__)
-        print(f"  {a} vs {b}: max |difference| {gaps[worst]:.2e} (step {worst + 1}); at step 1 {gaps[0]:.2e}, at "
-              f"step {loss_steps} {gaps[-1]:.2e}")
+        print(f"  {a:>8} vs {b}: max |difference| {gaps[worst]:.2e} (step {worst + 1}); at step 1 {gaps[0]:.2e}, "
+              f"max over steps 1-10 {max(gaps[:10]):.2e}, at step {loss_steps} {gaps[-1]:.2e}")
 
 
 def cpu_model() -> str:

@@ -24,7 +24,9 @@ def read_run(path: Path) -> tuple[dict, list[dict]]:
         events = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         return {}, [event for event in events if event.get("event") == "evaluation"]
     record = json.loads(path.read_text(encoding="utf-8"))
-    return record, record.get("curve") or []
+    if not isinstance(record, dict) or not isinstance(record.get("curve"), list):
+        raise ValueError("no curve of evaluations")
+    return record, record["curve"]
 
 
 def whole_dev(evaluations: list[dict], dev_questions: int | None) -> list[dict]:

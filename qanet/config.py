@@ -271,7 +271,8 @@ class TrainConfig:
     # What is compiled: the whole model, or each encoder block (the repeated unit: compiled once, reused)
     compile_scope: Literal["model", "blocks"] = "model"
     # Pad each batch up to a multiple of this many tokens (capped at the length limits), so torch.compile
-    # meets a few shapes instead of one per batch; 1 pads to the batch's longest member.
+    # meets a few shapes instead of one per batch; 1 pads to the batch's longest member. compile "auto" on CUDA
+    # pads to the limits whatever this says (runs that differ only here then train alike under two ids).
     pad_multiple: int = 1
     # Activation checkpointing: recompute every k-th model-encoder block in backward instead of
     # storing its activations (0: off, 1: all blocks, 2: every second); less memory, more compute.
@@ -390,6 +391,12 @@ def _field(config: RunConfig, key: str) -> tuple[Any, str, Any]:
         known = ", ".join(f"{'.'.join(path)}.{f.name}" for f in dataclasses.fields(target)) if hints else ""
         raise ConfigError(f"{key}: unknown key" + (f" (known: {known})" if known else ""))
     return target, name, hints[name]
+
+
+def config_value(key: str, value: Any) -> Any:
+    """`value` as the field `key`'s type (command-line text parsed), or a ConfigError naming both."""
+    _, _, kind = _field(RunConfig(), key)
+    return coerce(key, value, kind)
 
 
 def get_value(config: RunConfig, key: str) -> Any:

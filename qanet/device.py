@@ -39,13 +39,14 @@ def compiled(model: torch.nn.Module, mode: str, scope: str):
     as CUDA graphs). fullgraph: a graph break (a Python branch on a tensor) fails loudly instead of splitting
     the step.
 
-    `scope` (train.compile_scope) "model": the whole model is one graph per batch shape, its 23 encoder-block
-    calls (7 blocks x 3 passes + the embedding block x 2, at the paper's size) traced and compiled one by one.
-    "blocks": regional compilation, each EncoderBlock compiled in place and the rest left eager; a block's graph
-    serves its every call of a shape (the three passes), so Inductor compiles 8 block graphs instead. Blocks
-    do not share graphs: each bakes its own stochastic-depth survival rates in as constants. The model itself
-    is returned and stays compiled: its eager uses, forward and backward (a recomputed block must run as it
-    ran in forward), belong under torch.compiler.set_stance("force_eager")."""
+    `scope` (train.compile_scope) "model": one graph of the whole model per batch shape, in which the encoder
+    blocks' 23 calls (at the paper's size: 7 blocks x 3 passes, the embedding block x 2) are traced and compiled
+    one by one. "blocks": regional compilation, each EncoderBlock compiled in place, the rest eager; a block's
+    graph serves all its calls at one width, so a shape takes 9 block graphs (the embedding block's at the
+    context and at the question width). Blocks share no graph: each bakes its own stochastic-depth rates in as
+    constants, and keeps its graphs apart (below). The model itself is returned and stays compiled: its eager
+    uses belong under torch.compiler.set_stance("force_eager"), forward and backward (a block recomputed in
+    backward must run as it ran forward)."""
     backend = {"backend": "cudagraphs"} if mode == "cudagraphs" else {"mode": mode}
     if scope == "model":
         return torch.compile(model, **backend, dynamic=False, fullgraph=True)

@@ -12,6 +12,7 @@ GPU is kept busy however small the step is."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -125,11 +126,21 @@ class Trainer:
         batch = self.train_data.gather(on_device, *self.train_data.widths(questions, data.context_len,
                                                                             data.question_len))
         # an epoch's last, smaller batch runs eagerly rather than costing a compilation of its own
-        loss = self.batch_loss(batch, self.forward if len(questions) == self.config.train.batch_size else self.model)
-        grad_norm = optimisation_step(self.model, self.optimizer, self.scheduler, loss, self.config.train.clip_norm)
+        full = len(questions) == self.config.train.batch_size
+        with contextlib.nullcontext() if full else self.eagerly():
+            loss = self.batch_loss(batch, self.forward if full else self.model)
+            grad_norm = optimisation_step(self.model, self.optimizer, self.scheduler, loss,
+                                          self.config.train.clip_norm)
         self.losses.add(loss, grad_norm, self.step + 1, float(self.uniform_guess_losses[questions].mean()))
         if self.ema:
             self.ema.update()
+
+    def eagerly(self):
+        """Where the model runs uncompiled (evaluation, a smaller last batch): blocks compiled in place
+        (train.compile_scope "blocks") are told to run their eager code, forward and backward alike."""
+        if self.compile_mode and self.config.train.compile_scope == "blocks":
+            return torch.compiler.set_stance("force_eager")
+        return contextlib.nullcontext()
 
     def batch_loss(self, batch: dict[str, torch.Tensor], forward) -> torch.Tensor:
         """The training loss of a gathered batch through `forward` (the compiled or the eager model)."""
@@ -217,7 +228,8 @@ class Trainer:
         if self.ema:
             self.ema.swap()
         try:
-            predictions = predict_answers(self.model, source, self.config, questions)
+            with self.eagerly():
+                predictions = predict_answers(self.model, source, self.config, questions)
         finally:
             if self.ema:
                 self.ema.swap()

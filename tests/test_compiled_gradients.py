@@ -49,7 +49,7 @@ def compiled_as_eager(comparison, corrupt=lambda setting, found: None) -> None:
     """Each compiled setting's passes computed eagerly instead, then `corrupt(setting, gradients by name)` applied to
     its last pass: what a setting that compiles wrongly would hand back, without a compilation."""
     def passes(setting):
-        found = [comparison.eager(comparison.batch, comparison.bf16) for _ in range(comparison.passes)]
+        found = [comparison.eager(comparison.bf16) for _ in range(comparison.passes)]
         corrupt(setting, found[-1].gradients)
         return found
     comparison.compiled_passes = passes

@@ -2,16 +2,25 @@
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
+from qanet.config import DataConfig, SyntheticConfig
+from qanet.data.pack import write_pack
+from qanet.data.prepare import prepare
 from tests.conftest import ROOT, run_with_only
-from tests.test_gpu_reference import pack  # noqa: F401 - a fixture
 
 SCRIPT = ROOT / "benchmarks" / "gpu_diagnose.py"
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory):
+    config = DataConfig(synthetic=SyntheticConfig(train_paragraphs=40, dev_paragraphs=10))
+    directory = tmp_path_factory.mktemp("pack") / "synthetic"
+    write_pack(prepare(config, tmp_path_factory.mktemp("cache")), directory, config)
+    return directory
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +33,7 @@ def diagnose():
     return module
 
 
-def test_the_diagnosis_runs_end_to_end_on_the_cpu_with_only_torch_and_numpy(pack, tmp_path,  # noqa: F811
+def test_the_diagnosis_runs_end_to_end_on_the_cpu_with_only_torch_and_numpy(pack, tmp_path,
                                                                             only_torch_and_numpy):
     out = tmp_path / "diagnosis.json"
     result = run_with_only(only_torch_and_numpy, str(SCRIPT), "--pack", str(pack), "--device", "cpu", "--small",
@@ -102,12 +111,12 @@ def test_the_verdict_names_the_one_thing_that_breaks_training(diagnose):
     assert findings == {"cuDNN attention backward": "implicated", "bf16 itself": "cleared", "CUDA graphs": "cleared",
                         "Inductor's bf16 code": "cleared", "cuDNN under Inductor": "cleared",
                         "paper configuration unstable at lr 1e-3": "cleared"}
-    assert result["training_path"] == "bf16-inductor" and "--compile-mode reduce-overhead" in result["flags"]
+    assert result["training_path"] == "bf16-inductor" and "train.compile_mode=reduce-overhead" in result["flags"]
 
     result = diagnose.verdict(_diagnosis(diagnose, **{"bf16-inductor": RISING}))
     findings = {row["cause"]: row["finding"] for row in result["rows"]}
     assert findings["Inductor's bf16 code"] == "implicated" and findings["cuDNN attention backward"] == "cleared"
-    assert result["training_path"] == "bf16-cudagraphs" and "--compile-mode cudagraphs" in result["flags"]
+    assert result["training_path"] == "bf16-cudagraphs" and result["flags"] == "--set train.compile=auto"
 
 
 def test_when_fp32_degenerates_too_the_configuration_is_implicated_and_no_path_is_offered(diagnose):
@@ -215,51 +224,14 @@ def test_the_verdict_of_a_committed_record_is_printed_without_a_device(diagnose,
     assert "bf16-cudnn: too short through step 1,200" in capsys.readouterr().out
 
 
-def test_every_training_path_the_verdict_can_name_is_a_valid_reference_run(diagnose):
-    import gpu_reference
+def test_every_training_path_the_verdict_can_name_is_a_valid_bench_run(diagnose):
+    """The verdict names its path as `bench run`/`bench train` settings; each builds a configuration on that path."""
+    import torch
+
+    from qanet.config import build_config
+    from qanet.device import training_path
 
     for flags in diagnose.PATH_FLAGS.values():
-        args = gpu_reference.parse_args(["--pack", "p", *flags.split()])
-        assert args.attention_kernels == "auto"
-        assert args.eager or args.compile_mode in ("cudagraphs", "reduce-overhead")
-
-
-TINY_DIAGNOSIS = ("--device cpu --small --batch-size 4 --context-len 100 --steps 30 --eval-every 10 "
-                  "--eval-questions 20 --loss-every 5 --warmup-steps 10 --gradient-batches 1 --poll-seconds 1 "
-                  "--compiled-gradients-seconds 0")
-TINY_RUN = "--device cpu --steps 10 --eval-questions 20 --batch-size 4 --context-len 100 --eval-every-seconds 2"
-
-
-def _session(pack_dir, tmp_path, only_torch_and_numpy, diagnose_args: str) -> subprocess.CompletedProcess:
-    """benchmarks/gpu_session.sh as on the GPU machine: a plain python3 with only torch and numpy."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "python3").write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
-    (bin_dir / "python3").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CODE_VERSION": "abc123",
-           "PYTHONPATH": str(only_torch_and_numpy), "DIAGNOSE_ARGS": diagnose_args, "RUN_ARGS": TINY_RUN}
-    return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), str(pack_dir), str(tmp_path / "out"),
-                           "200"], env=env, capture_output=True, text=True, timeout=600)
-
-
-def test_the_session_runs_the_reference_run_on_the_path_the_verdict_names(pack, tmp_path,  # noqa: F811
-                                                                           only_torch_and_numpy):
-    result = _session(pack, tmp_path, only_torch_and_numpy, TINY_DIAGNOSIS)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    diagnosis = json.loads((tmp_path / "out" / "gpu-diagnosis.json").read_text())
-    run = json.loads((tmp_path / "out" / "gpu-run.json").read_text())
-    assert diagnosis["verdict"]["flags"] == "--eager --fp32"  # on a CPU, the one arm that means what it says
-    assert "reference run: --eager --fp32;" in result.stdout
-    assert run["config"]["train"]["bf16"] is False and run["status"] == "ok" and run["steps"] == 10
-    assert diagnosis["code_version"] == run["code_version"] == "abc123"
-    assert (tmp_path / "out" / "gpu-diagnosis.log").read_text() and (tmp_path / "out" / "gpu-run.log").read_text()
-
-
-def test_a_failed_diagnosis_still_leaves_a_reference_run_and_fails_the_session(pack, tmp_path,  # noqa: F811
-                                                                                only_torch_and_numpy):
-    result = _session(pack, tmp_path, only_torch_and_numpy, TINY_DIAGNOSIS + " --steps 0")
-    assert result.returncode == 1
-    assert "reference run: the default path (the verdict named none)" in result.stdout
-    assert "diagnosis exited with 2, reference run with 0" in result.stdout
-    run = json.loads((tmp_path / "out" / "gpu-run.json").read_text())
-    assert run["status"] == "ok" and run["config"]["train"]["bf16"] is True  # the default path's settings
+        config = build_config("paper", flags.replace("--set ", "").split())
+        mode, _ = training_path(config, torch.device("cuda"))
+        assert config.train.attention_kernels == "auto" and mode in (None, "cudagraphs", "reduce-overhead")

@@ -31,9 +31,10 @@ def test_gpus_naming_one_gpu_twice_is_accepted_where_it_exists(tmp_path, monkeyp
     assert "GPU 1: absent" in capsys.readouterr().err
 
 
-def test_seeds_must_still_be_distinct():
-    with pytest.raises(SystemExit):
+def test_seeds_must_still_be_distinct(capsys):
+    with pytest.raises(SystemExit) as stopped:
         bench_main(["run", "ablation_char_cnn", "--seeds", "0,0", "--dry-run"])
+    assert stopped.value.code == 2 and "'0,0': expected distinct integers >= 0" in capsys.readouterr().err
 
 
 def test_a_gpu_named_twice_holds_two_runs_at_once_and_none_is_timed_alone(tmp_path, monkeypatch):

@@ -92,6 +92,12 @@ def test_a_damaged_or_foreign_pack_is_refused_with_the_file_named(synthetic, tmp
     (copy / MANIFEST).write_text(json.dumps({**manifest, "format": 99}))
     with pytest.raises(PackError, match=f"pack format 99, this code reads {PACK_FORMAT}; pack again"):
         load_pack(copy)
+    (copy / MANIFEST).write_text("[1, 2]")
+    with pytest.raises(PackError, match="a JSON list, not a manifest"):
+        load_pack(copy)
+    (copy / MANIFEST).write_text(json.dumps({**manifest, "files": {ARRAYS: {}, "text.json.gz": {}}}))
+    with pytest.raises(PackError, match=f"files.{ARRAYS} = {{}}: expected its bytes and sha256"):
+        load_pack(copy)
     for broken in ({"files": {}}, {"prepared_with": None}):
         (copy / MANIFEST).write_text(json.dumps({**manifest, **broken}))
         with pytest.raises(PackError, match=f"expected a fingerprint, the preparation settings and the files {ARRAYS}"):

@@ -103,3 +103,7 @@ def test_a_record_made_under_scheme_1_is_found_and_its_run_not_trained_again(tmp
     said = capsys.readouterr().out
     assert "2 runs, 2 done, 0 to run" in said and said.splitlines()[-1].startswith("nothing was run")
     assert stamps == {path.name: path.stat().st_mtime_ns for path in folder.glob("*.json")}  # found, not rewritten
+    data = DataConfig(synthetic=SyntheticConfig(train_paragraphs=20, dev_paragraphs=5))
+    write_pack(prepare(data), tmp_path / "pack", data)
+    _run(study, tmp_path / "runs", "--dry-run", "--set", f"data.pack={tmp_path / 'pack'}")  # the same runs
+    assert "2 runs, 2 done, 0 to run" in capsys.readouterr().out

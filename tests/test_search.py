@@ -374,3 +374,14 @@ def test_a_search_reads_its_data_from_a_pack_as_the_same_search_and_the_same_run
                 "--trials", "1", "--set", f"data.pack={tmp_path / 'pack'}"])
     [record] = read_records(tmp_path / "runs" / "tiny_search")
     assert record["config"]["data"]["pack"] == str(tmp_path / "pack") and record["status"] in ("ok", "pruned")
+
+
+def test_search_set_refuses_what_the_search_decides_and_leaves_placement_out_of_the_search(tmp_path):
+    from qanet.config import ConfigError, parse_overrides
+
+    path = str(_search(tmp_path))
+    for setting in ("train.lr=0.5", "train.seed=7", "data.holdout_questions=3"):
+        with pytest.raises(ConfigError, match=f"--set {setting}: the search file decides it"):
+            load_search(path, parse_overrides([setting]))
+    placed = load_search(path, parse_overrides(["train.threads=1", "train.device=cpu", "train.compile=false"]))
+    assert placed.definition_hash("smoke") == load_search(path).definition_hash("smoke")

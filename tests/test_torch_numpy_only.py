@@ -103,3 +103,21 @@ def test_every_library_of_an_extra_is_named_with_that_extra():
 
 def test_a_missing_module_that_is_no_optional_library_gets_no_install_advice():
     assert install_advice(ModuleNotFoundError("No module named 'bench.gone'", name="bench.gone"), "run") is None
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA: runs fail at once")
+def test_runs_on_gpu_workers_need_no_joblib(pack, tmp_path, only_torch_and_numpy):
+    """--gpus 0,0 on the GPU machine: worker processes from the standard library, not joblib. Here, without
+    CUDA, each run fails at once in its worker and says so in its record, which comes back."""
+    code = f"""
+from bench.runner import run_parallel
+from bench.spec import RunSpec, in_folder
+from qanet.config import build_config
+specs = in_folder([RunSpec("s", f"v{{i}}", "smoke", build_config("tiny", {{"data.pack": {str(pack)!r},
+                                                                        "train.seed": i}})) for i in range(3)],
+                  {str(tmp_path)!r})
+records = list(run_parallel(specs, gpus=[0, 0]))
+print(sorted((r.spec.variant, r.result.status, "no cuda device" in r.result.error) for r in records))
+"""
+    said = run_with_only(only_torch_and_numpy, "-c", code).stdout
+    assert said.strip() == str([(f"v{i}", "failed", True) for i in range(3)])

@@ -452,6 +452,30 @@ def test_compiled_training_meets_only_the_shapes_compiled_before_the_clock_start
     assert 0 < sum(entry["seconds"] for entry in result.compile_shapes) <= result.compile_seconds
 
 
+def test_blocks_compiled_in_place_compile_only_in_the_warm_up(thirty_two, tmp_path, monkeypatch):
+    """train.compile_scope = "blocks": the encoder blocks are compiled, in the warm-up only; evaluation and the
+    epoch's last, smaller batch run them eagerly (no compilation while the clock runs)."""
+    graphs = []
+
+    def counting_backend(graph, example_inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None, backend=None, **options: real_compile(
+        model, backend=counting_backend, **options))
+    torch._dynamo.reset()
+    trainer = _compiled_trainer(thirty_two, tmp_path, **{"train.steps": 12, "train.eval_every": 6,
+                                                         "train.compile_scope": "blocks"})
+    assert trainer.forward is trainer.model  # compiled in place, not wrapped
+    compiled_in_warm_up = []
+    real_warm_up = trainer.warm_up
+    monkeypatch.setattr(trainer, "warm_up", lambda: (real_warm_up(), compiled_in_warm_up.append(len(graphs))))
+    result = trainer.run()
+    assert result.status == "ok" and result.steps == 12 and len(result.curve) == 2
+    assert compiled_in_warm_up == [len(graphs)] and graphs  # every graph before the clock started
+
+
 def test_each_trainer_in_one_process_compiles_its_every_shape_within_dynamo_limits(thirty_two, tmp_path, monkeypatch):
     """A study runs its trials in one process: dynamo keeps the graphs of the earlier trials' models and counts
     them against its recompile limit even once those models are freed. Each warm-up makes room for its own."""
@@ -472,7 +496,8 @@ def test_warm_up_refuses_to_compile_when_no_batch_is_full(thirty_two, tmp_path):
     trainer = _compiled_trainer(thirty_two, tmp_path, **{"train.batch_size": 64})
     assert trainer.batch_shapes() == [] and len(trainer.questions) < 64
     with pytest.raises(ConfigError, match=rf"{len(trainer.questions)} trainable questions with train.batch_size 64, "
-                                          r"train.pad_multiple 16, data.context_len 64, data.question_len 20"):
+                                          r"batches padded to multiples of 16, data.context_len 64, "
+                                          r"data.question_len 20"):
         trainer.warm_up()
 
 

@@ -35,13 +35,15 @@ def register(commands) -> None:
         "pack",
         help="write prepared data as a small checksummed pack for a GPU machine",
         description="Prepare a train/dev pair (from the cache when it is there) and write it as a pack: "
-                    "each distinct token form once, the word vectors, dev texts for scoring only, and a "
+                    "each distinct token form once, the word vectors, the texts scoring needs, and a "
                     "manifest with the preparation settings and every file's size and sha256. Any command trains "
                     "from it with --set data.pack=DIR, needing only torch and numpy; a run from the pack is the "
                     "same run (the same id) as one from the files it was made of.",
     )
     _data_arguments(pack)
-    pack.add_argument("--out", type=Path, required=True, help="the pack's folder (replaced if it exists)")
+    pack.add_argument("--out", type=Path, required=True,
+                      help="the pack's folder (an earlier pack there is replaced; another non-empty folder is "
+                           "refused)")
     pack.set_defaults(handler=run_pack)
 
     fetch = actions.add_parser(

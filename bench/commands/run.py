@@ -30,9 +30,10 @@ def register(commands) -> None:
     run.add_argument("study", help="a name from `python -m bench list`, or the path of a .toml study file")
     run.add_argument("--scale", choices=SCALES, default="full",
                      help="full: the study as written, the paper's budget (default); gpu: the study's own model "
-                          "on SQuAD v1.1 + GloVe 6B 50d, 2,500 steps a run (a 21-run study in about an hour on one "
-                          "GPU); smoke: synthetic data, the tiny model, 500 steps, about two minutes a run; cpu: real "
-                          "SQuAD v1.1 + GloVe 6B 50d, a reduced model, about 9 minutes a run on 2 cores. Any scale "
+                          "on SQuAD v1.1 + GloVe 6B 50d, 2,500 steps a run (a 21-run study in about 55 minutes at one "
+                          "H200's measured rate); smoke: synthetic data, the tiny model, 500 steps, about two "
+                          "minutes a run; cpu: real SQuAD v1.1 + GloVe 6B 50d, a reduced model, about 9 minutes a "
+                          "run on 2 cores. Any scale "
                           "reads its data from a pack with --set data.pack=DIR")
     run.add_argument("--seeds", type=index_list, help="comma-separated seeds instead of the study's, e.g. 0,1")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

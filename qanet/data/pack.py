@@ -128,6 +128,8 @@ def read_manifest(directory: Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise PackError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(manifest, dict):
+        raise PackError(f"{path}: a JSON {type(manifest).__name__}, not a manifest; pack again")
     if manifest.get("format") != PACK_FORMAT:
         raise PackError(f"{path}: pack format {manifest.get('format')!r}, this code reads {PACK_FORMAT}; pack again")
     listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
@@ -137,6 +139,8 @@ def read_manifest(directory: Path) -> dict:
                         f"{TEXT}; pack again")
     for name, expected in manifest["files"].items():
         file = Path(directory) / name
+        if not isinstance(expected, dict) or not {"bytes", "sha256"} <= set(expected):
+            raise PackError(f"{path}: files.{name} = {expected!r}: expected its bytes and sha256; pack again")
         if not file.is_file():
             raise PackError(f"{file}: missing from the pack")
         if file.stat().st_size != expected["bytes"] or file_digest(file, "sha256") != expected["sha256"]:
