@@ -47,7 +47,7 @@ class TrainResult:
     resumed_from: list[int] = field(default_factory=list)  # the checkpoint step of each resume
     warnings: list[str] = field(default_factory=list)  # troubles that did not stop the run (LossCurveWatch)
     # the SDPA kernel that scaled_dot_product_attention selects for training's context self-attention under
-    # train.attention_kernels (the profiler confirms it in benchmarks/gpu_reference.py --mode check)
+    # train.attention_kernels, as SDPA answers for a paper-size query (qanet.device.attention_kernel_in_use)
     attention_kernel: str = ""
 
     @property

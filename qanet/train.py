@@ -44,6 +44,7 @@ from qanet.device import (
 from qanet.divergence import CheckWindow, LossCurveWatch, LossMonitor, uniform_guess_losses
 from qanet.evaluation import predict_answers, score
 from qanet.hooks import Hooks
+from qanet.layers import EncoderBlock
 from qanet.memory import peak_memory_mb, reset_peak_memory
 from qanet.model import QANet, parameter_count
 from qanet.optimisation import EMA, make_optimizer, optimisation_step
@@ -202,7 +203,10 @@ class Trainer:
                               f"{data.question_len}")
         dynamo = torch._dynamo.config
         dynamo.recompile_limit += len(shapes)
-        dynamo.accumulated_recompile_limit += len(shapes)
+        # blocks compiled in place count their graphs one by one against the process's accumulated limit
+        graphs_per_shape = sum(isinstance(module, EncoderBlock) for module in self.model.modules()) \
+            if self.config.train.compile_scope == "blocks" else 1
+        dynamo.accumulated_recompile_limit += len(shapes) * graphs_per_shape
         return shapes
 
     def _compile_shape(self, context_width: int, question_width: int) -> None:
