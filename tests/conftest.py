@@ -101,3 +101,28 @@ def _run(study: str, out, *extra: str) -> None:
     from bench.cli import main as bench_main  # here, not above: every test module imports this file
 
     bench_main(["run", study, "--scale", "smoke", "--out", str(out), *TINY, *extra])
+
+
+@pytest.fixture(scope="session")
+def pack(tmp_path_factory) -> Path:
+    """A pack of small synthetic data (40 training paragraphs, 10 dev), as the GPU scripts' tests train from."""
+    from qanet.config import DataConfig, SyntheticConfig
+    from qanet.data.pack import write_pack
+    from qanet.data.prepare import prepare
+
+    config = DataConfig(synthetic=SyntheticConfig(train_paragraphs=40, dev_paragraphs=10))
+    directory = tmp_path_factory.mktemp("pack") / "synthetic"
+    write_pack(prepare(config, tmp_path_factory.mktemp("cache")), directory, config)
+    return directory
+
+
+def load_script(path: Path):
+    """A script of benchmarks/ as a module, with its folder on sys.path as when it runs."""
+    import importlib.util
+
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

@@ -1,7 +1,6 @@
 """benchmarks/compiled_gradients.py: a wrong gradient is caught and named by setting and group, eager agrees with
 itself, the command runs with only torch and numpy, and Inductor's gradients agree with eager on a tiny model."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -12,7 +11,7 @@ import time
 import pytest
 import torch
 
-from tests.conftest import ROOT, run_with_only
+from tests.conftest import ROOT, load_script, run_with_only
 
 SCRIPT = ROOT / "benchmarks" / "compiled_gradients.py"
 # a model and batch small enough for Inductor to compile on 2 cores within a minute
@@ -26,12 +25,7 @@ MIX_ORDER, NO_MIX_ORDER, CUDA_GRAPHS = "inductor, mix_order_reduction=True", "in
 
 @pytest.fixture(scope="module")
 def gradients():
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("compiled_gradients", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["compiled_gradients"] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def tiny_comparison(gradients, passes: int = 2, scope: str = "model"):

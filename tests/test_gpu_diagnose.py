@@ -1,36 +1,19 @@
 """benchmarks/gpu_diagnose.py: its CPU path end to end (what CI can run), and the verdict it draws."""
 
-import importlib.util
 import json
 import subprocess
 import sys
 
 import pytest
 
-from qanet.config import DataConfig, SyntheticConfig
-from qanet.data.pack import write_pack
-from qanet.data.prepare import prepare
-from tests.conftest import ROOT, run_with_only
+from tests.conftest import ROOT, load_script, run_with_only
 
 SCRIPT = ROOT / "benchmarks" / "gpu_diagnose.py"
 
 
 @pytest.fixture(scope="module")
-def pack(tmp_path_factory):
-    config = DataConfig(synthetic=SyntheticConfig(train_paragraphs=40, dev_paragraphs=10))
-    directory = tmp_path_factory.mktemp("pack") / "synthetic"
-    write_pack(prepare(config, tmp_path_factory.mktemp("cache")), directory, config)
-    return directory
-
-
-@pytest.fixture(scope="module")
 def diagnose():
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("gpu_diagnose", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_diagnose"] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_the_diagnosis_runs_end_to_end_on_the_cpu_with_only_torch_and_numpy(pack, tmp_path,

@@ -10,9 +10,6 @@ import sys
 
 import pytest
 
-from qanet.config import DataConfig, SyntheticConfig
-from qanet.data.pack import write_pack
-from qanet.data.prepare import prepare
 from tests.conftest import ROOT, run_python
 
 SESSION = ROOT / "benchmarks" / "gpu_session.sh"
@@ -20,14 +17,6 @@ TIME_TO_F1 = str(ROOT / "benchmarks" / "time_to_f1.py")
 SHARING = str(ROOT / "benchmarks" / "gpu_sharing.py")
 # the paper model, made small enough for seconds on a CPU
 SMALL_RUN = "--set train.device=cpu --set train.batch_size=4 --set data.context_len=100 --set train.threads=1"
-
-
-@pytest.fixture(scope="module")
-def pack(tmp_path_factory):
-    config = DataConfig(synthetic=SyntheticConfig(train_paragraphs=40, dev_paragraphs=10))
-    directory = tmp_path_factory.mktemp("pack") / "synthetic"
-    write_pack(prepare(config, tmp_path_factory.mktemp("cache")), directory, config)
-    return directory
 
 
 def _session(pack_dir, tmp_path, only_torch_and_numpy, seconds: int, **settings: str) -> subprocess.CompletedProcess:
