@@ -1,9 +1,9 @@
 """The README's figures, written from the committed records by the report's own functions.
 
-Each block of README.md between `<!-- figures: NAME -->` and `<!-- /figures: NAME -->` is this script's output
-for the records FIGURES names: the table `bench report` writes (its compact columns), what each difference to
-the baseline shows with its 95% interval and pairs, the report's warnings of too few seeds, and for studies
-with curves the scores at each evaluation. The README then cannot state more, or other numbers, than the
+Each block of README.md or docs/model.md between `<!-- figures: NAME -->` and `<!-- /figures: NAME -->` is this
+script's output for the records FIGURES names: the table `bench report` writes (its compact columns), what each
+difference to the baseline shows with its 95% interval and pairs, the report's warnings of too few seeds, and for
+studies with curves the scores at each evaluation. The README then cannot state more, or other numbers, than the
 report of those records does.
 
     python benchmarks/readme_figures.py            # rewrite the blocks
@@ -78,35 +78,43 @@ def _pattern(name: str) -> re.Pattern:
     return re.compile(rf"(<!-- figures: {re.escape(name)} -->\n)(.*?)(<!-- /figures: {re.escape(name)} -->)", re.S)
 
 
-def rewrite(text: str) -> tuple[str, list[str]]:
-    """`text` with every block written afresh, and the names of the blocks that changed; a block missing
-    from the text is an error."""
-    changed = []
+def rewrite(text: str) -> tuple[str, list[str], list[str]]:
+    """`text` with every block it holds written afresh, the names of the blocks it holds and of those that
+    changed."""
+    found, changed = [], []
     for name, figures in FIGURES.items():
-        pattern = _pattern(name)
-        found = pattern.search(text)
-        if found is None:
-            raise SystemExit(f"README: no block <!-- figures: {name} --> ... <!-- /figures: {name} -->")
+        match = _pattern(name).search(text)
+        if match is None:
+            continue
+        found.append(name)
         fresh = block(figures)
-        if found.group(2) != fresh:
+        if match.group(2) != fresh:
             changed.append(name)
-        text = text[:found.start(2)] + fresh + text[found.end(2):]
-    return text, changed
+        text = text[:match.start(2)] + fresh + text[match.end(2):]
+    return text, found, changed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--file", type=Path, action="append", dest="files",
+                        help="a page holding figure blocks (repeatable; default: README.md and docs/model.md)")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block is stale")
     args = parser.parse_args()
-    text, changed = rewrite(args.readme.read_text(encoding="utf-8"))
+    files = args.files or [ROOT / "README.md", ROOT / "docs" / "model.md"]
+    pages = {path: rewrite(path.read_text(encoding="utf-8")) for path in files}
+    missing = set(FIGURES) - {name for _, found, _ in pages.values() for name in found}
+    if missing:
+        raise SystemExit(f"no block <!-- figures: NAME --> ... <!-- /figures: NAME --> for "
+                         f"{', '.join(sorted(missing))} in {', '.join(map(str, files))}")
+    stale = [f"{path} ({', '.join(changed)})" for path, (_, _, changed) in pages.items() if changed]
     if args.check:
-        if changed:
-            sys.exit(f"{args.readme}: stale figures ({', '.join(changed)}): run python benchmarks/readme_figures.py")
-        print(f"{args.readme}: every figure block matches its records")
+        if stale:
+            sys.exit(f"stale figures: {'; '.join(stale)}: run python benchmarks/readme_figures.py")
+        print(f"{', '.join(map(str, files))}: every figure block matches its records")
         return
-    args.readme.write_text(text, encoding="utf-8")
-    print(f"{args.readme}: rewrote {', '.join(changed) or 'nothing (all current)'}")
+    for path, (text, _, _) in pages.items():
+        path.write_text(text, encoding="utf-8")
+    print(f"rewrote {'; '.join(stale) or 'nothing (all current)'}")
 
 
 if __name__ == "__main__":

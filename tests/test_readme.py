@@ -15,7 +15,8 @@ FIGURE_BLOCK = re.compile(r"<!-- figures: (\S+) -->\n(.*?)<!-- /figures: \1 -->"
 def test_every_figure_block_is_what_the_committed_records_give():
     result = run_python("benchmarks/readme_figures.py", "--check")
     assert "every figure block matches its records" in result.stdout
-    blocks = dict(FIGURE_BLOCK.findall((ROOT / "README.md").read_text(encoding="utf-8")))
+    pages = (ROOT / "README.md", ROOT / "docs" / "model.md")
+    blocks = {name: text for page in pages for name, text in FIGURE_BLOCK.findall(page.read_text(encoding="utf-8"))}
     assert {"demo", "faithfulness", "faithfulness_relu"} <= set(blocks)
     assert all("ΔF1 [95% CI]" in text and "(n = " in text for text in blocks.values())
 
@@ -27,9 +28,11 @@ def test_a_figure_changed_by_hand_is_caught(tmp_path):
     block = FIGURE_BLOCK.search(text)
     edited = text[:block.start(2)] + block.group(2).replace("not resolved", "resolved", 1) + text[block.end(2):]
     readme.write_text(edited, encoding="utf-8")
-    result = run_python("benchmarks/readme_figures.py", "--check", "--readme", str(readme), check=False)
-    assert result.returncode == 1 and f"stale figures ({block.group(1)})" in result.stderr
-    run_python("benchmarks/readme_figures.py", "--readme", str(readme))
+    shutil.copy(ROOT / "docs" / "model.md", tmp_path / "model.md")
+    pages = ["--file", str(readme), "--file", str(tmp_path / "model.md")]
+    result = run_python("benchmarks/readme_figures.py", "--check", *pages, check=False)
+    assert result.returncode == 1 and f"stale figures: {readme} ({block.group(1)})" in result.stderr
+    run_python("benchmarks/readme_figures.py", *pages)
     assert readme.read_text(encoding="utf-8") == text
 
 
