@@ -47,7 +47,7 @@ RUNS = Path("results") / "runs"  # under the working directory, like every outpu
 RECORD_COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
                   "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters",
                   "time_bounded", "time_bounded_on", "timed_alone", "device_kind", "device", "threads", "torch",
-                  "cuda", "git_sha", "git_dirty", "id", "error"]
+                  "cuda", "git_sha", "git_dirty", "id", "error", "started", "ended", "sessions"]
 
 
 class RecordError(ValueError):
@@ -97,6 +97,9 @@ class RunRecord:
     timed_alone: bool = False  # the bench process trained no other run meanwhile
     environment: dict = field(default_factory=dict)  # bench.environment.environment
     checkpoint: str = ""
+    # when the run started and ended (UTC, ISO 8601) and its sessions: a resumed run has one per process that
+    # trained it, and its wall_seconds is their sum
+    timeline: dict | None = None
 
     def to_json(self) -> dict:
         spec, result = self.spec, dataclasses.asdict(self.result)
@@ -111,7 +114,8 @@ class RunRecord:
                 "train_examples_per_s": round(self.result.train_examples_per_s, 2),
                 "wall_seconds": round(self.wall_seconds, 2), "environment": self.environment,
                 "checkpoint": self.checkpoint, **(spec.tags or {}), "execution": self.execution,
-                "time_bounded": self.time_bounded, "restarted": self.restarted, "timed_alone": self.timed_alone}
+                "time_bounded": self.time_bounded, "restarted": self.restarted, "timed_alone": self.timed_alone,
+                "timeline": self.timeline}
 
     @classmethod
     def from_json(cls, record: dict, folder: Path) -> RunRecord:
@@ -185,6 +189,9 @@ def records_frame(study: str, root: Path = RUNS):
                    torch=environment_info.get("torch"), cuda=environment_info.get("cuda"),
                    git_sha=(environment_info.get("git") or {}).get("sha"),
                    git_dirty=(environment_info.get("git") or {}).get("dirty"))
+        timeline = record.get("timeline") or {}  # records from before it: not known
+        row.update(started=timeline.get("started"), ended=timeline.get("ended"),
+                   sessions=len(timeline.get("sessions") or []) or None)
         for section, values in record["config"].items():
             for key, value in values.items():
                 row[f"{section}.{key}"] = json.dumps(value) if isinstance(value, dict) else value

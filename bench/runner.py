@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -223,7 +224,8 @@ def as_executed(spec: RunSpec, device: str | None, threads: int | None) -> RunSp
 
 
 def _train_and_record(spec: RunSpec, context: dict, hooks: list[Hooks], restarted: str, alone: bool) -> RunRecord:
-    started = time.perf_counter()
+    started, began = time.perf_counter(), _now()
+    sessions = _earlier_sessions(spec)  # before the log's begin event drops the redone steps' events
     config, trainer = spec.config, None
     hooks = [JsonLinesLog(spec.log_path), *hooks]
     if config.train.tensorboard:
@@ -237,7 +239,8 @@ def _train_and_record(spec: RunSpec, context: dict, hooks: list[Hooks], restarte
             checkpoint.replace(checkpoint.with_name(f"{CHECKPOINT}.damaged"))
             restarted = f"{error}: set aside as {CHECKPOINT}.damaged, trained again from step 0"
             trainer = Trainer(config, prepared, spec.checkpoint_dir, hooks)
-        write_json_atomically(spec.context_path, {"execution": context, "restarted": restarted or None})
+        write_json_atomically(spec.context_path, {"execution": context, "restarted": restarted or None,
+                                                  "sessions": [*sessions, {"started": began}]})
         result = trainer.run()
     except Exception as caught:  # noqa: BLE001 - every failure becomes a recorded outcome
         status, error = _outcome(caught, config)
@@ -248,9 +251,12 @@ def _train_and_record(spec: RunSpec, context: dict, hooks: list[Hooks], restarte
     except BaseException:  # an interrupt: no record (the run resumes), but the hooks close their files
         _end_hooks(trainer, hooks, TrainResult("interrupted", trainer.step if trainer else 0, {}))
         raise
-    record = RunRecord(spec, result, time.perf_counter() - started, context, _time_bound(config, result, context),
-                       restarted or None, alone, environment(_available(config.train.device) or torch.device("cpu")),
-                       str(spec.checkpoint_dir / CHECKPOINT))
+    sessions.append({"started": began, "seconds": round(time.perf_counter() - started, 2)})
+    timeline = {"started": sessions[0]["started"], "ended": _now(), "sessions": sessions}
+    record = RunRecord(spec, result, sum(session["seconds"] or 0.0 for session in sessions), context,
+                       _time_bound(config, result, context), restarted or None, alone,
+                       environment(_available(config.train.device) or torch.device("cpu")),
+                       str(spec.checkpoint_dir / CHECKPOINT), timeline)
     try:
         write_json_atomically(spec.record_path, record.to_json())
     except OSError as error:
@@ -258,6 +264,36 @@ def _train_and_record(spec: RunSpec, context: dict, hooks: list[Hooks], restarte
                           f"written ({error.strerror or error}); its checkpoint and log are kept: run it again "
                           f"once the folder takes files") from None
     return record
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _earlier_sessions(spec: RunSpec) -> list[dict]:
+    """The sessions of a resumed run before this one: when each started and how long it ran, the last of them
+    until the last event it logged (a killed session writes no end; None where it logged none). A restarted
+    run has none: its context and log went with its progress."""
+    sessions = list((_read_json(spec.context_path) or {}).get("sessions") or [])
+    if sessions and "seconds" not in sessions[-1]:
+        began = datetime.fromisoformat(sessions[-1]["started"]).timestamp()
+        last = _last_event_time(spec.log_path)
+        sessions[-1] = {**sessions[-1], "seconds": round(last - began, 2) if last and last >= began else None}
+    return sessions
+
+
+def _last_event_time(log: Path) -> float | None:
+    """The time (seconds since the epoch) of the event log's last readable event."""
+    try:
+        lines = log.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return float(json.loads(line)["time"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def _end_hooks(trainer: Trainer | None, hooks: list[Hooks], result: TrainResult) -> None:

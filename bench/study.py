@@ -19,6 +19,8 @@ key), the seeds, a design and a budget:
     "model.hidden" = 100
     [scale.smoke.set]               # settings pinned at one scale, over that scale's own (see below)
     "train.steps" = 300
+    [labels]                        # display names in tables and plots: variant name -> its name in a paper
+    "model.hidden=100" = "hidden 100"
 
 `one-at-a-time` runs the base and changes one axis at a time away from it; `grid` runs every
 combination. Every variant's configuration is built and validated before anything runs, and
@@ -42,7 +44,7 @@ from qanet.config import ConfigError, RunConfig, apply_overrides, get_value
 
 # the top-level keys of a study file and the TOML type of each
 _KEYS = {"description": str, "preset": str, "design": str, "seeds": list, "budget": dict, "set": dict,
-         "axes": dict, "with": dict, "variants": dict, "scale": dict}
+         "axes": dict, "with": dict, "variants": dict, "scale": dict, "labels": dict}
 
 
 @dataclass
@@ -59,6 +61,7 @@ class Study:
     coupled: dict[str, dict[str, Any]] = field(default_factory=dict)
     named: dict[str, dict[str, Any]] = field(default_factory=dict)  # [variants.NAME]
     pinned: dict[str, dict[str, Any]] = field(default_factory=dict)  # scale -> its [scale.NAME.set]
+    labels: dict[str, str] = field(default_factory=dict)  # [labels]: variant name -> display name
 
     def error(self, key: str, value: Any, problem: str) -> StudyError:
         return StudyError(f"{self.path}: {key} = {value!r}: {problem}")
@@ -90,8 +93,10 @@ class Study:
         """Every (variant, seed) run at a scale with its validated configuration; `overrides` (bench run --set)
         go over each run's settings."""
         runs = []
-        for variant, settings in self.variants().items():
-            for seed in seeds if seeds is not None else self.seeds:
+        # seed-major: every variant of seed 0, then of seed 1, ...: what drifts over a study's hours (the
+        # machine's speed, a process's memory) falls on every variant alike, not on the ones that run last
+        for seed in seeds if seeds is not None else self.seeds:
+            for variant, settings in self.variants().items():
                 config = apply_overrides(self._config(settings, scale, seed), overrides).validate()
                 if config.train.seed != seed:  # two seeds would become one run, one id, one record
                     raise StudyError(f"{self.name}: train.seed = {config.train.seed} set by --set; a study's seeds "
@@ -148,6 +153,7 @@ def load_study(name: str) -> Study:
         fixed=raw.get("set", {}), axes=raw.get("axes", {}), coupled=raw.get("with", {}),
         named=raw.get("variants", {}),
         pinned={scale: table.get("set") for scale, table in raw.get("scale", {}).items()},
+        labels=raw.get("labels", {}),
     )
     _check(study)
     for scale in SCALES:
@@ -162,6 +168,9 @@ def _check_shape(path: Path, raw: dict) -> None:
         for name, settings in raw.get(section, {}).items():
             if not isinstance(settings, dict) or not settings:
                 raise StudyError(f"{path}: {section}.{name} = {settings!r}: expected a table of settings")
+    for name, label in raw.get("labels", {}).items():
+        if not isinstance(label, str) or not label.strip():
+            raise StudyError(f"{path}: labels.{name} = {label!r}: expected the variant's display name, a string")
     for scale, table in raw.get("scale", {}).items():
         if scale not in SCALES or not isinstance(table, dict) or set(table) != {"set"} or not isinstance(
                 table["set"], dict):
@@ -192,3 +201,8 @@ def _check(study: Study) -> None:
         for key in keys:
             if key in NOT_A_SETTING:  # the run id leaves them out: runs differing only here would share an id
                 raise study.error(f"{section}.{key}", keys[key], NOT_A_SETTING[key])
+    variants = study.variants()
+    for name, label in study.labels.items():
+        if name not in variants:
+            raise study.error(f"labels.{name}", label,
+                              f"names no variant of this study (variants: {', '.join(variants)})")

@@ -124,7 +124,7 @@ def test_committed_records_load_back_into_their_types_and_todays_write_the_same_
         for section, settings in written["config"].items():
             assert {key: again["config"][section][key] for key in settings} == settings
         if folder == "ablation_char_cnn-smoke":  # written by the code just before those settings
-            assert again.keys() == written.keys()
+            assert again.keys() - written.keys() == {"timeline"} and again["timeline"] is None
             assert {(section, key) for section in again["config"] for key in again["config"][section]} - {
                 (section, key) for section in written["config"] for key in written["config"][section]} == {
                 ("data", "pack"), ("train", "compile_scope")}

@@ -20,7 +20,7 @@ from tests.conftest import ROOT, TINY, TWO_BY_TWO, _run, _study
 # Measurements, placement and resume history vary between two executions of the same run; nothing else may.
 MEASURED = ("wall_seconds", "train_seconds", "eval_seconds", "compile_seconds", "train_examples_per_s",
             "peak_memory_mb", "environment", "checkpoint", "resumed_from", "execution", "time_bounded", "restarted",
-            "timed_alone", "attention_kernel", "compile_shapes", "optuna")
+            "timed_alone", "attention_kernel", "compile_shapes", "optuna", "timeline")
 
 
 def comparable(record: dict) -> dict:
@@ -128,6 +128,12 @@ def test_sigkill_then_rerun_gives_the_records_of_an_uninterrupted_run(tmp_path):
     begins = [json.loads(line)["step"] for line in log.read_text().splitlines() if '"begin"' in line]
     assert begins == [0, step]
     assert all(not r["resumed_from"] for r in read_records(tmp_path / "whole" / "tiny"))
+    # its wall time is the sum of the two processes' sessions, the killed one's until its last logged event
+    first, second = continued["timeline"]["sessions"]
+    assert first["seconds"] > 0 and second["seconds"] > 0
+    assert continued["wall_seconds"] == pytest.approx(first["seconds"] + second["seconds"], abs=0.02)
+    assert continued["timeline"]["started"] == first["started"] < second["started"] <= continued["timeline"]["ended"]
+    assert all(len(r["timeline"]["sessions"]) == 1 for r in read_records(tmp_path / "whole" / "tiny"))
 
 
 def test_dask_local_cluster_runs_the_study(tmp_path):

@@ -37,6 +37,9 @@ def test_shipped_studies_load_and_expand():
     ('[axes]\n"model.hidden" = []\n', "axes.model.hidden = []: expected a non-empty list of values"),
     ('[axes]\n"train.lr" = [0.001, 1e-3]\n', "a value is repeated"),
     ('[axes]\n"train.seed" = [1, 2]\n', "axes.train.seed = [1, 2]: a study's seeds come from its 'seeds' list"),
+    ('[axes]\n"model.hidden" = [128, 64]\n[labels]\n"model.hidden=32" = "narrow"\n',
+     "labels.model.hidden=32 = 'narrow': names no variant of this study (variants: base, model.hidden=64)"),
+    ('[axes]\n"model.hidden" = [128, 64]\n[labels]\nbase = 3\n', "labels.base = 3: expected the variant's display"),
 ])
 def test_bad_study_files_fail_before_running_with_file_key_and_value(tmp_path, text, message):
     path = _study(tmp_path, text)
@@ -44,6 +47,17 @@ def test_bad_study_files_fail_before_running_with_file_key_and_value(tmp_path, t
         load_study(path)
     assert str(caught.value).startswith(path + ": ")
     assert message in str(caught.value)
+
+
+def test_runs_go_seed_major_so_drift_over_a_study_falls_on_every_variant_alike():
+    runs = load_study("ablation_char_cnn").runs("smoke")
+    assert [(run.seed, run.variant) for run in runs] == [
+        (seed, variant) for seed in (0, 1, 2) for variant in ("base", "model.char_encoder=depthwise1d")]
+
+
+def test_display_names_come_from_the_study_files_labels(tmp_path):
+    path = _study(tmp_path, '[axes]\n"model.hidden" = [128, 64]\n[labels]\n"model.hidden=64" = "narrow"\n')
+    assert load_study(path).labels == {"model.hidden=64": "narrow"}
 
 
 def test_unknown_study_names_the_available_ones():
