@@ -47,7 +47,7 @@ RUNS = Path("results") / "runs"  # under the working directory, like every outpu
 RECORD_COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
                   "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters",
                   "time_bounded", "time_bounded_on", "timed_alone", "device_kind", "device", "threads", "torch",
-                  "cuda", "git_sha", "git_dirty", "id", "error", "started", "ended", "sessions"]
+                  "cuda", "git_sha", "git_dirty", "id", "error", "started", "ended", "sessions", "dataset_fingerprint"]
 
 
 class RecordError(ValueError):

@@ -2,14 +2,19 @@
 wall clock only where it measures the variants. Checked on the matplotlib objects of a real smoke study's
 report (a grid study: 2 variants x 3 seeds, evaluating a sample of dev every 2 steps) and of small frames."""
 
+import itertools
 import json
+import re
 import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
+from matplotlib.text import Text
 from scipy import stats
 
 from bench.cli import main as bench_main
@@ -17,6 +22,7 @@ from bench.records import CURVE_COLUMNS, read_records, records_frame
 from bench.reporting import plots
 from bench.reporting.comparability import wall_clock_comparable
 from bench.reporting.document import WALL_CLOCK_LEFT_OUT
+from bench.reporting.statistics import mean_interval
 
 STUDY = """
 description = "two encoders, three seeds"
@@ -47,9 +53,9 @@ def figures(monkeypatch):
     drawn = {}
     save = plots.save
 
-    def keep(figure, folder, name):
+    def keep(figure, folder, name, **size):
         drawn[name] = figure
-        return save(figure, folder, name)
+        return save(figure, folder, name, **size)
 
     monkeypatch.setattr(plots, "save", keep)
     return drawn
@@ -108,7 +114,7 @@ def test_scores_join_each_seeds_runs_across_variants_and_say_n_and_the_test(pair
             assert np.diff(x) == pytest.approx([1.0])  # the same offset in each column: no jitter, no crossing
             expected = [runs[(runs["variant"] == v) & (runs["seed"] == seed)][metric].item() for v in VARIANTS]
             assert list(y) == pytest.approx(expected)  # in the variants' order
-    title = figure._suptitle.get_text()
+    title = " ".join(figure.get_suptitle().split())  # wrapped to the figure's width
     assert "n = 3 seeds" in title and "95% t interval" in title and "lines join one seed's runs" in title
 
 
@@ -118,7 +124,8 @@ def test_the_forest_of_paired_differences_comes_first_in_any_design(paired_recor
     assert images == ["![forest](forest.png)", "![scores](scores.png)", "![curves](curves.png)",
                       "![cost](cost.png)"]
     ax = figures["forest"].axes[0]
-    assert "paired t, n = 3 pairs" in ax.get_title() and "95% interval" in ax.get_xlabel()
+    assert "paired t, n = 3 pairs" in figures["forest"].get_suptitle()
+    assert "95% interval" in " ".join(ax.get_xlabel().split())  # wrapped to the axis's width
     row = pd.read_csv(out / "table.csv").set_index("variant").loc[VARIANTS[1]]
     [label] = [text.get_text() for text in ax.get_yticklabels()]
     low, high = (f"{value:+.1f}".replace("-", "−") for value in (row["f1_diff_low"], row["f1_diff_high"]))
@@ -135,7 +142,7 @@ def test_the_forest_names_each_rows_test_where_the_rows_differ(tmp_path, figures
     ax = figures["forest"].axes[0]
     assert [text.get_text() for text in ax.get_yticklabels()] == [
         "b: +1.5 [+0.2, +2.8] (paired t, n = 3 pairs)", "c: −0.4 [−3.1, +2.3] (Welch t, 1 vs 3 runs)"]
-    assert "n =" not in ax.get_title()
+    assert "n =" not in figures["forest"].get_suptitle()
 
 
 def test_curves_are_the_ok_runs_mean_with_a_t_interval_band(paired_records, tmp_path, figures):
@@ -179,24 +186,23 @@ def _curve_frame(values: dict[tuple[str, int], list[float]], steps: list[int]) -
                          for step, value in zip(steps, scores, strict=False)], columns=CURVE_COLUMNS)
 
 
-def test_each_variant_has_a_colour_blind_safe_colour_and_its_own_line_style(tmp_path, figures):
-    names = ["a", "b", "c", "d"]
+def test_up_to_three_variants_share_a_panel_each_with_its_colour_and_line_style(tmp_path, figures):
+    names = ["a", "b", "c"]
     curve = _curve_frame({(name, seed): [10 + i, 20 + seed] for i, name in enumerate(names) for seed in (0, 1)},
                          [5, 10])
     palette = plots.colours(names)
-    plots.curves(curve, dict(zip(names, names, strict=True)), palette, tmp_path, wall_clock=True)
-    for ax in figures["curves"].axes:
+    plots.curves(curve, dict(zip(names, names, strict=True)), palette, tmp_path, wall_clock=True, baseline="a")
+    for ax in figures["curves"].axes:  # over steps and over time
         lines = [_curve_line(ax, name) for name in names]
-        assert len({str(line.get_linestyle()) for line in lines}) == 4
-        assert [to_rgb(line.get_color()) for line in lines] == [to_rgb(c) for c in plots.pyplot()[1].color_palette(
-            "colorblind", 4)]
+        assert len({str(line.get_linestyle()) for line in lines}) == 3
+        assert [to_rgb(line.get_color()) for line in lines] == [to_rgb(c) for c in plots.OKABE_ITO[:3]]
 
 
 def test_no_band_where_fewer_than_two_seeds_reached_a_step(tmp_path, figures):
     curve = _curve_frame({("a", 0): [10, 20, 30], ("a", 1): [12, 22]}, [5, 10, 15])  # seed 1 ended at step 10
     curve.loc[(curve["seed"] == 1) & (curve["step"] == 10), "total"] = 100
     palette = plots.colours(["a"])
-    plots.curves(curve, {"a": "a"}, palette, tmp_path, wall_clock=False)
+    plots.curves(curve, {"a": "a"}, palette, tmp_path, wall_clock=False, baseline="a")
     ax = figures["curves"].axes[0]
     assert _band_extent(ax, palette["a"], 10) == pytest.approx(stats.t.interval(0.95, 1, loc=21, scale=1))
     assert _band_extent(ax, palette["a"], 15) is None
@@ -225,3 +231,203 @@ def test_a_time_bounded_run_counts_as_timed():
                          "timed_alone": [False, True], "time_bounded": [True, False]})
     assert wall_clock_comparable(runs)
     assert not wall_clock_comparable(runs.assign(time_bounded=False))
+
+
+# The faithfulness study's variants: five, with names as long as a study's get.
+FIVE = {"base": "base configuration", "conv": "conv_activation = none", "dropout": "dropout_placement = outputs",
+        "vocabulary": "vocabulary = train", "before": "before the fixes"}
+STEPS = [500, 1000, 1500, 2000, 2500, 3000]
+
+
+@pytest.fixture(scope="module")
+def five_variants():
+    """A made-up study of FIVE x 3 seeds ("base" its baseline), with seed noise: its summary, runs and curves."""
+    rng = np.random.default_rng(0)
+    runs = pd.DataFrame([{"variant": variant, "seed": seed, "status": "ok", "exact": 18 + 0.3 * i + rng.normal(0, 0.3),
+                          "f1": 27 + 0.4 * i + rng.normal(0, 0.3), "wall_seconds": 3000 + 100 * i + rng.normal(0, 50),
+                          "peak_memory_mb": 900.0 + 50 * i} for i, variant in enumerate(FIVE) for seed in (0, 1, 2)])
+    f1 = runs.pivot(index="seed", columns="variant", values="f1")
+    rows = []
+    for variant, label in FIVE.items():
+        row = {"variant": variant, "label": label, "baseline": variant == "base", "ok": 3, "diff_n": 3,
+               "diff_runs": "3 vs 3"}
+        for metric in ("exact", "f1"):
+            interval = mean_interval(runs[runs["variant"] == variant][metric])
+            row |= {f"{metric}_mean": interval.mean, f"{metric}_low": interval.low, f"{metric}_high": interval.high}
+        difference = mean_interval(f1[variant] - f1["base"]) if variant != "base" else mean_interval([])
+        rows.append(row | {"f1_diff": difference.mean, "f1_diff_low": difference.low, "f1_diff_high": difference.high})
+    curve = _curve_frame({(variant, seed): [8 + 4 * k + 0.5 * i + rng.normal(0, 0.5) for k in range(len(STEPS))]
+                          for i, variant in enumerate(FIVE) for seed in (0, 1, 2)}, STEPS)
+    return pd.DataFrame(rows), runs, curve
+
+
+def _draw_every_plot(study, folder: Path, size: plots.FigureSize) -> list[Path]:
+    """forest, scores, curves (small multiples: more than three variants) and cost, time and memory panels."""
+    summary, runs, curve = study
+    palette = plots.colours(list(FIVE.values()))
+    return (plots.forest(summary, FIVE["base"], palette, folder, size=size)
+            + plots.scores(summary, runs, palette, folder, size=size)
+            + plots.curves(curve, FIVE, palette, folder, True, baseline="base", size=size)
+            + plots.cost(runs, FIVE, palette, folder, True, True, size=size))
+
+
+def test_pdfs_embed_truetype_fonts_only_and_the_same_records_give_the_same_bytes(five_variants, tmp_path):
+    """Many venues reject Type 3 fonts (matplotlib's default). matplotlib writes each font dictionary as a plain
+    object (only streams are compressed): a Type 42 font is a /Type0 font over a /CIDFontType2 with its glyphs
+    in a /FontFile2 (TrueType) stream."""
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first, second = _draw_every_plot(five_variants, tmp_path / "a", plots.DOUBLE_COLUMN), \
+        _draw_every_plot(five_variants, tmp_path / "b", plots.DOUBLE_COLUMN)
+    pdfs = [path for path in first if path.suffix == ".pdf"]
+    assert [path.stem for path in pdfs] == ["forest", "scores", "curves", "cost"]
+    for path in pdfs:
+        pdf = path.read_bytes()
+        subtypes = set(re.findall(rb"/Subtype /(\w+)", pdf))
+        assert b"Type3" not in subtypes and {b"Type0", b"CIDFontType2"} <= subtypes and b"/FontFile2" in pdf, path
+    for one, other in zip(first, second, strict=True):
+        assert one.read_bytes() == other.read_bytes(), one.name
+
+
+def _outline(label: Text, renderer) -> np.ndarray:
+    """The corners of a label's box on the canvas, turned as the label is: a slanted label turns about its
+    alignment point (rotation_mode "anchor", as the scores' names do)."""
+    turned = label.get_rotation()
+    label.set_rotation(0)
+    box = label.get_window_extent(renderer)
+    label.set_rotation(turned)
+    corners = np.array([[box.x0, box.y0], [box.x1, box.y0], [box.x1, box.y1], [box.x0, box.y1]])
+    if not turned:
+        return corners
+    assert label.get_rotation_mode() == "anchor"
+    pivot = np.array([{"left": box.x0, "center": (box.x0 + box.x1) / 2, "right": box.x1}[label.get_ha()],
+                      {"bottom": box.y0, "center": (box.y0 + box.y1) / 2, "top": box.y1}[label.get_va()]])
+    angle = np.radians(turned)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return (corners - pivot) @ rotation.T + pivot
+
+
+def _overlap(one: np.ndarray, other: np.ndarray) -> bool:
+    """Whether two convex outlines overlap: no edge's normal separates their projections."""
+    for outline in (one, other):
+        for start, end in zip(outline, np.roll(outline, -1, axis=0), strict=True):
+            normal = np.array([start[1] - end[1], end[0] - start[0]])
+            if (one @ normal).max() <= (other @ normal).min() or (other @ normal).max() <= (one @ normal).min():
+                return False
+    return True
+
+
+def _overlapping(labels: list[Text], renderer) -> list[tuple[str, str]]:
+    shown = [(label.get_text(), _outline(label, renderer)) for label in labels
+             if label.get_visible() and label.get_text()]
+    return [(a, b) for (a, one), (b, other) in itertools.combinations(shown, 2) if _overlap(one, other)]
+
+
+def _assert_readable(figure) -> None:
+    """No text under 7 pt printed, no tick labels running into each other."""
+    canvas = FigureCanvasAgg(figure)  # saved, the figure was closed: laid out again as it was for saving
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    assert min(text.get_fontsize() for text in figure.findobj(Text) if text.get_text()) >= 7
+    for ax in figure.axes:
+        assert not _overlapping(ax.get_xticklabels(), renderer), ax.get_title()
+        assert not _overlapping(ax.get_yticklabels(), renderer), ax.get_title()
+
+
+def _png_width(path: Path) -> int:
+    return struct.unpack(">I", path.read_bytes()[16:20])[0]  # the IHDR chunk's width, in pixels
+
+
+@pytest.mark.parametrize("size", [plots.SINGLE_COLUMN, plots.DOUBLE_COLUMN], ids=["column", "page"])
+def test_every_plot_prints_at_its_width_with_text_a_reader_can_read(five_variants, tmp_path, figures, size):
+    """Printed at the width asked: the layout keeps the text within it (the tight bounding box would widen a
+    figure whose text stuck out), the PNG at the size's dpi; and readable there (`_assert_readable`)."""
+    written = _draw_every_plot(five_variants, tmp_path, size)
+    for name in ("forest", "scores", "curves", "cost"):
+        _assert_readable(figures[name])
+    three = five_variants[2][five_variants[2]["variant"].isin(list(FIVE)[:3])]  # one panel, and one over time
+    (tmp_path / "three").mkdir()
+    written += plots.curves(three, FIVE, plots.colours(list(FIVE.values())), tmp_path / "three", True,
+                            baseline="base", size=size)
+    _assert_readable(figures["curves"])
+    for png in (path for path in written if path.suffix == ".png"):
+        assert size.width - 0.2 <= _png_width(png) / size.dpi <= size.width + 0.05, png
+
+
+def test_more_than_three_variants_get_a_panel_each_against_the_same_grey_baseline(five_variants, tmp_path,
+                                                                                  figures):
+    """One panel would merge five bands into one; each panel: the variant (titled) and the baseline, sharing both
+    axes, over steps only (where the clocks compare, the cost plot has time)."""
+    plots.curves(five_variants[2], FIVE, plots.colours(list(FIVE.values())), tmp_path, True, baseline="base")
+    figure = figures["curves"]
+    others = [label for variant, label in FIVE.items() if variant != "base"]
+    assert [" ".join(ax.get_title().split()) for ax in figure.axes] == others
+    baselines = [_curve_line(ax, FIVE["base"]) for ax in figure.axes]
+    assert all(to_rgb(line.get_color()) == to_rgb(baselines[0].get_color()) for line in baselines)
+    assert np.ptp(to_rgb(baselines[0].get_color())) == 0  # a grey: no variant's colour
+    assert all(np.array_equal(line.get_ydata(), baselines[0].get_ydata()) for line in baselines)
+    for ax, label in zip(figure.axes, others, strict=True):
+        assert to_rgb(_curve_line(ax, label).get_color()) == plots.colours(list(FIVE.values()))[label]
+        assert ax.get_shared_x_axes().joined(ax, figure.axes[0]) and ax.get_shared_y_axes().joined(ax, figure.axes[0])
+        assert ax.get_xlabel() in ("training step", "")
+    [legend] = figure.legends
+    assert FIVE["base"] in {text.get_text() for text in legend.get_texts()}
+
+
+# Machado, Oliveira and Fernandes (2009): how linear sRGB looks with each complete dichromacy (severity 1).
+VISIONS = {"normal": np.eye(3),
+           "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+                          [-0.003882, -0.048116, 1.051998]],
+           "deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                            [-0.011820, 0.042940, 0.968881]],
+           "tritanopia": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602],
+                          [0.004733, 0.691367, 0.303900]]}
+# CIELAB ΔE (1976) that two thin lines' colours keep at least, with each vision: seaborn's "colorblind" orange
+# (#DE8F05) and vermillion (#D55E00), which a reader mixed up, are 12.6 apart with deuteranopia.
+DISTINCT = 15
+
+
+def _lab(linear: np.ndarray) -> np.ndarray:
+    """CIELAB (D65 white) of a linear sRGB colour."""
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ linear
+    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def _distance(one, other, vision: str) -> float:
+    def seen(colour):
+        encoded = np.array(to_rgb(colour))
+        linear = np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+        return _lab(np.clip(np.asarray(VISIONS[vision]) @ linear, 0, 1))
+
+    return float(np.linalg.norm(seen(one) - seen(other)))
+
+
+def test_the_first_eight_colours_stay_apart_with_each_common_colour_vision_deficiency():
+    assert min(_distance("#DE8F05", "#D55E00", vision) for vision in VISIONS) < DISTINCT  # the threshold tells
+    palette = plots.colours([f"v{i}" for i in range(8)])
+    assert list(palette.values())[:5] == list(plots.colours([f"v{i}" for i in range(5)]).values())  # its order
+    for (one, other), vision in itertools.product(itertools.combinations(palette.values(), 2), VISIONS):
+        assert _distance(one, other, vision) >= DISTINCT, (one, other, vision)
+    assert len(set(plots.colours([f"v{i}" for i in range(9)]).values())) == 9  # beyond eight: husl's hues
+
+
+def test_each_forest_label_says_the_difference_its_point_sits_at(tmp_path, figures):
+    """Within rounding at the decimals it shows, and never 0 for a nonzero difference: +0.29 with an interval
+    of [−6, +6] reads +0.3, not 0 (the interval's decimals alone would round it away)."""
+    summary = pd.DataFrame({
+        "variant": ["a", "b", "c"], "label": ["a", "b", "c"], "baseline": [True, False, False],
+        "f1_diff": [np.nan, 0.29, -1.46], "f1_diff_low": [np.nan, -6.0, -2.8], "f1_diff_high": [np.nan, 6.0, -0.2],
+        "diff_method": [None, "paired t", "paired t"], "diff_n": [np.nan, 3, 3],
+        "diff_runs": [None, "3 vs 3", "3 vs 3"]})
+    plots.forest(summary, "a", plots.colours(["a", "b", "c"]), tmp_path)
+    ax = figures["forest"].axes[0]
+    points = {y: x for line in ax.get_lines() if line.get_marker() == "o"  # the errorbars' points
+              for x, y in zip(*line.get_data(), strict=True)}
+    labels = ax.get_yticklabels()
+    assert len(labels) == len(points) == 2
+    for position, label in zip(ax.get_yticks(), labels, strict=True):
+        number = re.search(r": ([+−]?\d+(?:\.(\d+))?)", label.get_text())
+        shown, places = float(number[1].replace("−", "-")), len(number[2] or "")
+        point = points[position]
+        assert abs(shown - point) <= 0.5 * 10 ** -places + 1e-9 and np.sign(shown) == np.sign(point), label

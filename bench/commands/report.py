@@ -4,15 +4,17 @@ search's trials as its report. The reports themselves are bench.reporting's, imp
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.records import RUNS
-from bench.reporting.contents import COMPACT, FORMATS, METHOD, TABLE_COLUMNS
+from bench.commands.common import positive_int
+from bench.records import RUNS, RecordError
+from bench.reporting.contents import COMPACT, CORRECTIONS, FORMATS, FULL, METHOD, TABLE_COLUMNS
 from bench.study_files import SCALES, StudyError, available, is_search
 
 if TYPE_CHECKING:  # for annotations only: bench.reporting loads pandas, the command imports it when it runs
-    from bench.reporting.document import Report
+    from bench.reporting.document import Report, ReportOptions
 
 REPORTS = Path("results") / "reports"
 
@@ -22,13 +24,15 @@ def register(commands) -> None:
         "report", help="a study's records as a table, plots and report.md for a paper",
         description="Read a study's records and write, under OUT/STUDY/: the table (Markdown, LaTeX with booktabs, "
                     "CSV, HTML), plots (PNG and PDF: a forest plot of each variant's difference to the baseline, "
-                    "scores, curves, cost; time panels only for runs timed alone or time-bounded) and report.md. "
-                    + METHOD,
+                    "scores, curves, cost; time panels only for runs timed alone or time-bounded), runs.csv (one row "
+                    "per run) and report.md: what ran, the table, the differences, the environment, how to "
+                    "reproduce it and what to cite. " + METHOD,
     )
     report.add_argument("studies", nargs="*", metavar="STUDY",
-                        help="study names or .toml paths; several make one combined table of those that share "
-                             "a baseline configuration")
-    report.add_argument("--all", action="store_true", help="every study that has records")
+                        help="study names or .toml paths; several make one combined table (OUT/combined/), each "
+                             "row under the baseline its study trained")
+    report.add_argument("--all", action="store_true",
+                        help="every study that has records (at --scale: the others are named and skipped)")
     report.add_argument("--scale", choices=SCALES, help="the records of this scale (needed where a study has "
                                                         "records at several)")
     report.add_argument("--baseline", help="the variant differences are taken to (default: the base of a "
@@ -37,12 +41,22 @@ def register(commands) -> None:
                         help=f"comma-separated, from {','.join(FORMATS)} (default: all)")
     report.add_argument("--columns", type=_columns, default=COMPACT,
                         help=f"the LaTeX table's columns, comma-separated, from {','.join(TABLE_COLUMNS)} (default: "
-                             f"{','.join(COMPACT)}; Markdown and HTML hold all but n, CSV every number)")
+                             f"{','.join(COMPACT)}; Markdown and HTML hold all but n and study, CSV every number)")
     report.add_argument("--records", type=Path, default=RUNS,
                         help="records root (default: results/runs), or one study's folder of records by another "
                              "name (results/reference/faithfulness-cpu)")
     report.add_argument("--out", type=Path, default=REPORTS, help="reports root (default: results/reports)")
     report.add_argument("--storage", help="for an Optuna search: its storage URL (default: as bench search's)")
+    report.add_argument("--correction", choices=CORRECTIONS, default="holm",
+                        help="for multiple comparisons: holm (default: Holm over each table's comparisons of a "
+                             "metric; the words, bold and marks follow it) or none")
+    report.add_argument("--labels", type=_labels, default={}, metavar="VARIANT=NAME,...",
+                        help="display names for tables and plots, e.g. 'model.hidden=100=hidden 100' (a variant's "
+                             "name or label, '=', its name in the paper; comma-separated; over a study file's "
+                             "[labels])")
+    report.add_argument("--figure-width", type=_inches, default=6.9, metavar="INCHES",
+                        help="figure width (default 6.9: a two-column paper's text width; 3.3 for one column)")
+    report.add_argument("--dpi", type=positive_int, default=300, help="PNG resolution (default: 300)")
     report.add_argument("--mixed-hardware", action="store_true",
                         help="compare time-bounded runs (train.minutes) made on different hardware models")
     report.set_defaults(handler=run_report)
@@ -67,18 +81,45 @@ def _columns(text: str) -> tuple[str, ...]:
     return chosen
 
 
+def _labels(text: str) -> dict[str, str]:
+    """`a=b,c=d` -> {a: b, c: d}; a name may hold "=" (variant names do): the last "=" parts name from label."""
+    pairs = [item.rpartition("=") for item in text.split(",")]
+    if any(not key.strip() or not name.strip() for key, _, name in pairs):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected VARIANT=NAME pairs, comma-separated")
+    return {key.strip(): name.strip() for key, _, name in pairs}
+
+
+def _inches(text: str) -> float:
+    try:
+        width = float(text)
+    except ValueError:
+        width = 0.0
+    if not 1.0 <= width <= 20.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a width in inches, from 1 to 20 (3.3: one column, 6.9: two)")
+    return width
+
+
 def run_report(args: argparse.Namespace) -> None:
     names = args.studies or []
     if args.all:
         names = [name for name in available() if (args.records / name).is_dir()]
     if not names:
         raise StudyError("name a study (or several, or --all)")
-    searches = [name for name in names if is_search(name)]
-    for name in searches:
-        _report_search(name, args)
-    reports = [_report_study(name, args) for name in names if name not in searches]
+    reports, skipped = [], []
+    for name in names:
+        try:
+            if is_search(name):
+                _report_search(name, args)
+            else:
+                reports.append(_report_study(name, args))
+        except (RecordError, StudyError) as error:
+            if not args.all:
+                raise
+            skipped.append(f"skipped {name}: {error}")
     if len(reports) > 1:
         _report_combined(reports, args)
+    for line in skipped:
+        print(line)
 
 
 def _report_search(name: str, args: argparse.Namespace) -> None:
@@ -99,8 +140,7 @@ def _report_study(name: str, args: argparse.Namespace) -> Report:
     from bench.reporting.tables import to_markdown
     from bench.study import load_study
 
-    report = write_report(load_study(name), args.records, args.out, scale=args.scale, baseline=args.baseline,
-                          formats=args.format, columns=args.columns, compare_mixed_hardware=args.mixed_hardware)
+    report = write_report(load_study(name), args.records, args.out, _options(args, [name]))
     print(f"{report.study.name} ({report.scale}), baseline {report.baseline_label}:")
     print(to_markdown(report.summary))
     for warning in report.warnings:
@@ -109,18 +149,39 @@ def _report_study(name: str, args: argparse.Namespace) -> Report:
     return report
 
 
+def _options(args: argparse.Namespace, names: list[str]) -> ReportOptions:
+    """The report's options, with the command that writes it again (for its reproduce lines)."""
+    from bench.reporting.document import ReportOptions
+    from bench.reporting.plots import FigureSize
+
+    return ReportOptions(scale=args.scale, baseline=args.baseline, formats=args.format, columns=args.columns,
+                         compare_mixed_hardware=args.mixed_hardware, correction=args.correction,
+                         labels=args.labels, size=FigureSize(args.figure_width, args.dpi),
+                         command=_command(args, names))
+
+
+def _command(args: argparse.Namespace, names: list[str]) -> str:
+    """`python -m bench report NAMES` with the options that change what is written (not --out, --format)."""
+    words = ["python", "-m", "bench", "report", *names]
+    for flag, value, default in (("--scale", args.scale, None), ("--records", args.records, RUNS),
+                                 ("--baseline", args.baseline, None), ("--correction", args.correction, "holm")):
+        if value != default:
+            words += [flag, str(value)]
+    if args.labels:
+        words += ["--labels", ",".join(f"{key}={name}" for key, name in args.labels.items())]
+    if args.mixed_hardware:
+        words.append("--mixed-hardware")
+    return shlex.join(words)
+
+
 def _report_combined(reports: list[Report], args: argparse.Namespace) -> None:
-    """One table of the studies whose baselines are one configuration; the others are said to be left out."""
-    from bench.reporting.document import shared_baseline, study_names, write_combined
+    """One table of the studies, each row under the baseline its study trained."""
+    from bench.reporting.document import baseline_groups, how_baselines_differ, study_names, write_combined
     from bench.reporting.tables import to_markdown
 
-    shared = shared_baseline(reports)
-    for report in reports:
-        if report not in shared:
-            print(f"{report.study.name}: its baseline is another configuration; left out of the combined table")
-    if len(shared) < 2:
-        return
-    combined, written = write_combined(shared, args.out, args.format, args.columns)
-    print(f"combined ({study_names(shared)}):")
-    print(to_markdown(combined))
+    combined, written = write_combined(reports, args.out, _options(args, [report.study.name for report in reports]))
+    print(f"combined ({study_names(reports)}):")
+    print(to_markdown(combined, ("study", *FULL)))
+    for line in how_baselines_differ(baseline_groups(reports)):
+        print(f"note: {line}")
     print(f"wrote {', '.join(str(path) for path in written)}")

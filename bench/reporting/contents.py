@@ -6,6 +6,7 @@ from __future__ import annotations
 
 # column -> (header, header in LaTeX)
 HEADERS = {
+    "study": ("study", "study"),  # filled in a table of several studies only
     "label": ("variant", "variant"),
     "runs": ("seeds", "seeds"),
     "n": ("n", "$n$"),
@@ -17,17 +18,21 @@ HEADERS = {
     "f1_diff": ("ΔF1 [95% CI]", r"$\Delta$F1 [95\% CI]"),
     "train_examples_per_s": ("train ex/s", "train ex/s"),
     "wall_minutes": ("wall min", "wall min"),
-    "peak_memory_mb": ("peak MB", "peak MB"),
+    "peak_memory_mb": ("peak MiB", "peak MiB"),  # the records' peak_memory_mb is in mebibytes
     "parameters": ("parameters", "parameters"),
     "steps": ("steps", "steps"),
 }
 TABLE_COLUMNS = tuple(HEADERS)
-FULL = tuple(column for column in HEADERS if column != "n")
+FULL = tuple(column for column in HEADERS if column not in ("study", "n"))  # the seeds column says n and more
 COMPACT = ("label", "n", "exact", "f1", "f1_diff")  # what a paper's table needs; --columns for more
 FORMATS = ("md", "latex", "csv", "html")
+CORRECTIONS = ("holm", "none")  # for multiple comparisons: Holm-Bonferroni, or none (bench.reporting.statistics)
 METHOD = ("EM and F1: mean ± sd over the ok seeds, 95% CI from Student's t. ΔEM, ΔF1: the difference to the "
-          "baseline with its 95% CI, paired by seed (t on the per-seed differences) over the n seeds both have ok "
-          "runs for, where there are at least two, Welch's t otherwise. Bold: better than every other row, with "
-          "every paired 95% interval excluding 0 (cost columns only for runs timed alone or time-bounded). "
-          "Decimals follow the uncertainty: the sd beside a mean, the half-width of an interval. Failed, "
+          "baseline with its 95% CI, paired by seed (t on the per-seed differences) where both have ok runs for "
+          "at least two seeds, Welch's t otherwise; the pairs are given only where fewer than the row's seeds. "
+          "* marks a difference resolved: its p-value below 0.05 after Holm's correction over the table's "
+          "comparisons of that metric; an unmarked difference is not resolved, though its interval may exclude 0. "
+          "Bold: better than every other row, each paired difference resolved after Holm's correction over those "
+          "comparisons (cost columns only for runs timed alone or time-bounded). With --correction none neither "
+          "is corrected. Each column shows one number of decimals, the finest its uncertainties need. Failed, "
           "out-of-memory and diverged runs are counted in the seeds column, never averaged.")

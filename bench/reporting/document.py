@@ -1,7 +1,8 @@
-"""A study's whole report, report.md and report.html: its tables, its plots (the differences to the baseline
-first: they are the study's answer), what its records could mislead about (mixed code, devices or hardware, a
-shared machine's clock, too few seeds) and the environment they were made in; and the one table of several
-studies that share a baseline configuration. Written from the records alone: the same records give the same
+"""A study's whole report, report.md and report.html: what ran, its tables, its plots (the differences to the
+baseline first: they are the study's answer), what its records could mislead about (mixed code, devices or
+hardware, a shared machine's clock, run order, resumed runs, too few seeds), the environment they were made in,
+how to make them again and what to cite; runs.csv, one row per run; and the one table of several studies, each
+row under the baseline its study trained. Written from the records alone: the same records give the same
 bytes."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import base64
 import html
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -18,11 +19,13 @@ import pandas as pd
 from bench.records import RecordError, curves_frame, records_frame
 from bench.reporting import plots
 from bench.reporting.comparability import memory_per_run, mixed_hardware, wall_clock_comparable
-from bench.reporting.contents import COMPACT, FORMATS, METHOD
+from bench.reporting.contents import COMPACT, FORMATS, FULL, METHOD
+from bench.reporting.plots import FigureSize
 from bench.reporting.tables import (
     base_settings,
     chosen_baseline,
     conclusions,
+    corrected,
     seed_warnings,
     summarise,
     to_csv,
@@ -31,12 +34,38 @@ from bench.reporting.tables import (
     to_markdown,
     variant_labels,
 )
+from bench.reporting.what_ran import (
+    citations,
+    cost_warnings,
+    overrides,
+    reproduce,
+    runs_csv,
+    scores_on,
+    trained_as,
+    unreliable_wall_times,
+    what_ran,
+)
 from bench.study import Study, distinct_runs
 
 MEMORY_LEFT_OUT = ("peak memory on a CPU is the process's peak RSS so far, so a run after others in one process "
                    "reports the largest of them: not compared between variants (no bold, not plotted)")
 WALL_CLOCK_LEFT_OUT = ("wall clock on a shared machine: some ok runs were trained beside others and had no time "
                        "budget, so their times are not plotted and no cost column is bold")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """How `bench report` was asked to report: one object from its options to every file it writes."""
+
+    scale: str | None = None
+    baseline: str | None = None  # a variant's name or label; None: the study's default baseline
+    formats: Sequence[str] = FORMATS
+    columns: tuple[str, ...] = COMPACT  # the LaTeX table's
+    compare_mixed_hardware: bool = False
+    correction: str = "holm"  # over each table's comparisons of a metric, or "none"
+    labels: dict[str, str] = field(default_factory=dict)  # --labels: a variant's name or label -> display name
+    size: FigureSize = FigureSize()
+    command: str = ""  # the report's own command, for its reproduce lines
 
 
 @dataclass(eq=False)  # told apart by identity: a summary (a DataFrame) has no truth value to compare by
@@ -50,34 +79,45 @@ class Report:
     summary: pd.DataFrame
     warnings: list[str]
     folder: Path
-    written: list[Path]  # beside report.md: the tables, report.html, then the plots
+    written: list[Path]  # beside report.md: the tables, runs.csv, report.html, then the plots
+    records: Path
+    frame: pd.DataFrame  # the records at `scale`
+    ran: list[str]  # what ran (`what_ran`)
+    again: list[str]  # how to make it again (`reproduce`)
 
 
-def write_report(study: Study, records: Path, out: Path, *, scale: str | None = None, baseline: str | None = None,
-                 formats: Sequence[str] = FORMATS, columns: tuple[str, ...] = COMPACT,
-                 compare_mixed_hardware: bool = False) -> Report:
-    """Write one study's report under out/STUDY/ from its records under `records`: its tables in `formats`
-    (the LaTeX table's `columns`), its plots, report.md, and report.html where html is among the formats."""
-    frame, scale, mixed = _records_at_scale(study, records, scale, compare_mixed_hardware)
-    labels = variant_labels(study, scale)
-    baseline = chosen_baseline(study, labels, baseline)
-    summary = summarise(frame, study, baseline, scale)
+def write_report(study: Study, records: Path, out: Path, options: ReportOptions = ReportOptions()) -> Report:
+    """Write one study's report under out/STUDY/ from its records under `records`: its tables in the formats
+    asked for, runs.csv with the CSV, its plots, report.md, and report.html where html is among the formats."""
+    frame, scale, mixed = _records_at_scale(study, records, options.scale, options.compare_mixed_hardware)
+    labels = variant_labels(study, scale, options.labels)
+    baseline = chosen_baseline(study, labels, options.baseline)
+    timed = frame.assign(wall_seconds=frame["wall_seconds"].mask(unreliable_wall_times(frame)))
+    summary = summarise(timed, study, baseline, scale, labels=labels, correction=options.correction)
+    found = overrides(study, scale, records)
+    ran = what_ran(frame, study, scale, found, baseline, labels)
+    again = reproduce([study.name], frame, scale, found, options.command or f"python -m bench report {study.name}")
     folder = out / study.name
     folder.mkdir(parents=True, exist_ok=True)
-    caption = f"{study.name} ({scale}): {study.description}"
-    written = _write_tables(summary, caption, f"tab:{study.name}", folder, formats, columns)
-    wall_clock = wall_clock_comparable(frame)
+    caption = f"{_about(study, scale).rstrip('. ')}. {scores_on(frame)}"
+    written = _write_tables(summary, caption, f"tab:{study.name}", folder, options, ran + again)
+    if "csv" in options.formats:
+        (folder / "runs.csv").write_text(runs_csv(frame, labels, found), encoding="utf-8")
+        written.append(folder / "runs.csv")
+    wall_clock = wall_clock_comparable(timed)
     curves = curves_frame(study.name, records)
-    figures = _plots(summary, frame, curves[curves["scale"] == scale], labels, labels[baseline], wall_clock, folder)
-    warnings = _same_runs(study, scale) + _warnings(frame, summary, mixed, wall_clock)
-    about, pngs = _about(study, scale), [path for path in figures if path.suffix == ".png"]
-    (folder / "report.md").write_text(_report_markdown(study.name, scale, about, summary, warnings, frame, pngs),
-                                      encoding="utf-8")
-    if "html" in formats:
-        (folder / "report.html").write_text(_report_html(study.name, scale, about, summary, warnings, frame, pngs),
-                                            encoding="utf-8")
-        written.append(folder / "report.html")
-    return Report(study, scale, baseline, labels[baseline], summary, warnings, folder, written + figures)
+    figures = _plots(summary, timed, curves[curves["scale"] == scale], labels, baseline, wall_clock, folder,
+                     options.size)
+    warnings = (_same_runs(study, scale) + _warnings(frame, summary, mixed, wall_clock)
+                + cost_warnings(frame, labels))
+    report = Report(study, scale, baseline, labels[baseline], summary, warnings, folder, written + figures, records,
+                    frame, ran, again)
+    pngs = [path for path in figures if path.suffix == ".png"]
+    (folder / "report.md").write_text(_report_markdown(report, pngs), encoding="utf-8")
+    if "html" in options.formats:
+        (folder / "report.html").write_text(_report_html(report, pngs), encoding="utf-8")
+        report.written.insert(len(written), folder / "report.html")
+    return report
 
 
 def _records_at_scale(study: Study, records: Path, asked: str | None,
@@ -107,16 +147,16 @@ def _scale(study: Study, frame: pd.DataFrame, asked: str | None, records: Path) 
 
 
 def _plots(summary: pd.DataFrame, frame: pd.DataFrame, curves: pd.DataFrame, labels: dict[str, str],
-           baseline_label: str, wall_clock: bool, folder: Path) -> list[Path]:
+           baseline: str, wall_clock: bool, folder: Path, size: FigureSize) -> list[Path]:
     """The report's figures in the order report.md shows them: the differences first, they are the study's
     answer."""
     palette = plots.colours(list(summary["label"]))
     figures = []
     if "f1_diff" in summary and summary["f1_diff"].notna().any():
-        figures += plots.forest(summary, baseline_label, palette, folder)
-    figures += plots.scores(summary, frame, palette, folder)
-    figures += plots.curves(curves, labels, palette, folder, wall_clock)
-    figures += plots.cost(frame, labels, palette, folder, wall_clock, memory_per_run(frame))
+        figures += plots.forest(summary, labels[baseline], palette, folder, size=size)
+    figures += plots.scores(summary, frame, palette, folder, size=size)
+    figures += plots.curves(curves, labels, palette, folder, wall_clock, baseline=baseline, size=size)
+    figures += plots.cost(frame, labels, palette, folder, wall_clock, memory_per_run(frame), size=size)
     return figures
 
 
@@ -134,13 +174,14 @@ def _about(study: Study, scale: str) -> str:
     return study.description
 
 
-def _write_tables(summary: pd.DataFrame, caption: str, label: str, out: Path, formats: Sequence[str],
-                  columns: tuple[str, ...]) -> list[Path]:
+def _write_tables(summary: pd.DataFrame, caption: str, label: str, out: Path, options: ReportOptions,
+                  comments: list[str], columns: tuple[str, ...] | None = None) -> list[Path]:
+    """The table in each format asked for; the LaTeX one says what ran and how to make it again in comments."""
     texts = {"md": ("table.md", lambda: to_markdown(summary)),
-             "latex": ("table.tex", lambda: to_latex(summary, caption, label, columns)),
+             "latex": ("table.tex", lambda: to_latex(summary, caption, label, columns or options.columns, comments)),
              "csv": ("table.csv", lambda: to_csv(summary))}
     written = []
-    for name in formats:
+    for name in options.formats:
         if name in texts:
             path = out / texts[name][0]
             path.write_text(texts[name][1](), encoding="utf-8")
@@ -177,16 +218,24 @@ def _environment_lines(frame) -> list[str]:
             f"- git: {values('git_sha')}; uncommitted changes: {values('git_dirty')}"]
 
 
-def _report_markdown(name: str, scale: str, about: str, summary, warnings: list[str], frame,
-                     pngs: list[Path]) -> str:
-    lines = [f"# {name} ({scale})", "", about, ""]
-    for warning in warnings:  # a blank line apart: consecutive quoted lines would run into one paragraph
+def _report_markdown(report: Report, pngs: list[Path]) -> str:
+    lines = [f"# {report.study.name} ({report.scale})", "", _about(report.study, report.scale), "",
+             "## What ran", "", *(f"- {line}" for line in report.ran), ""]
+    for warning in report.warnings:  # a blank line apart: consecutive quoted lines would run into one paragraph
         lines += [f"> **Warning:** {warning}", ""]
-    lines += [to_markdown(summary), METHOD, ""]
-    lines += [f"* {line}" for line in _differences(summary)] + [""]
+    lines += [to_markdown(report.summary), METHOD, ""]
+    lines += [f"* {line}" for line in _differences(report.summary)] + [""]
     lines += [f"![{path.stem}]({path.name})" for path in pngs] + [""]
-    lines += ["## Environment", "", *_environment_lines(frame), ""]
+    lines += ["## Environment", "", *_environment_lines(report.frame), ""]
+    lines += _closing_markdown(report.again, report.frame)
     return "\n".join(lines)
+
+
+def _closing_markdown(again: list[str], frame: pd.DataFrame) -> list[str]:
+    """How to make the report again, and what to cite (the tool itself: CITATION.cff)."""
+    return ["## Reproduce", "", *(f"- {line}" for line in again), "", "## Cite", "",
+            "The tool: `CITATION.cff` in its repository. What these runs used:", "", "```bibtex",
+            "\n\n".join(citations(frame)), "```", ""]
 
 
 def _differences(summary) -> list[str]:
@@ -204,51 +253,99 @@ thead th{border-bottom:2px solid #333}.warning{background:#fff4e5;border-left:4p
 img{max-width:100%;display:block;margin:1.5em 0}.wide{overflow-x:auto}"""
 
 
-def _report_html(name: str, scale: str, about: str, summary, warnings: list[str], frame, pngs: list[Path]) -> str:
+def _report_html(report: Report, pngs: list[Path]) -> str:
     """One self-contained page: styles inline, plots embedded, no script, font or style from elsewhere."""
-    cells = '<div class="wide">' + to_html(summary) + "</div>"
-    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(name)}</title>",
-             f"<style>{_STYLE}</style></head><body>", f"<h1>{html.escape(name)} ({scale})</h1>",
-             f"<p>{html.escape(about)}</p>"]
-    parts += [f'<p class="warning">{html.escape(warning)}</p>' for warning in warnings]
+    name = html.escape(report.study.name)
+    cells = '<div class="wide">' + to_html(report.summary) + "</div>"
+    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{name}</title>",
+             f"<style>{_STYLE}</style></head><body>", f"<h1>{name} ({report.scale})</h1>",
+             f"<p>{html.escape(_about(report.study, report.scale))}</p>", _html_list("What ran", report.ran)]
+    parts += [f'<p class="warning">{html.escape(warning)}</p>' for warning in report.warnings]
     parts += [cells, f"<p>{html.escape(METHOD)}</p>", "<ul>"]
-    parts += [f"<li>{html.escape(line)}</li>" for line in _differences(summary)] + ["</ul>"]
+    parts += [f"<li>{html.escape(line)}</li>" for line in _differences(report.summary)] + ["</ul>"]
     parts += [f'<img alt="{path.stem}" src="{png_data_uri(path)}">' for path in pngs]
-    parts += ["<h2>Environment</h2><ul>"]
-    parts += [f"<li>{html.escape(line[2:])}</li>" for line in _environment_lines(frame)]
-    parts += ["</ul></body></html>"]
+    parts += [_html_list("Environment", [line[2:] for line in _environment_lines(report.frame)]),
+              _html_list("Reproduce", report.again), "<h2>Cite</h2>",
+              f"<pre>{html.escape(chr(10).join(citations(report.frame)))}</pre>", "</body></html>"]
     return "\n".join(parts) + "\n"
+
+
+def _html_list(title: str, lines: list[str]) -> str:
+    return f"<h2>{title}</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"
 
 
 def png_data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def shared_baseline(reports: list[Report]) -> list[Report]:
-    """The reports whose baseline is the same configuration as the first's: those one table can hold."""
-    def baseline_config(report: Report) -> str:
-        [run] = [r for r in report.study.runs(report.scale, seeds=[0]) if r.variant == report.baseline]
-        return json.dumps(run.config.to_dict(), sort_keys=True)
+def baseline_groups(reports: list[Report]) -> list[list[Report]]:
+    """The reports grouped by how their baselines' runs were trained, as their records say (`trained_as`): one
+    group's rows can share one baseline row, another group's cannot. In the order the reports came."""
+    groups: dict[str, list[Report]] = {}
+    for report in reports:
+        key = json.dumps(trained_as(report.study.name, report.scale, report.baseline, report.records),
+                         sort_keys=True, default=str)
+        groups.setdefault(key, []).append(report)
+    return list(groups.values())
 
-    first = baseline_config(reports[0])
-    return [report for report in reports if baseline_config(report) == first]
+
+def how_baselines_differ(groups: list[list[Report]]) -> list[str]:
+    """For each group after the first, the settings its baseline was trained with that the first's was not."""
+    def trained(group: list[Report]) -> dict:
+        first = group[0]
+        return trained_as(first.study.name, first.scale, first.baseline, first.records)
+
+    reference = trained(groups[0])
+    lines = []
+    for group in groups[1:]:
+        own = trained(group)
+        differing = [f"{key} = {own.get(key)} (not {reference.get(key)})"
+                     for key in sorted(own.keys() | reference.keys()) if own.get(key) != reference.get(key)]
+        lines.append(f"{study_names(group)}: its baseline was trained with {', '.join(differing)}; its rows are "
+                     f"differences to its own baseline row")
+    return lines
 
 
 def study_names(reports: list[Report]) -> str:
     return ", ".join(report.study.name for report in reports)
 
 
-def write_combined(shared: list[Report], out: Path, formats: Sequence[str] = FORMATS,
-                   columns: tuple[str, ...] = COMPACT) -> tuple[pd.DataFrame, list[Path]]:
-    """One table (under out/combined/) of studies whose baselines are one configuration (`shared_baseline`: the
-    paper's ablation table): their baseline once, then every other variant of each, with its difference to its
-    own study's baseline. Returns the table's summary and the files written."""
-    rows = [shared[0].summary[shared[0].summary["baseline"]]]
-    rows += [report.summary[~report.summary["baseline"]] for report in shared]
-    combined = pd.concat(rows, ignore_index=True)
+def write_combined(reports: list[Report], out: Path, options: ReportOptions = ReportOptions()
+                   ) -> tuple[pd.DataFrame, list[Path]]:
+    """One table (under out/combined/) of several studies: the paper's ablation table. Each group of studies
+    whose baselines trained alike (`baseline_groups`) has its baseline row once, then every other variant of
+    each, with its difference to that baseline and its study named; the correction for multiple comparisons
+    runs over the whole table. Returns the table's summary and the files written."""
+    groups = baseline_groups(reports)
+    rows = []
+    for group in groups:
+        base = group[0].summary[group[0].summary["baseline"]]
+        rows.append(base.assign(study=study_names(group)))
+        rows += [report.summary[~report.summary["baseline"]].assign(study=report.study.name) for report in group]
+    combined = corrected(pd.concat(rows, ignore_index=True), options.correction)
     # "clearly best" was judged within each study; across studies only the differences to the baseline compare
     combined[[column for column in combined if column.endswith("_best")]] = False
     folder = out / "combined"
     folder.mkdir(parents=True, exist_ok=True)
-    caption = f"{study_names(shared)}: each change against the shared baseline"
-    return combined, _write_tables(combined, caption, "tab:combined", folder, formats, columns)
+    frame = pd.concat([report.frame for report in reports], ignore_index=True)
+    ran = [f"{study_names(group)}: {line}" for group in groups for line in group[0].ran[:2]]
+    notes = how_baselines_differ(groups)
+    again = reproduce([report.study.name for report in reports], frame, reports[0].scale, {},
+                      options.command or f"python -m bench report {' '.join(r.study.name for r in reports)}")
+    caption = f"Each change against its study's baseline. {scores_on(frame)}"
+    columns = ("study", *options.columns)
+    written = _write_tables(combined, caption, "tab:combined", folder, options, ran + notes + again, columns)
+    (folder / "report.md").write_text(_combined_markdown(reports, combined, groups, ran + notes, again, frame),
+                                      encoding="utf-8")
+    return combined, [*written, folder / "report.md"]
+
+
+def _combined_markdown(reports: list[Report], combined: pd.DataFrame, groups: list[list[Report]], ran: list[str],
+                       again: list[str], frame: pd.DataFrame) -> str:
+    lines = [f"# combined ({reports[0].scale}): {study_names(reports)}", "", "## What ran", "",
+             *(f"- {line}" for line in ran), "", to_markdown(combined, ("study", *FULL)), METHOD, ""]
+    for group in groups:  # each group's rows against its own baseline row
+        rows = combined[combined["study"].isin([study_names(group), *(report.study.name for report in group)])]
+        lines += [f"Against the baseline of {study_names(group)}:", ""]
+        lines += [f"* {line}" for line in _differences(rows)] + [""]
+    return "\n".join([*lines, "", *_closing_markdown(again, frame)])
