@@ -87,14 +87,14 @@ def main() -> None:
           f"Python {env['python']}")
     print(f"command: python {' '.join(sys.argv)}")
     print(f"{'size':6} {'char dim':>8} {'recompute':>9} {'s/step':>7} {'examples/s':>10} {'vs port':>7} "
-          f"{'peak RSS MB':>11}")
+          f"{'peak RSS MiB':>12}")
     for size, char_dim, recompute in ROWS:
         command = [sys.executable, __file__, "--child", size, str(char_dim), str(recompute),
                    "--steps", str(args.steps), "--threads", str(args.threads)]
         result = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
         rate = BATCH / result["step_s"]
         print(f"{size:6} {char_dim:8} {recompute:9} {result['step_s']:7.3f} {rate:10.1f} "
-              f"{rate / PORT[size]:6.1f}x {result['peak_rss_mb']:11.0f}")
+              f"{rate / PORT[size]:6.1f}x {result['peak_rss_mb']:12.0f}")
     print(f"(median of {args.steps} steps per row after 2 warm-up steps; port: {PORT} examples/s)")
 
 

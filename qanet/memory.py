@@ -38,7 +38,7 @@ def peak_memory_mb(device) -> float:
 
 
 def process_peak_rss_mb() -> float:
-    """The peak resident set size of this process over its whole life, in MB (not reset by
+    """The peak resident set size of this process over its whole life, in MiB (not reset by
     `reset_peak_memory`)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux

@@ -121,7 +121,7 @@ def format_summary(summary: dict) -> str:
         f"{vocabulary['vectors']} ({vocabulary['vector_dim']}d, words of {vocabulary['from']}) cover "
         f"{vocabulary['train_distinct_words_with_vectors']:.1%} of {vocabulary['train_distinct_words']:,} "
         f"distinct train words",
-        f"prepared {summary['fingerprint']} in {summary['seconds']:.1f} s, peak RSS {summary['peak_rss_mb']:.0f} MB"
+        f"prepared {summary['fingerprint']} in {summary['seconds']:.1f} s, peak RSS {summary['peak_rss_mb']:.0f} MiB"
         f" -> {summary['directory']}",
     ]
     return "\n".join(lines)

@@ -68,7 +68,7 @@ def run_train(args: argparse.Namespace) -> None:
     result = record.result
     exact, f1 = result.metrics.get("exact", float("nan")), result.metrics.get("f1", float("nan"))
     print(f"{result.status}: dev EM {exact:.2f} F1 {f1:.2f} after {result.steps} steps; "
-          f"{result.train_examples_per_s:.1f} train examples/s, peak memory {result.peak_memory_mb:.0f} MB, "
+          f"{result.train_examples_per_s:.1f} train examples/s, peak memory {result.peak_memory_mb:.0f} MiB, "
           f"{result.parameters:,} parameters")
     print(f"record: {record.spec.record_path}")
     if result.status != "ok":
