@@ -272,3 +272,47 @@ def test_runs_that_ran_variant_by_variant_are_said_to_confound_costs_with_order(
         (folder / "runs" / "chars" / f"{record['id']}.json").write_text(json.dumps(record))
     report = (_report(folder, tmp_path / "reports") / "report.md").read_text()
     assert "the runs ran variant by variant" in report
+
+
+COMMITTED_REPORTS = [ROOT / "results" / "reference" / "reports" / "faithfulness",
+                     ROOT / "results" / "reference" / "reports" / "faithfulness_relu", ROOT / "docs" / "ablation_char_cnn"]
+
+
+@pytest.mark.parametrize("folder", COMMITTED_REPORTS, ids=lambda folder: folder.name)
+def test_committed_figures_embed_no_type_3_font(folder):
+    """Font dictionaries are uncompressed objects in matplotlib's PDFs: a Type 3 font would show here."""
+    pdfs = sorted(folder.glob("*.pdf"))
+    assert pdfs
+    for pdf in pdfs:
+        data = pdf.read_bytes()
+        assert b"/Type3" not in data and b"/FontFile2" in data, pdf.name
+
+
+def test_the_committed_faithfulness_report_says_what_it_ran_on_and_for_how_long():
+    report = (COMMITTED_REPORTS[0] / "report.md").read_text(encoding="utf-8")
+    assert "SQuAD v1.1" in report and "3,000 steps of batch 16" in report and "10,570 dev questions" in report
+    assert "not resolved (p = 0.06 Holm-corrected over 4 comparisons)" in report
+    assert (COMMITTED_REPORTS[0] / "runs.csv").is_file()
+
+
+def test_display_names_and_figure_sizes_come_from_the_command_line(smoke_records, tmp_path):
+    from PIL import Image
+
+    out = _report(smoke_records, tmp_path, "--labels", "model.char_encoder=depthwise1d=1D chars",
+                  "--figure-width", "3.3", "--dpi", "200")
+    assert "| 1D chars " in (out / "table.md").read_text() and "--labels" in (out / "report.md").read_text()
+    width, _ = Image.open(out / "forest.png").size
+    assert 3.0 * 200 <= width <= 3.35 * 200
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--figure-width", "40"], "argument --figure-width: '40': a width in inches, from 1 to 20"),
+    (["--labels", "nope=x"], "--labels 'nope': no such variant in chars"),
+    (["--labels", "x"], "argument --labels: 'x': expected VARIANT=NAME pairs"),
+    (["--correction", "bonferroni"], "argument --correction: invalid choice: 'bonferroni'"),
+])
+def test_bad_presentation_options_are_one_line(smoke_records, tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_status:
+        _report(smoke_records, tmp_path, *extra)
+    said = capsys.readouterr().err.strip().splitlines()
+    assert exit_status.value.code == 2 and message in said[-1]

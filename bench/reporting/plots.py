@@ -199,13 +199,18 @@ def _in_order(frame: pd.DataFrame, labels: dict[str, str], palette: dict) -> lis
     return [by_label[label] for label in palette if by_label.get(label) in present]
 
 
+def _words_fit(labels: list[str], column: float) -> bool:
+    """Whether every word of the names fits a column `column` inches wide: then the names wrap, not slant."""
+    return all(_text_width(word, "xtick.labelsize") <= column for label in labels for word in label.split(" "))
+
+
 def _name_columns(ax, labels: list[str], column: float) -> float:
     """The variants' names under their columns, `column` inches apart: wrapped to the column where every word
     fits it; otherwise each on one slanted line, steep enough (30° at least) that the next name clears it.
     Returns the height (inches) they take below the axis."""
     line = _line_height("xtick.labelsize")
     ax.set_xticks(range(len(labels)))
-    if all(_text_width(word, "xtick.labelsize") <= column for label in labels for word in label.split(" ")):
+    if _words_fit(labels, column):
         names = [_wrap(label.split(" "), column, "xtick.labelsize") for label in labels]
         ax.set_xticklabels(names)
         return max(map(_lines, names)) * line
@@ -240,14 +245,17 @@ def scores(summary: pd.DataFrame, runs: pd.DataFrame, palette: dict, folder: Pat
            size: FigureSize = DOUBLE_COLUMN) -> list[Path]:
     """EM and F1 per variant, of the ok runs: the mean with its 95% t interval, and each seed as a point left
     of it, joined across variants by a thin grey line (the design is paired: seed s of every variant), in the
-    variants' order. EM and F1 side by side where the width gives each variant `_VARIANT_COLUMN`, EM above F1
-    otherwise."""
+    variants' order. EM and F1 side by side where the width gives each variant `_VARIANT_COLUMN` and room to
+    wrap its name, EM above F1 otherwise."""
     plt, _ = pyplot()
     labels = list(summary["label"])
     ok = runs[runs["status"] == "ok"]
     seeds = sorted(set(ok["seed"]))
     offsets = _seed_offsets(seeds)
-    side_by_side = size.width / 2 - _SIDE_ROOM >= _VARIANT_COLUMN * len(labels)
+    # side by side only where the names wrap under their columns: slanted names need more room than a half
+    # width leaves, and the constrained layout would squeeze the axes to nothing to make it
+    column = (size.width / 2 - _SIDE_ROOM) / len(labels)
+    side_by_side = column >= _VARIANT_COLUMN and _words_fit(labels, column)
     panel = size.width / 2 if side_by_side else size.width
     figure, axes = plt.subplots(1 if side_by_side else 2, 2 if side_by_side else 1, layout="constrained")
     for ax, (metric, name) in zip(axes, (("exact", "EM"), ("f1", "F1")), strict=True):
