@@ -47,7 +47,8 @@ RUNS = Path("results") / "runs"  # under the working directory, like every outpu
 RECORD_COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
                   "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters",
                   "time_bounded", "time_bounded_on", "timed_alone", "device_kind", "device", "threads", "torch",
-                  "cuda", "git_sha", "git_dirty", "id", "error", "started", "ended", "sessions", "dataset_fingerprint"]
+                  "cuda", "git_sha", "git_dirty", "id", "error", "started", "ended", "sessions", "wall_complete",
+                  "dataset_fingerprint"]
 
 
 class RecordError(ValueError):
@@ -98,7 +99,7 @@ class RunRecord:
     environment: dict = field(default_factory=dict)  # bench.environment.environment
     checkpoint: str = ""
     # when the run started and ended (UTC, ISO 8601) and its sessions: a resumed run has one per process that
-    # trained it, and its wall_seconds is their sum
+    # trained it, and its wall_seconds is their sum (`complete`: false where a session's length is not known)
     timeline: dict | None = None
 
     def to_json(self) -> dict:
@@ -191,7 +192,7 @@ def records_frame(study: str, root: Path = RUNS):
                    git_dirty=(environment_info.get("git") or {}).get("dirty"))
         timeline = record.get("timeline") or {}  # records from before it: not known
         row.update(started=timeline.get("started"), ended=timeline.get("ended"),
-                   sessions=len(timeline.get("sessions") or []) or None)
+                   sessions=len(timeline.get("sessions") or []) or None, wall_complete=timeline.get("complete"))
         for section, values in record["config"].items():
             for key, value in values.items():
                 row[f"{section}.{key}"] = json.dumps(value) if isinstance(value, dict) else value

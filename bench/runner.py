@@ -252,7 +252,8 @@ def _train_and_record(spec: RunSpec, context: dict, hooks: list[Hooks], restarte
         _end_hooks(trainer, hooks, TrainResult("interrupted", trainer.step if trainer else 0, {}))
         raise
     sessions.append({"started": began, "seconds": round(time.perf_counter() - started, 2)})
-    timeline = {"started": sessions[0]["started"], "ended": _now(), "sessions": sessions}
+    timeline = {"started": sessions[0]["started"], "ended": _now(), "sessions": sessions,
+                "complete": all(session["seconds"] is not None for session in sessions)}  # else wall_seconds is short
     record = RunRecord(spec, result, sum(session["seconds"] or 0.0 for session in sessions), context,
                        _time_bound(config, result, context), restarted or None, alone,
                        environment(_available(config.train.device) or torch.device("cpu")),

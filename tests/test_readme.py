@@ -67,6 +67,23 @@ def test_each_committed_report_is_what_bench_report_writes_from_its_committed_re
         sorted(path.name for path in (tmp_path / study).iterdir())
 
 
+ABLATIONS = ("ablation_blocks", "ablation_char_cnn", "ablation_context", "ablation_ema", "ablation_hidden",
+             "ablation_optimizer")
+
+
+def test_the_committed_combined_example_is_what_bench_report_all_writes_from_its_committed_records(tmp_path):
+    """docs/examples/: the six one-axis ablations at the smoke scale, each study's report and the combined table."""
+    run_python("-m", "bench", "report", "--all", "--scale", "smoke", "--records",
+               "results/reference/ablations-smoke", "--out", str(tmp_path))
+    committed = ROOT / "docs" / "examples"
+    for folder in (*ABLATIONS, "combined"):
+        written = sorted(path.name for path in (tmp_path / folder).iterdir())
+        assert written == sorted(path.name for path in (committed / folder).iterdir()), folder
+        for name in written:
+            if name.endswith((".md", ".csv", ".tex")):
+                assert (tmp_path / folder / name).read_text() == (committed / folder / name).read_text(), name
+
+
 def test_the_readme_has_no_placeholder_left():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert re.findall(r"\b[A-Z]+_(?:TIME|COUNT)\b|\bTODO\b|\bTBD\b", readme) == []

@@ -215,7 +215,30 @@ def test_the_combined_table_keeps_baselines_trained_differently_apart(tmp_path, 
     assert set(table.loc[table["study"] == "faithfulness", "steps"]) == {3000}
     note = "faithfulness_relu: its baseline was trained with"
     assert note in capsys.readouterr().out and "train.steps = 6000 (not 3000)" in (combined / "report.md").read_text()
-    assert "% faithfulness_relu: its baseline was trained with" in (combined / "table.tex").read_text()
+    latex = (combined / "table.tex").read_text()
+    assert "% faithfulness_relu: its baseline was trained with" in latex
+    assert "% Runs: `python -m bench run faithfulness --scale cpu --seeds 0,1,2`" in latex
+    assert "% Runs: `python -m bench run faithfulness_relu --scale cpu --seeds 0,1 --set train.steps=6000" in latex
+    assert "faithfulness_relu: before the fixes" not in latex and "faithfulness: before the fixes sets:" in latex
+
+
+def test_labels_of_several_studies_go_to_the_study_that_has_the_variant(tmp_path, capsys):
+    root = _committed_records(tmp_path, **FAITHFULNESS)
+    bench_main(["report", "faithfulness", "faithfulness_relu", "--scale", "cpu", "--records", str(root), "--out",
+                str(tmp_path / "reports"), "--format", "md", "--labels", "before the fixes=Unfixed"])
+    assert "| Unfixed " in (tmp_path / "reports" / "faithfulness" / "table.md").read_text()
+    with pytest.raises(SystemExit):
+        bench_main(["report", "faithfulness", "faithfulness_relu", "--scale", "cpu", "--records", str(root),
+                    "--out", str(tmp_path / "reports"), "--format", "md", "--labels", "nope=x"])
+    assert "--labels 'nope': no such variant in faithfulness, faithfulness_relu" in capsys.readouterr().err
+
+
+def test_no_combined_table_mixes_scales(tmp_path, capsys):
+    root = _committed_records(tmp_path, faithfulness=FAITHFULNESS["faithfulness"],
+                              ablation_char_cnn="ablation_char_cnn-smoke")
+    bench_main(["report", "--all", "--records", str(root), "--out", str(tmp_path / "reports"), "--format", "md"])
+    assert "no combined table: the studies' records are at different scales" in capsys.readouterr().out
+    assert not (tmp_path / "reports" / "combined").exists()
 
 
 def test_all_at_a_scale_reports_every_study_with_records_there_and_names_the_ones_it_skipped(tmp_path, capsys):
@@ -240,7 +263,7 @@ def test_a_report_says_what_ran_how_to_run_it_again_and_each_run_in_runs_csv(tmp
     assert "- Code: git d2ca717" in report and "@inproceedings{yu2018qanet," in report
     assert "@inproceedings{rajpurkar2016squad," in report and "@inproceedings{pennington2014glove," in report
     latex = (out / "table.tex").read_text()
-    assert "% Runs: python -m bench run faithfulness_relu --scale cpu --seeds 0,1 --set train.steps=6000" in latex
+    assert "% Runs: `python -m bench run faithfulness_relu --scale cpu --seeds 0,1 --set train.steps=6000" in latex
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 4 and set(runs["overrides"].str.split("; ").map(tuple)) == {
         ("train.steps=6000", "train.eval_every=1000", "train.checkpoint_every=1000")}
@@ -255,7 +278,7 @@ def test_costs_name_resumed_runs_and_the_order_runs_ran_in(tmp_path):
     bench_main(["report", "faithfulness", "--records", str(root), "--out", str(tmp_path / "reports"), "--format",
                 "md,csv"])
     report = (tmp_path / "reports" / "faithfulness" / "report.md").read_text()
-    assert "before the fixes seed 2 was resumed and its record timed only its last session" in report
+    assert "before the fixes seed 2 was resumed and its record misses the length of a session" in report
     assert "do not say when their runs started" in report
     frame = records_frame("faithfulness", root)
     others = frame[(frame["variant"] == "before the fixes") & (frame["seed"] != 2)]
@@ -275,7 +298,8 @@ def test_runs_that_ran_variant_by_variant_are_said_to_confound_costs_with_order(
 
 
 COMMITTED_REPORTS = [ROOT / "results" / "reference" / "reports" / "faithfulness",
-                     ROOT / "results" / "reference" / "reports" / "faithfulness_relu", ROOT / "docs" / "ablation_char_cnn"]
+                     ROOT / "results" / "reference" / "reports" / "faithfulness_relu",
+                     ROOT / "docs" / "ablation_char_cnn"]
 
 
 @pytest.mark.parametrize("folder", COMMITTED_REPORTS, ids=lambda folder: folder.name)

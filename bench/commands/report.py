@@ -40,7 +40,7 @@ def register(commands) -> None:
     report.add_argument("--format", type=_formats, default=list(FORMATS),
                         help=f"comma-separated, from {','.join(FORMATS)} (default: all)")
     report.add_argument("--columns", type=_columns, default=COMPACT,
-                        help=f"the LaTeX table's columns, comma-separated, from {','.join(TABLE_COLUMNS)} (default: "
+                        help=f"the LaTeX table's columns, comma-separated, from {','.join(CHOOSABLE)} (default: "
                              f"{','.join(COMPACT)}; Markdown and HTML hold all but n and study, CSV every number)")
     report.add_argument("--records", type=Path, default=RUNS,
                         help="records root (default: results/runs), or one study's folder of records by another "
@@ -70,12 +70,15 @@ def _formats(text: str) -> list[str]:
     return chosen
 
 
+CHOOSABLE = tuple(column for column in TABLE_COLUMNS if column != "study")  # the combined table adds study itself
+
+
 def _columns(text: str) -> tuple[str, ...]:
     chosen = tuple(item.strip() for item in text.split(","))
-    unknown = [item for item in chosen if item not in TABLE_COLUMNS]
+    unknown = [item for item in chosen if item not in CHOOSABLE]
     if unknown:
         raise argparse.ArgumentTypeError(f"{text!r}: {unknown[0]!r} is no column (choose from "
-                                         f"{','.join(TABLE_COLUMNS)})")
+                                         f"{','.join(CHOOSABLE)})")
     if "label" not in chosen or len(set(chosen)) < len(chosen):
         raise argparse.ArgumentTypeError(f"{text!r}: name each column once, label included")
     return chosen
@@ -102,7 +105,11 @@ def _inches(text: str) -> float:
 def run_report(args: argparse.Namespace) -> None:
     names = args.studies or []
     if args.all:
+        if names:
+            raise StudyError("name studies or give --all, not both")
         names = [name for name in available() if (args.records / name).is_dir()]
+        if not names:
+            raise RecordError(f"{args.records}: no study has records there")
     if not names:
         raise StudyError("name a study (or several, or --all)")
     reports, skipped = [], []
@@ -116,6 +123,7 @@ def run_report(args: argparse.Namespace) -> None:
             if not args.all:
                 raise
             skipped.append(f"skipped {name}: {error}")
+    _refuse_unused_labels(args.labels, reports)
     if len(reports) > 1:
         _report_combined(reports, args)
     for line in skipped:
@@ -149,6 +157,18 @@ def _report_study(name: str, args: argparse.Namespace) -> Report:
     return report
 
 
+def _refuse_unused_labels(labels: dict[str, str], reports: list[Report]) -> None:
+    """Of several studies, each takes the --labels keys that name its variants: a key that names a variant of
+    none is a typo, said in one line."""
+    from bench.reporting.tables import names_a_variant, variant_labels
+
+    for key in labels:
+        if reports and not any(names_a_variant(key, variant_labels(report.study, report.scale),
+                                               {**variant_labels(report.study, report.scale), **report.study.labels})
+                               for report in reports):
+            raise StudyError(f"--labels {key!r}: no such variant in {', '.join(r.study.name for r in reports)}")
+
+
 def _options(args: argparse.Namespace, names: list[str]) -> ReportOptions:
     """The report's options, with the command that writes it again (for its reproduce lines)."""
     from bench.reporting.document import ReportOptions
@@ -156,15 +176,17 @@ def _options(args: argparse.Namespace, names: list[str]) -> ReportOptions:
 
     return ReportOptions(scale=args.scale, baseline=args.baseline, formats=args.format, columns=args.columns,
                          compare_mixed_hardware=args.mixed_hardware, correction=args.correction,
-                         labels=args.labels, size=FigureSize(args.figure_width, args.dpi),
-                         command=_command(args, names))
+                         labels=args.labels, others_may_name=args.all or len(args.studies or []) > 1,
+                         size=FigureSize(args.figure_width, args.dpi), command=_command(args, names))
 
 
 def _command(args: argparse.Namespace, names: list[str]) -> str:
     """`python -m bench report NAMES` with the options that change what is written (not --out, --format)."""
     words = ["python", "-m", "bench", "report", *names]
     for flag, value, default in (("--scale", args.scale, None), ("--records", args.records, RUNS),
-                                 ("--baseline", args.baseline, None), ("--correction", args.correction, "holm")):
+                                 ("--baseline", args.baseline, None), ("--correction", args.correction, "holm"),
+                                 ("--columns", ",".join(args.columns), ",".join(COMPACT)),
+                                 ("--figure-width", args.figure_width, 6.9), ("--dpi", args.dpi, 300)):
         if value != default:
             words += [flag, str(value)]
     if args.labels:
@@ -176,12 +198,18 @@ def _command(args: argparse.Namespace, names: list[str]) -> str:
 
 def _report_combined(reports: list[Report], args: argparse.Namespace) -> None:
     """One table of the studies, each row under the baseline its study trained."""
-    from bench.reporting.document import baseline_groups, how_baselines_differ, study_names, write_combined
+    from bench.reporting.document import study_names, write_combined
     from bench.reporting.tables import to_markdown
 
-    combined, written = write_combined(reports, args.out, _options(args, [report.study.name for report in reports]))
+    scales = {report.scale for report in reports}
+    if len(scales) > 1:  # other data, models and budgets: no one table compares them
+        print("no combined table: the studies' records are at different scales ("
+              + ", ".join(f"{report.study.name}: {report.scale}" for report in reports) + "); choose one with --scale")
+        return
+    combined, written, notes = write_combined(reports, args.out,
+                                              _options(args, [report.study.name for report in reports]))
     print(f"combined ({study_names(reports)}):")
     print(to_markdown(combined, ("study", *FULL)))
-    for line in how_baselines_differ(baseline_groups(reports)):
+    for line in notes:
         print(f"note: {line}")
     print(f"wrote {', '.join(str(path) for path in written)}")

@@ -36,9 +36,11 @@ from bench.reporting.tables import (
 )
 from bench.reporting.what_ran import (
     citations,
+    code_line,
     cost_warnings,
     overrides,
-    reproduce,
+    report_line,
+    run_line,
     runs_csv,
     scores_on,
     trained_as,
@@ -64,6 +66,7 @@ class ReportOptions:
     compare_mixed_hardware: bool = False
     correction: str = "holm"  # over each table's comparisons of a metric, or "none"
     labels: dict[str, str] = field(default_factory=dict)  # --labels: a variant's name or label -> display name
+    others_may_name: bool = False  # several studies: a --labels key may name another study's variant
     size: FigureSize = FigureSize()
     command: str = ""  # the report's own command, for its reproduce lines
 
@@ -83,20 +86,22 @@ class Report:
     records: Path
     frame: pd.DataFrame  # the records at `scale`
     ran: list[str]  # what ran (`what_ran`)
-    again: list[str]  # how to make it again (`reproduce`)
+    runs_again: str  # the `bench run` line that makes its runs again (`run_line`)
+    again: list[str]  # how to make the records and the report again: code, runs, report
 
 
 def write_report(study: Study, records: Path, out: Path, options: ReportOptions = ReportOptions()) -> Report:
     """Write one study's report under out/STUDY/ from its records under `records`: its tables in the formats
     asked for, runs.csv with the CSV, its plots, report.md, and report.html where html is among the formats."""
     frame, scale, mixed = _records_at_scale(study, records, options.scale, options.compare_mixed_hardware)
-    labels = variant_labels(study, scale, options.labels)
+    labels = variant_labels(study, scale, options.labels, others_may_name=options.others_may_name)
     baseline = chosen_baseline(study, labels, options.baseline)
     timed = frame.assign(wall_seconds=frame["wall_seconds"].mask(unreliable_wall_times(frame)))
     summary = summarise(timed, study, baseline, scale, labels=labels, correction=options.correction)
     found = overrides(study, scale, records)
-    ran = what_ran(frame, study, scale, found, baseline, labels)
-    again = reproduce([study.name], frame, scale, found, options.command or f"python -m bench report {study.name}")
+    ran = what_ran(frame, study, found, baseline, labels, variant_labels(study, scale))
+    runs_again = run_line(study.name, frame, scale, found)
+    again = [code_line(frame), runs_again, report_line(options.command or f"python -m bench report {study.name}")]
     folder = out / study.name
     folder.mkdir(parents=True, exist_ok=True)
     caption = f"{_about(study, scale).rstrip('. ')}. {scores_on(frame)}"
@@ -111,7 +116,7 @@ def write_report(study: Study, records: Path, out: Path, options: ReportOptions 
     warnings = (_same_runs(study, scale) + _warnings(frame, summary, mixed, wall_clock)
                 + cost_warnings(frame, labels))
     report = Report(study, scale, baseline, labels[baseline], summary, warnings, folder, written + figures, records,
-                    frame, ran, again)
+                    frame, ran, runs_again, again)
     pngs = [path for path in figures if path.suffix == ".png"]
     (folder / "report.md").write_text(_report_markdown(report, pngs), encoding="utf-8")
     if "html" in options.formats:
@@ -278,19 +283,28 @@ def png_data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
+def _baseline_runs(report: Report) -> list:
+    """The baseline's runs as the table shows them: each record's seed, id and scores."""
+    runs = report.frame[report.frame["variant"] == report.baseline]
+    return sorted(runs[["seed", "id", "exact", "f1"]].astype(str).itertuples(index=False, name=None))
+
+
 def baseline_groups(reports: list[Report]) -> list[list[Report]]:
-    """The reports grouped by how their baselines' runs were trained, as their records say (`trained_as`): one
-    group's rows can share one baseline row, another group's cannot. In the order the reports came."""
+    """The reports grouped by their baselines: one group's rows can share one baseline row only where their
+    baselines were trained alike (`trained_as`) and are the same runs with the same scores, so that every
+    difference in the group is to the numbers the row shows. In the order the reports came."""
     groups: dict[str, list[Report]] = {}
     for report in reports:
-        key = json.dumps(trained_as(report.study.name, report.scale, report.baseline, report.records),
-                         sort_keys=True, default=str)
+        trained = trained_as(report.study.name, report.scale, report.baseline, report.records)
+        key = json.dumps([trained, _baseline_runs(report)] if trained else report.study.name, sort_keys=True,
+                         default=str)
         groups.setdefault(key, []).append(report)
     return list(groups.values())
 
 
 def how_baselines_differ(groups: list[list[Report]]) -> list[str]:
-    """For each group after the first, the settings its baseline was trained with that the first's was not."""
+    """For each group after the first, how its baseline differs from the first's: the settings it was trained
+    with, or that its runs are other runs, or that it has none."""
     def trained(group: list[Report]) -> dict:
         first = group[0]
         return trained_as(first.study.name, first.scale, first.baseline, first.records)
@@ -301,8 +315,14 @@ def how_baselines_differ(groups: list[list[Report]]) -> list[str]:
         own = trained(group)
         differing = [f"{key} = {own.get(key)} (not {reference.get(key)})"
                      for key in sorted(own.keys() | reference.keys()) if own.get(key) != reference.get(key)]
-        lines.append(f"{study_names(group)}: its baseline was trained with {', '.join(differing)}; its rows are "
-                     f"differences to its own baseline row")
+        if not own:
+            how = "its baseline has no records at this scale: its rows have no differences"
+        elif differing:
+            how = f"its baseline was trained with {', '.join(differing)}; its rows are differences to its own row"
+        else:
+            how = ("its baseline has the same settings but is other runs, with other scores; its rows are "
+                   "differences to its own row")
+        lines.append(f"{study_names(group)}: {how}")
     return lines
 
 
@@ -311,11 +331,12 @@ def study_names(reports: list[Report]) -> str:
 
 
 def write_combined(reports: list[Report], out: Path, options: ReportOptions = ReportOptions()
-                   ) -> tuple[pd.DataFrame, list[Path]]:
-    """One table (under out/combined/) of several studies: the paper's ablation table. Each group of studies
-    whose baselines trained alike (`baseline_groups`) has its baseline row once, then every other variant of
-    each, with its difference to that baseline and its study named; the correction for multiple comparisons
-    runs over the whole table. Returns the table's summary and the files written."""
+                   ) -> tuple[pd.DataFrame, list[Path], list[str]]:
+    """One table (under out/combined/) of several studies at one scale: the paper's ablation table. Each group
+    of studies whose baselines are the same runs (`baseline_groups`) has its baseline row once, then every
+    other variant of each, with its difference to that baseline and its study named; the correction for
+    multiple comparisons runs over the whole table. Returns the table's summary, the files written and the
+    notes on how the groups' baselines differ."""
     groups = baseline_groups(reports)
     rows = []
     for group in groups:
@@ -328,22 +349,34 @@ def write_combined(reports: list[Report], out: Path, options: ReportOptions = Re
     folder = out / "combined"
     folder.mkdir(parents=True, exist_ok=True)
     frame = pd.concat([report.frame for report in reports], ignore_index=True)
-    ran = [f"{study_names(group)}: {line}" for group in groups for line in group[0].ran[:2]]
     notes = how_baselines_differ(groups)
-    again = reproduce([report.study.name for report in reports], frame, reports[0].scale, {},
-                      options.command or f"python -m bench report {' '.join(r.study.name for r in reports)}")
+    ran = _combined_what_ran(reports)
+    again = [code_line(frame), *(report.runs_again for report in reports),
+             report_line(options.command or f"python -m bench report {study_names(reports)}")]
     caption = f"Each change against its study's baseline. {scores_on(frame)}"
     columns = ("study", *options.columns)
     written = _write_tables(combined, caption, "tab:combined", folder, options, ran + notes + again, columns)
-    (folder / "report.md").write_text(_combined_markdown(reports, combined, groups, ran + notes, again, frame),
-                                      encoding="utf-8")
-    return combined, [*written, folder / "report.md"]
+    warnings = [f"{report.study.name}: {warning}" for report in reports for warning in report.warnings]
+    (folder / "report.md").write_text(
+        _combined_markdown(reports, combined, groups, ran + notes, warnings, again, frame), encoding="utf-8")
+    return combined, [*written, folder / "report.md"], notes
+
+
+def _combined_what_ran(reports: list[Report]) -> list[str]:
+    """Each study's what-ran lines, named by study; the data once where every study read the same."""
+    data = list(dict.fromkeys(line for report in reports for line in report.ran if line.startswith("Data: ")))
+    shared = data if len(data) == 1 else []
+    return shared + [f"{report.study.name}: {line}" for report in reports for line in report.ran
+                     if line not in shared]
 
 
 def _combined_markdown(reports: list[Report], combined: pd.DataFrame, groups: list[list[Report]], ran: list[str],
-                       again: list[str], frame: pd.DataFrame) -> str:
+                       warnings: list[str], again: list[str], frame: pd.DataFrame) -> str:
     lines = [f"# combined ({reports[0].scale}): {study_names(reports)}", "", "## What ran", "",
-             *(f"- {line}" for line in ran), "", to_markdown(combined, ("study", *FULL)), METHOD, ""]
+             *(f"- {line}" for line in ran), ""]
+    for warning in warnings:
+        lines += [f"> **Warning:** {warning}", ""]
+    lines += [to_markdown(combined, ("study", *FULL)), METHOD, ""]
     for group in groups:  # each group's rows against its own baseline row
         rows = combined[combined["study"].isin([study_names(group), *(report.study.name for report in group)])]
         lines += [f"Against the baseline of {study_names(group)}:", ""]

@@ -50,12 +50,15 @@ def base_settings(study: Study, scale: str) -> str:
     return ", ".join(f"{short_key(key)} = {value_text(get_value(base, key))}" for key in study.axes)
 
 
-def variant_labels(study: Study, scale: str, renamed: dict[str, str] | None = None) -> dict[str, str]:
+def variant_labels(study: Study, scale: str, renamed: dict[str, str] | None = None, *,
+                   others_may_name: bool = False) -> dict[str, str]:
     """Variant name -> what it is at `scale`, for tables and legends: `char_encoder = depthwise1d`; the base
     of a one-at-a-time study with one axis as its value there with "(base)" (a scale may change it: the smoke
     scale's hidden is 64), with several as "base configuration" (report.md spells it out: `base_settings`).
     Then the study file's `[labels]`, then `renamed` (`--labels`), whose keys name a variant by its name, its
-    default label or its study file's. Two variants with one label could not be told apart: refused. The one
+    default label or its study file's (`others_may_name`: a key may name a variant of another study reported
+    with this one, and is then not this study's). Two variants with one label could not be told apart:
+    refused. The one
     source of labels: tables, plots and README figures all take them from here."""
     labels = {}
     for name, settings in study.variants().items():
@@ -66,9 +69,16 @@ def variant_labels(study: Study, scale: str, renamed: dict[str, str] | None = No
         else:
             labels[name] = ", ".join(f"{short_key(key)} = {value_text(value)}" for key, value in settings.items())
     named = {**labels, **study.labels}  # load_study has checked that each [labels] key names a variant
-    chosen = {_variant_named(study, key, "--labels", labels, named): label for key, label in (renamed or {}).items()}
+    chosen = {_variant_named(study, key, "--labels", labels, named): label for key, label in (renamed or {}).items()
+              if not others_may_name or names_a_variant(key, labels, named)}
     _refuse_shared_labels(study, {**named, **chosen})
     return {**named, **chosen}
+
+
+def names_a_variant(asked: str, *labelings: dict[str, str]) -> bool:
+    """Whether `asked` is a variant's name or its label in one of `labelings` (variant -> label)."""
+    return any(asked == variant or any(asked == labeling[variant] for labeling in labelings)
+               for variant in labelings[0])
 
 
 def _variant_named(study: Study, asked: str, option: str, *labelings: dict[str, str]) -> str:
@@ -344,10 +354,17 @@ def conclusions(summary: pd.DataFrame, metric: str = "f1") -> list[str]:
         elif row[f"{metric}_diff_resolved"]:
             verdict = f"{'higher' if mean > 0 else 'lower'} than {baseline} ({_test_text(row, metric)})"
         else:
-            bound = numeral(max(abs(low), abs(high)), decimals((high - low) / 2))
-            verdict = f"not resolved ({_test_text(row, metric)}): no effect beyond ±{bound} {name} at 95%"
+            verdict = (f"not resolved ({_test_text(row, metric)}): no effect beyond ±{_outward(low, high)} {name} "
+                       f"at 95%")
         lines.append(f"{row['label']}: Δ{name} {difference_text(mean, low, high)}, {basis}: {verdict}")
     return lines
+
+
+def _outward(low: float, high: float) -> str:
+    """The interval's farther bound from 0, rounded away from 0 at the interval's decimals: a bound it states
+    is never narrower than the interval ([−5.57, +6.14] -> 7 where it shows no decimals)."""
+    places = decimals((high - low) / 2)
+    return numeral(math.ceil(max(abs(low), abs(high)) * 10 ** places) / 10 ** places, places)
 
 
 def _test_text(row, metric: str) -> str:
@@ -474,7 +491,8 @@ def _caption_statistics(summary: pd.DataFrame, columns: tuple[str, ...]) -> str:
     if scored:
         intervals = " and its 95\\% CI (Student's $t$)" if {"exact_ci", "f1_ci"} & set(columns) else ""
         said.append(f"{' and '.join(scored)}: mean $\\pm$ sd{intervals} over {seeds}")
-    compared = [metric for metric in METRICS if f"{metric}_diff" in columns]
+    compared = [metric for metric in METRICS if f"{metric}_diff" in columns
+                and summary.get(f"{metric}_diff_comparisons", pd.Series(dtype=float)).max() > 0]
     if compared:
         baselines = list(summary.loc[summary["baseline"], "label"])  # a table of several studies may have several
         baseline = _latex_escape(baselines[0]) if len(baselines) == 1 else "the row's baseline"

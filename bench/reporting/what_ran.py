@@ -5,6 +5,7 @@ order they ran in, and what to cite. Every format of a report takes these from h
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,15 @@ def overrides(study: Study, scale: str, records: Path) -> dict[str, dict[str, An
 
 def trained_as(study: str, scale: str, variant: str, records: Path) -> dict[str, Any]:
     """How a variant's runs were trained, as the run id sees it with the seed aside: its first record's settings
-    (where the data was read from and where it ran left out) and its data's fingerprint. Two studies whose
-    baselines train alike give the same."""
-    record = next(record for record in study_records(study, records)
-                  if record["scale"] == scale and record["variant"] == variant)
-    made = settings(RunConfig.from_dict(record["config"]))
+    (where the data was read from and where it ran left out) and its data's fingerprint; {} where it has no
+    record at `scale`. Two studies whose baselines train alike give the same."""
+    runs = [record for record in study_records(study, records)
+            if record["scale"] == scale and record["variant"] == variant]
+    if not runs:
+        return {}
+    made = settings(RunConfig.from_dict(runs[0]["config"]))
     return {**{key: value for key, value in made.items() if key not in _NOT_COMPARED | {"train.seed"}},
-            "data fingerprint": record.get("dataset_fingerprint")}
+            "data fingerprint": runs[0].get("dataset_fingerprint")}
 
 
 def settings_text(values: dict[str, Any]) -> str:
@@ -63,11 +66,14 @@ def shared_overrides(found: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _data_name(frame: pd.DataFrame) -> str:
-    first = frame.iloc[0]
-    if first["data.train"] == "synthetic":
-        return "synthetic data"
-    where = " ".join(str(first.get(key) or "") for key in ("data.train", "data.dev", "data.pack")).lower()
-    return "SQuAD v2.0" if "v2.0" in where else "SQuAD v1.1" if "v1.1" in where else "SQuAD-format files"
+    """The data sets the runs read, by name: `SQuAD v1.1`, `synthetic data`, or several joined by "and"."""
+    def name(run) -> str:
+        if run["data.train"] == "synthetic":
+            return "synthetic data"
+        where = " ".join(str(run.get(key) or "") for key in ("data.train", "data.dev", "data.pack")).lower()
+        return "SQuAD v2.0" if "v2.0" in where else "SQuAD v1.1" if "v1.1" in where else "SQuAD-format files"
+
+    return " and ".join(dict.fromkeys(name(run) for _, run in frame.iterrows()))
 
 
 def _questions_scored(frame: pd.DataFrame) -> str:
@@ -95,19 +101,27 @@ def model_text(frame: pd.DataFrame) -> str:
     first = frame.iloc[0]
     parameters = frame["parameters"].dropna()
     size = f"{int(parameters.iloc[0]):,} parameters, " if len(parameters) else ""
+    minutes = first.get("train.minutes")
+    if minutes == minutes and minutes is not None:  # a time budget: the step setting is only its cap
+        steps = frame["steps"].dropna()
+        budget = f"{minutes:g} minutes a run ({int(steps.min()):,}-{int(steps.max()):,} steps reached)"
+    else:
+        budget = f"{int(first['train.steps']):,} steps"
     return (f"hidden {first['model.hidden']}, {first['model.model_blocks']} model blocks, {first['model.heads']} "
-            f"heads ({size}char encoder {first['model.char_encoder']}); {int(first['train.steps']):,} steps of "
-            f"batch {first['train.batch_size']}, {first['train.optimizer']}, context limit "
-            f"{first['data.context_len']} tokens")
+            f"heads ({size}char encoder {first['model.char_encoder']}); {budget} of batch "
+            f"{first['train.batch_size']}, {first['train.optimizer']}, context limit {first['data.context_len']} "
+            f"tokens")
 
 
-def what_ran(frame: pd.DataFrame, study: Study, scale: str, found: dict[str, dict[str, Any]],
-             baseline: str, labels: dict[str, str]) -> list[str]:
+def what_ran(frame: pd.DataFrame, study: Study, found: dict[str, dict[str, Any]], baseline: str,
+             labels: dict[str, str], default_labels: dict[str, str]) -> list[str]:
     """What ran, as lines: the data, the baseline's model and budget, the settings beyond the study file's, what
-    each named variant sets. The report states them once in each format."""
+    each named or renamed variant sets (its label no longer says). The report states them once in each
+    format."""
     base_runs = frame[frame["variant"] == baseline]
     lines = [f"Data: {data_text(frame)}.",
-             f"Baseline ({labels[baseline]}): {model_text(base_runs if len(base_runs) else frame)}."]
+             f"Baseline ({labels[baseline]}): {model_text(base_runs)}." if len(base_runs) else
+             f"Baseline ({labels[baseline]}): no records at this scale. The runs: {model_text(frame)}."]
     shared = shared_overrides(found)
     if shared:
         lines.append(f"Set for every run beyond the study file: {settings_text(shared)}.")
@@ -117,29 +131,38 @@ def what_ran(frame: pd.DataFrame, study: Study, scale: str, found: dict[str, dic
             row = frame[frame["id"] == run_id].iloc[0]
             lines.append(f"Set for {labels.get(row['variant'], row['variant'])} seed {row['seed']} beyond the "
                          f"study file: {settings_text(own)}.")
-    for name, values in study.named.items():
-        if name in set(frame["variant"]):
+    for name, values in study.variants().items():
+        renamed = labels.get(name) != default_labels.get(name)
+        if name in set(frame["variant"]) and values and (name in study.named or renamed):
             lines.append(f"{labels.get(name, name)} sets: {settings_text(values)}.")
     return lines
 
 
-def reproduce(studies: list[str], frame: pd.DataFrame, scale: str, found: dict[str, dict[str, Any]],
-              report_command: str) -> list[str]:
-    """How to make the runs and the report again: the code version, the `bench run` command (with the seeds and
-    the settings the runs had beyond the study file), the records folder and the report command."""
+def code_line(frame: pd.DataFrame) -> str:
+    """The code versions the records were made with."""
     shas = sorted({sha[:10] for sha in frame["git_sha"].dropna()}) or ["unknown"]
+    return f"Code: git {', '.join(shas)}"
+
+
+def run_line(study: str, frame: pd.DataFrame, scale: str, found: dict[str, dict[str, Any]]) -> str:
+    """The `bench run` command that makes a study's runs again: its seeds and the settings every run had beyond
+    the study file."""
     seeds = ",".join(str(seed) for seed in sorted(set(frame["seed"])))
-    extra = "".join(f" --set {key}={value_text(value)}" for key, value in shared_overrides(found).items())
-    return [f"Code: git {', '.join(shas)}.",
-            f"Runs: python -m bench run {' '.join(studies)} --scale {scale} --seeds {seeds}{extra}.",
-            f"Report: {report_command}."]
+    extra = "".join(f" --set {shlex.quote(f'{key}={value_text(value)}')}"
+                    for key, value in shared_overrides(found).items())
+    return f"Runs: `python -m bench run {study} --scale {scale} --seeds {seeds}{extra}`"
+
+
+def report_line(command: str) -> str:
+    return f"Report: `{command}`"
 
 
 def unreliable_wall_times(frame: pd.DataFrame) -> pd.Series:
-    """The runs whose wall time counts only their last session: resumed before records timed each session (a
-    wall time below the training time it includes gives them away). Their wall time is left out of means."""
-    untimed = frame["sessions"].isna() if "sessions" in frame else pd.Series(True, index=frame.index)
-    return untimed & (frame["wall_seconds"] < frame["train_seconds"])
+    """The runs whose wall time misses a session: resumed before records timed each session (a wall time below
+    the training time it includes gives them away), or resumed after a session that logged nothing (its length
+    is not known). Their wall time is left out of means."""
+    before_sessions = frame["sessions"].isna() & (frame["wall_seconds"] < frame["train_seconds"])
+    return before_sessions | (frame["wall_complete"] == False)  # noqa: E712 - None: a record before the field
 
 
 def cost_warnings(frame: pd.DataFrame, labels: dict[str, str]) -> list[str]:
@@ -148,9 +171,9 @@ def cost_warnings(frame: pd.DataFrame, labels: dict[str, str]) -> list[str]:
     warnings = []
     for _, row in frame[unreliable_wall_times(frame)].iterrows():
         warnings.append(f"{labels.get(row['variant'], row['variant'])} seed {row['seed']} was resumed and its record "
-                        f"timed only its last session ({row['wall_seconds']:.0f} s of wall time, "
+                        f"misses the length of a session ({row['wall_seconds']:.0f} s of wall time, "
                         f"{row['train_seconds']:.0f} s of training): its wall time is left out of the means")
-    resumed = frame[frame["sessions"].fillna(1) > 1] if "sessions" in frame else frame.iloc[:0]
+    resumed = frame[frame["sessions"].fillna(1) > 1]
     if len(resumed):
         warnings.append(f"{len(resumed)} run(s) were resumed: their wall time is the sum of their sessions, the "
                         "steps redone after the last checkpoint included")
@@ -173,18 +196,20 @@ def _order_warnings(frame: pd.DataFrame) -> list[str]:
 
 
 RUN_COLUMNS = ["study", "scale", "variant", "label", "seed", "id", "status", "git_sha", "git_dirty", "overrides",
-               "started", "ended", "sessions", "wall_seconds", "train_seconds", "eval_seconds", "steps",
-               "train_examples_per_s", "peak_memory_mb", "parameters", "device", "threads"]
+               "started", "ended", "sessions", "wall_seconds", "wall_complete", "train_seconds", "eval_seconds",
+               "steps", "train_examples_per_s", "peak_memory_mib", "parameters", "device", "threads", "error"]
 
 
 def runs_csv(frame: pd.DataFrame, labels: dict[str, str], found: dict[str, dict[str, Any]]) -> str:
     """One row per run, in the order they ran (where known): who it is, how it ended, the code, the settings
     beyond the study file, when, and every metric it recorded (peak memory in MiB)."""
-    runs = frame.assign(label=frame["variant"].map(labels),
+    runs = frame.assign(label=frame["variant"].map(labels), peak_memory_mib=frame["peak_memory_mb"],
+                        wall_complete=~unreliable_wall_times(frame),
                         overrides=frame["id"].map(lambda run_id: "; ".join(
                             f"{key}={value_text(value)}" for key, value in found.get(run_id, {}).items())))
     metrics = [column for column in frame if column in ("exact", "f1", "total")
                or column.startswith(("HasAns", "NoAns"))]
+    # ISO 8601 in UTC, as the runner writes them: their text sorts as their times do
     runs = runs.sort_values(["started", "variant", "seed"], na_position="last", kind="stable")
     return runs[[*RUN_COLUMNS, *metrics]].to_csv(index=False, lineterminator="\n")
 
