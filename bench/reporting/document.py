@@ -38,6 +38,7 @@ from bench.reporting.what_ran import (
     citations,
     code_line,
     cost_warnings,
+    model_text,
     overrides,
     report_line,
     run_line,
@@ -341,7 +342,9 @@ def write_combined(reports: list[Report], out: Path, options: ReportOptions = Re
     rows = []
     for group in groups:
         base = group[0].summary[group[0].summary["baseline"]]
-        rows.append(base.assign(study=study_names(group)))
+        if len(group) > 1:  # each study labels the base by its own axis: the row is all of theirs
+            base = base.assign(label="base configuration")
+        rows.append(base.assign(study="all" if len(group) == len(reports) else study_names(group)))
         rows += [report.summary[~report.summary["baseline"]].assign(study=report.study.name) for report in group]
     combined = corrected(pd.concat(rows, ignore_index=True), options.correction)
     # "clearly best" was judged within each study; across studies only the differences to the baseline compare
@@ -350,7 +353,7 @@ def write_combined(reports: list[Report], out: Path, options: ReportOptions = Re
     folder.mkdir(parents=True, exist_ok=True)
     frame = pd.concat([report.frame for report in reports], ignore_index=True)
     notes = how_baselines_differ(groups)
-    ran = _combined_what_ran(reports)
+    ran = _combined_what_ran(reports, groups)
     again = [code_line(frame), *(report.runs_again for report in reports),
              report_line(options.command or f"python -m bench report {study_names(reports)}")]
     caption = f"Each change against its study's baseline. {scores_on(frame)}"
@@ -362,12 +365,15 @@ def write_combined(reports: list[Report], out: Path, options: ReportOptions = Re
     return combined, [*written, folder / "report.md"], notes
 
 
-def _combined_what_ran(reports: list[Report]) -> list[str]:
-    """Each study's what-ran lines, named by study; the data once where every study read the same."""
+def _combined_what_ran(reports: list[Report], groups: list[list[Report]]) -> list[str]:
+    """What ran: the data once where every study read the same, each baseline once, then each study's other
+    lines named by study."""
     data = list(dict.fromkeys(line for report in reports for line in report.ran if line.startswith("Data: ")))
     shared = data if len(data) == 1 else []
-    return shared + [f"{report.study.name}: {line}" for report in reports for line in report.ran
-                     if line not in shared]
+    baselines = [f"Baseline of {study_names(group)}: {model_text(base)}." for group in groups
+                 for base in [group[0].frame[group[0].frame["variant"] == group[0].baseline]] if len(base)]
+    return shared + baselines + [f"{report.study.name}: {line}" for report in reports for line in report.ran
+                                 if line not in shared and not line.startswith("Baseline (")]
 
 
 def _combined_markdown(reports: list[Report], combined: pd.DataFrame, groups: list[list[Report]], ran: list[str],
@@ -378,7 +384,8 @@ def _combined_markdown(reports: list[Report], combined: pd.DataFrame, groups: li
         lines += [f"> **Warning:** {warning}", ""]
     lines += [to_markdown(combined, ("study", *FULL)), METHOD, ""]
     for group in groups:  # each group's rows against its own baseline row
-        rows = combined[combined["study"].isin([study_names(group), *(report.study.name for report in group)])]
+        shown = "all" if len(group) == len(reports) else study_names(group)
+        rows = combined[combined["study"].isin([shown, *(report.study.name for report in group)])]
         lines += [f"Against the baseline of {study_names(group)}:", ""]
         lines += [f"* {line}" for line in _differences(rows)] + [""]
     return "\n".join([*lines, "", *_closing_markdown(again, frame)])
