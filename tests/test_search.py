@@ -1,9 +1,10 @@
 """Optuna searches: `bench search`, pruning through the trainer's hooks, records linked to trials, resume,
 export, PostgreSQL with two workers, a worker killed mid-trial, the held-out objective, TPE's random start,
-the pruner's warm-up, and a changed search refused."""
+the pruner's warm-up, a changed search refused, and a report that only reads the storage."""
 
 import dataclasses
 import glob
+import hashlib
 import json
 import math
 import os
@@ -21,7 +22,7 @@ import pytest
 
 from bench.cli import main as bench_main
 from bench.records import RunRecord, read_records
-from bench.search import load_search, objective_function
+from bench.search import load_search, objective_function, open_storage_to_read
 from bench.spec import RunSpec, in_folder
 from bench.study import load_study as load_ablation
 from bench.study_files import SMOKE_SCALE, StudyError
@@ -347,6 +348,71 @@ def test_the_report_of_a_search_has_its_best_trials_and_optunas_plots(tmp_path, 
     report = (out / "report.md").read_text()
     assert f"{len(trials)} trials (random search): " in report and "![intermediate](intermediate.png)" in report
     assert "Objective: held-out train F1 (24 questions, seed 0), maximised" in report
+
+
+def _stored_search(storage: str, name: str = "tiny_search-smoke") -> None:
+    """An Optuna study such as bench search leaves, two complete trials, none of them trained."""
+    lr = optuna.distributions.FloatDistribution(1e-5, 1.0, log=True)
+    optuna_study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    for number, value in enumerate((1e-3, 1e-2)):
+        optuna_study.add_trial(optuna.trial.create_trial(params={"train.lr": value}, distributions={"train.lr": lr},
+                                                         value=10.0 + number, user_attrs={"record_id": f"r{number}"}))
+
+
+def _report_fails(arguments: list[str], capsys) -> str:
+    """What bench report says on stderr as it exits with status 2."""
+    with pytest.raises(SystemExit) as exit_status:
+        bench_main(["report", *arguments])
+    assert exit_status.value.code == 2
+    return capsys.readouterr().err
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_report_never_creates_a_storage_nor_changes_a_byte_of_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _report_fails(["lr_adam"], capsys) == ("error: results/optuna/lr_adam.db: no search stored there (run "
+                                                  "python -m bench search lr_adam first)\n")
+    assert list(tmp_path.iterdir()) == []  # neither the default storage's file nor its folder
+    study, folder = _search(tmp_path), tmp_path / "optuna"
+    database = folder / "search.db"
+    folder.mkdir()
+    database.touch()  # what a report that wrote left behind: an empty database
+    storage = f"sqlite:///{database}"
+    report = [str(study), "--scale", "smoke", "--storage", storage, "--out", str(tmp_path / "reports")]
+    assert _report_fails(report, capsys) == ("error: optuna/search.db: no search stored there (run python -m bench "
+                                             "search tiny_search --scale smoke first)\n")
+    assert database.stat().st_size == 0
+    _stored_search(storage)
+    stored = _sha256(database)
+    bench_main(["report", *report])
+    assert _sha256(database) == stored and list(folder.iterdir()) == [database]  # no -journal, -wal or -shm left
+    assert "| 1 " in (tmp_path / "reports" / "tiny_search" / "best.md").read_text()
+    with pytest.raises(optuna.exceptions.StorageInternalError) as refused:  # opened read-only indeed
+        optuna.create_study(storage=open_storage_to_read(storage, StudyError("nothing there")))
+    assert "attempt to write a readonly database" in str(refused.value.__cause__)
+
+
+def test_a_report_reads_postgresql_without_creating_optunas_tables(postgres, tmp_path, capsys):
+    import psycopg
+    import sqlalchemy
+
+    with psycopg.connect(postgres.replace("+psycopg", ""), autocommit=True) as connection:
+        connection.execute("CREATE DATABASE no_search_yet")
+    empty = postgres.rsplit("/", 1)[0] + "/no_search_yet"
+    report = [str(_search(tmp_path)), "--storage", empty, "--out", str(tmp_path / "reports")]
+    nothing_there = f"error: {empty}: no search stored there (run python -m bench search tiny_search first)\n"
+    assert _report_fails(report, capsys) == nothing_there
+    engine = sqlalchemy.create_engine(empty)
+    assert sqlalchemy.inspect(engine).get_table_names() == []
+    engine.dispose()
+    _stored_search(empty, "another_search-smoke")  # Optuna's tables, without this search
+    assert _report_fails(report, capsys) == nothing_there
+    _stored_search(empty)
+    bench_main(["report", *report])
+    assert "| 1 " in (tmp_path / "reports" / "tiny_search" / "best.md").read_text()
 
 
 def test_a_search_reads_its_data_from_a_pack_as_the_same_search_and_the_same_runs(tmp_path, capsys):

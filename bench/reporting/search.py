@@ -12,28 +12,34 @@ import pandas as pd
 
 from bench.records import RecordError, records_frame
 from bench.reporting import plots
-from bench.search import Search, optuna_name
+from bench.search import Search, nothing_stored, open_storage_to_read, optuna_name, without_password
 from bench.study_files import SCALES
 
 
 def report_search(search: Search, url: str, asked_scale: str | None, records_root: Path,
                   out: Path) -> list[Path]:
-    """Write the report of the search's trials in the Optuna storage at `url` under `out`; returns the files."""
+    """Write the report of the search's trials in the Optuna storage at `url` under `out`; returns the files.
+    The storage is only read: a report never creates it, nor changes a byte of it."""
     import optuna
 
-    scale = _scale_with_trials(search, url, asked_scale)
-    optuna_study = optuna.load_study(study_name=optuna_name(search, scale), storage=url)
+    nothing_there = nothing_stored(url, search.name, asked_scale)
+    storage = open_storage_to_read(url, nothing_there)
+    scale = _scale_with_trials(search, storage, url, asked_scale, nothing_there)
+    optuna_study = optuna.load_study(study_name=optuna_name(search, scale), storage=storage)
     return write_search_report(search, scale, optuna_study, records_root, out)
 
 
-def _scale_with_trials(search: Search, url: str, asked: str | None) -> str:
+def _scale_with_trials(search: Search, storage, url: str, asked: str | None, nothing_there: Exception) -> str:
     """`asked`, or the one scale the search has trials at in the storage; an error where that is not one."""
     import optuna
 
-    scales = [scale for scale in SCALES if optuna_name(search, scale) in optuna.get_all_study_names(url)]
-    if asked not in (None, *scales) or not scales or (asked is None and len(scales) > 1):
-        raise RecordError(f"{url}: the search {search.name} has trials at scale(s) {', '.join(scales) or 'none'}"
-                          + ("; choose one with --scale" if len(scales) > 1 else ""))
+    stored = optuna.get_all_study_names(storage)
+    scales = [scale for scale in SCALES if optuna_name(search, scale) in stored]
+    if not scales:
+        raise nothing_there
+    if asked not in (None, *scales) or (asked is None and len(scales) > 1):
+        raise RecordError(f"{without_password(url)}: the search {search.name} has trials at scale(s) "
+                          f"{', '.join(scales)}" + ("; choose one with --scale" if len(scales) > 1 else ""))
     return asked or scales[0]
 
 
@@ -128,7 +134,7 @@ def _named(axes, target: str, trials: list):
 def score_against_lr(trials: pd.DataFrame, search: Search, optuna_study, folder: Path) -> list[Path]:
     """Each trial's held-out score against its learning rate (log scale): complete trials as points, pruned
     ones as crosses at the last score reported before the pruner stopped them."""
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
 
     plt, _ = plots.pyplot()
 
@@ -141,7 +147,11 @@ def score_against_lr(trials: pd.DataFrame, search: Search, optuna_study, folder:
     ax.scatter(pruned["train.lr"], [last_reported.get(n) for n in pruned["trial"]], color="tab:red", marker="x",
                s=40, label="pruned (last score reported)")
     ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap over less than a decade
+    # labels at 1 and 3 of each decade: a range of a decade or two (1e-4 to 1e-2) would show one or two labels
+    # at the powers of ten alone, and labelled minor ticks overlap
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 3.0)))
+    ax.xaxis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("learning rate (train.lr, log scale)")
     ax.set_ylabel(f"{search.metric_name} (%)")
     ax.set_title(f"{search.metric_name[0].upper()}{search.metric_name[1:]} against learning rate")
