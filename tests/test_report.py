@@ -167,6 +167,11 @@ def test_the_curve_table_is_tidy(smoke_records):
     (["--baseline", "nope"], "--baseline 'nope': no such variant in chars"),
     (["--format", "md,pdf"], "argument --format: 'md,pdf': choose from md,latex,csv,html"),
     (["--scale", "cpu"], "no records at scale 'cpu' (there are: smoke)"),
+    (["--figure-width", "40"], "argument --figure-width: '40': a width in inches, from 1 to 20"),
+    (["--labels", "nope=x"], "--labels 'nope': no such variant in chars"),
+    (["--labels", "x"], "argument --labels: 'x': expected VARIANT=NAME pairs"),
+    (["--correction", "bonferroni"], "argument --correction: invalid choice: 'bonferroni'"),
+    (["--columns", "label,study"], "argument --columns: 'label,study': 'study' is no column"),
 ])
 def test_bad_report_requests_are_one_line(smoke_records, tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as exit_status:
@@ -327,16 +332,3 @@ def test_display_names_and_figure_sizes_come_from_the_command_line(smoke_records
     assert "| 1D chars " in (out / "table.md").read_text() and "--labels" in (out / "report.md").read_text()
     width, _ = Image.open(out / "forest.png").size
     assert 3.0 * 200 <= width <= 3.35 * 200
-
-
-@pytest.mark.parametrize("extra,message", [
-    (["--figure-width", "40"], "argument --figure-width: '40': a width in inches, from 1 to 20"),
-    (["--labels", "nope=x"], "--labels 'nope': no such variant in chars"),
-    (["--labels", "x"], "argument --labels: 'x': expected VARIANT=NAME pairs"),
-    (["--correction", "bonferroni"], "argument --correction: invalid choice: 'bonferroni'"),
-])
-def test_bad_presentation_options_are_one_line(smoke_records, tmp_path, capsys, extra, message):
-    with pytest.raises(SystemExit) as exit_status:
-        _report(smoke_records, tmp_path, *extra)
-    said = capsys.readouterr().err.strip().splitlines()
-    assert exit_status.value.code == 2 and message in said[-1]

@@ -353,8 +353,9 @@ def test_the_conclusions_say_not_resolved_and_what_the_interval_rules_out(faithf
     frame, study = faithfulness
     said = conclusions(summarise(frame, study, "base", "cpu"), "f1")
     assert len(said) == 4 and all("not resolved" in line and "no effect beyond ±" in line for line in said)
+    # the interval's farther bound, −1.33, rounded away from 0: ±1.4
     assert ("dropout_placement = outputs: ΔF1 −0.9 [−1.3, −0.4], 3 seeds paired: not resolved (p = 0.06 "
-            "Holm-corrected over 4 comparisons): no effect beyond ±1.3 F1 at 95%") in said
+            "Holm-corrected over 4 comparisons): no effect beyond ±1.4 F1 at 95%") in said
     uncorrected = conclusions(summarise(frame, study, "base", "cpu", correction="none"), "f1")
     assert ("dropout_placement = outputs: ΔF1 −0.9 [−1.3, −0.4], 3 seeds paired: lower than base configuration "
             "(p = 0.015 uncorrected)") in uncorrected

@@ -183,7 +183,8 @@ def _about(study: Study, scale: str) -> str:
 def _write_tables(summary: pd.DataFrame, caption: str, label: str, out: Path, options: ReportOptions,
                   comments: list[str], columns: tuple[str, ...] | None = None) -> list[Path]:
     """The table in each format asked for; the LaTeX one says what ran and how to make it again in comments."""
-    texts = {"md": ("table.md", lambda: to_markdown(summary)),
+    full = ("study", *FULL) if "study" in summary else FULL  # a table of several studies names each row's
+    texts = {"md": ("table.md", lambda: to_markdown(summary, full)),
              "latex": ("table.tex", lambda: to_latex(summary, caption, label, columns or options.columns, comments)),
              "csv": ("table.csv", lambda: to_csv(summary))}
     written = []
