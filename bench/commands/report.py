@@ -162,10 +162,10 @@ def _refuse_unused_labels(labels: dict[str, str], reports: list[Report]) -> None
     none is a typo, said in one line."""
     from bench.reporting.tables import names_a_variant, variant_labels
 
+    defaults = [variant_labels(report.study, report.scale) for report in reports]
     for key in labels:
-        if reports and not any(names_a_variant(key, variant_labels(report.study, report.scale),
-                                               {**variant_labels(report.study, report.scale), **report.study.labels})
-                               for report in reports):
+        if reports and not any(names_a_variant(key, default, {**default, **report.study.labels})
+                               for default, report in zip(defaults, reports, strict=True)):
             raise StudyError(f"--labels {key!r}: no such variant in {', '.join(r.study.name for r in reports)}")
 
 

@@ -84,7 +84,6 @@ class Report:
     warnings: list[str]
     folder: Path
     written: list[Path]  # beside report.md: the tables, runs.csv, report.html, then the plots
-    records: Path
     frame: pd.DataFrame  # the records at `scale`
     ran: list[str]  # what ran (`what_ran`)
     runs_again: str  # the `bench run` line that makes its runs again (`run_line`)
@@ -116,8 +115,8 @@ def write_report(study: Study, records: Path, out: Path, options: ReportOptions 
                      options.size)
     warnings = (_same_runs(study, scale) + _warnings(frame, summary, mixed, wall_clock)
                 + cost_warnings(frame, labels))
-    report = Report(study, scale, baseline, labels[baseline], summary, warnings, folder, written + figures, records,
-                    frame, ran, runs_again, again)
+    report = Report(study, scale, baseline, labels[baseline], summary, warnings, folder, written + figures, frame,
+                    ran, runs_again, again)
     pngs = [path for path in figures if path.suffix == ".png"]
     (folder / "report.md").write_text(_report_markdown(report, pngs), encoding="utf-8")
     if "html" in options.formats:
@@ -293,13 +292,12 @@ def _baseline_runs(report: Report) -> list:
 
 def baseline_groups(reports: list[Report]) -> list[list[Report]]:
     """The reports grouped by their baselines: one group's rows can share one baseline row only where their
-    baselines were trained alike (`trained_as`) and are the same runs with the same scores, so that every
-    difference in the group is to the numbers the row shows. In the order the reports came."""
+    baselines are the same runs (the same ids: the id hashes the configuration and the data) with the same
+    scores, so that every difference in the group is to the numbers the row shows. In the order the reports
+    came; a study without baseline runs is a group of its own."""
     groups: dict[str, list[Report]] = {}
     for report in reports:
-        trained = trained_as(report.study.name, report.scale, report.baseline, report.records)
-        key = json.dumps([trained, _baseline_runs(report)] if trained else report.study.name, sort_keys=True,
-                         default=str)
+        key = json.dumps(_baseline_runs(report) or report.study.name)
         groups.setdefault(key, []).append(report)
     return list(groups.values())
 
@@ -308,15 +306,14 @@ def how_baselines_differ(groups: list[list[Report]]) -> list[str]:
     """For each group after the first, how its baseline differs from the first's: the settings it was trained
     with, or that its runs are other runs, or that it has none."""
     def trained(group: list[Report]) -> dict:
-        first = group[0]
-        return trained_as(first.study.name, first.scale, first.baseline, first.records)
+        return trained_as(group[0].frame, group[0].baseline)
 
     reference = trained(groups[0])
     lines = []
     for group in groups[1:]:
         own = trained(group)
         differing = [f"{key} = {own.get(key)} (not {reference.get(key)})"
-                     for key in sorted(own.keys() | reference.keys()) if own.get(key) != reference.get(key)]
+                     for key in sorted(own.keys() | reference.keys()) if not _same(own.get(key), reference.get(key))]
         if not own:
             how = "its baseline has no records at this scale: its rows have no differences"
         elif differing:
@@ -326,6 +323,11 @@ def how_baselines_differ(groups: list[list[Report]]) -> list[str]:
                    "differences to its own row")
         lines.append(f"{study_names(group)}: {how}")
     return lines
+
+
+def _same(value, other) -> bool:
+    """Equal settings, a setting no record of either had (NaN in a records frame) included."""
+    return value == other or (pd.isna(value) and pd.isna(other))
 
 
 def study_names(reports: list[Report]) -> str:

@@ -28,11 +28,12 @@ def settings(config: RunConfig) -> dict[str, Any]:
 
 def overrides(study: Study, scale: str, records: Path) -> dict[str, dict[str, Any]]:
     """Record id -> the settings its run had that the study file does not give it at `scale`."""
+    made_at_scale = [record for record in study_records(study.name, records) if record["scale"] == scale]
     planned = {(run.variant, run.seed): settings(run.config)
-               for run in study.runs(scale, seeds=sorted({r["seed"] for r in study_records(study.name, records)}))}
+               for run in study.runs(scale, seeds=sorted({record["seed"] for record in made_at_scale}))}
     found = {}
-    for record in study_records(study.name, records):
-        if record["scale"] != scale or (record["variant"], record["seed"]) not in planned:
+    for record in made_at_scale:
+        if (record["variant"], record["seed"]) not in planned:
             continue
         made = settings(RunConfig.from_dict(record["config"]))
         plan = planned[(record["variant"], record["seed"])]
@@ -41,17 +42,16 @@ def overrides(study: Study, scale: str, records: Path) -> dict[str, dict[str, An
     return found
 
 
-def trained_as(study: str, scale: str, variant: str, records: Path) -> dict[str, Any]:
-    """How a variant's runs were trained, as the run id sees it with the seed aside: its first record's settings
-    (where the data was read from and where it ran left out) and its data's fingerprint; {} where it has no
-    record at `scale`. Two studies whose baselines train alike give the same."""
-    runs = [record for record in study_records(study, records)
-            if record["scale"] == scale and record["variant"] == variant]
-    if not runs:
+def trained_as(frame: pd.DataFrame, variant: str) -> dict[str, Any]:
+    """How a variant's runs were trained, from their records (`records_frame`): the first run's settings, the
+    seed, where the data was read from and where it ran left out, and its data's fingerprint; {} where the
+    variant has no run. What two studies' baselines were trained with differently is what these differ in."""
+    runs = frame[frame["variant"] == variant]
+    if runs.empty:
         return {}
-    made = settings(RunConfig.from_dict(runs[0]["config"]))
-    return {**{key: value for key, value in made.items() if key not in _NOT_COMPARED | {"train.seed"}},
-            "data fingerprint": runs[0].get("dataset_fingerprint")}
+    first = runs.iloc[0]
+    return {**{key: first[key] for key in frame.columns if "." in key and key not in _NOT_COMPARED | {"train.seed"}},
+            "data fingerprint": first["dataset_fingerprint"]}
 
 
 def settings_text(values: dict[str, Any]) -> str:
