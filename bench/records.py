@@ -8,7 +8,7 @@ import dataclasses
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from bench.spec import RunSpec
@@ -78,7 +78,8 @@ def read_record(path: Path) -> dict | None:
 
 
 # a record's keys that are neither the result's nor the record's own fields: the run's (any other is a tag)
-_RUN_KEYS = {"id", "study", "variant", "seed", "scale", "config", "dataset_fingerprint", "train_examples_per_s"}
+_RUN_KEYS = {"id", "id_scheme", "study", "variant", "seed", "scale", "config", "dataset_fingerprint",
+             "train_examples_per_s"}
 # how many decimals a record keeps of each measurement
 _DECIMALS = {"train_seconds": 2, "eval_seconds": 2, "compile_seconds": 2, "peak_memory_mb": 1}
 
@@ -91,6 +92,7 @@ class RunRecord:
 
     spec: RunSpec
     result: TrainResult
+    _: KW_ONLY
     wall_seconds: float = 0.0
     execution: dict | None = None  # bench.runner.execution_context: what beyond the id changes the numbers
     time_bounded: dict | None = None  # for a run with a minutes budget: the budget, hardware, what ended it
@@ -110,7 +112,8 @@ class RunRecord:
         result["compile_shapes"] = [{**shape, "seconds": round(shape["seconds"], 2)}
                                     for shape in result["compile_shapes"]]
         outcome = {"status": result.pop("status"), "error": result.pop("error")}  # first, as a reader looks
-        return {"id": spec.id, "study": spec.study, "variant": spec.variant, "seed": spec.seed, "scale": spec.scale,
+        return {"id": spec.id, "id_scheme": spec.id_scheme, "study": spec.study, "variant": spec.variant,
+                "seed": spec.seed, "scale": spec.scale,
                 **outcome, "config": spec.config.to_dict(), "dataset_fingerprint": spec.fingerprint, **result,
                 "train_examples_per_s": round(self.result.train_examples_per_s, 2),
                 "wall_seconds": round(self.wall_seconds, 2), "environment": self.environment,
@@ -129,8 +132,9 @@ class RunRecord:
         results = {item.name for item in dataclasses.fields(TrainResult)}
         mine = {item.name for item in dataclasses.fields(cls)} - {"spec", "result"}
         tags = {key: value for key, value in record.items() if key not in results | mine | _RUN_KEYS}
-        spec = RunSpec(record.get("study", Path(folder).name), record["variant"], record["scale"], config, Path(folder),
-                       tags or None, record.get("dataset_fingerprint"), record["id"])
+        spec = RunSpec(record.get("study", Path(folder).name), record["variant"], record["scale"], config,
+                       folder=Path(folder), tags=tags or None, fingerprint=record.get("dataset_fingerprint"),
+                       recorded_id=record["id"], id_scheme=record.get("id_scheme"))
         result = TrainResult(**{"steps": 0, "metrics": {}, **{key: record[key] for key in results if key in record}})
         # the examples the rate was made of, to the rounding of the seconds (the record keeps the rate)
         result.train_examples = (record.get("train_examples_per_s") or 0.0) * result.train_seconds

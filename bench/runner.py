@@ -1,12 +1,12 @@
 """Running RunSpecs: `plan` checks and places a study's runs and finds which are finished; `execute` trains
 one and writes its RunRecord whatever happens (failures are recorded outcomes); `run_parallel` executes many.
 
-A run's id (bench.spec) hashes its configuration (seed included) and its data's fingerprint, so a rerun
-skips what is done, resumes what was interrupted from its checkpoint, and starts the rest. Where a run
-executes (device, threads, the compiled path) is recorded, not hashed. One job trains its runs in this
-process, needing only torch and numpy; several go through joblib: worker processes, a worker per GPU index
-with --gpus (each run takes whichever is free; an index named twice holds two runs at once), or a Dask
-cluster with backend "dask".
+A run's id (bench.spec) hashes its settings that differ from their defaults (the seed included) and its data's
+fingerprint, so a rerun skips what is done (a record of the same id made with other settings is not done),
+resumes what was interrupted from its checkpoint, and starts the rest. Where a run executes (device, threads,
+the compiled path) is recorded, not hashed. One job trains its runs in this process, needing only torch and
+numpy; several go through joblib: worker processes, a worker per GPU index with --gpus (each run takes
+whichever is free; an index named twice holds two runs at once), or a Dask cluster with backend "dask".
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import queue
 import shutil
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -32,7 +32,7 @@ import torch
 
 from bench.environment import device_name, environment
 from bench.records import RecordError, RunRecord, ensure_writable, load_record, write_json_atomically
-from bench.spec import RunSpec, in_folder
+from bench.spec import RunSpec, in_folder, settings_that_differ
 from qanet.checkpoint import CHECKPOINT, CheckpointError
 from qanet.config import ConfigError, RunConfig
 from qanet.data.prepare import prepare
@@ -52,13 +52,27 @@ def restart_reason(spec: RunSpec, context: dict, force: bool) -> str:
         record = None
     if record is None and spec.record_path.exists():
         return "its record is damaged: trained again from step 0"
+    made = _read_json(spec.context_path) or {}
+    differ = settings_that_differ(record.spec.config if record else _config_of(made), spec.config)
+    if differ:  # one id, other settings: a default changed since (the id hashes only what differs from it)
+        return (f"its {'record' if record else 'checkpoint'} was made with other settings ("
+                + ", ".join(f"{key} = {then!r}, here {now!r}" for key, (then, now) in sorted(differ.items()))
+                + "): trained again from step 0")
     if record and record.result.status in FINISHED and record.execution != context:
         return (f"its record says {record.result.status} but was made with {record.execution}; here {context}: "
                 f"trained again from step 0")
-    made = _read_json(spec.context_path) or {}
     if (spec.checkpoint_dir / CHECKPOINT).exists() and made.get("execution", context) != context:
         return f"its checkpoint was made with {made['execution']}; here {context}: trained again from step 0"
     return ""
+
+
+def _config_of(made: dict) -> RunConfig | None:
+    """The configuration a checkpoint was made with, as its context says (None where it does not say, or where
+    it no longer reads)."""
+    try:
+        return RunConfig.from_dict(made["config"]) if made.get("config") else None
+    except ConfigError:
+        return None
 
 
 def discard_progress(spec: RunSpec) -> None:
@@ -74,14 +88,15 @@ def discard_progress(spec: RunSpec) -> None:
 
 
 def finished_record(spec: RunSpec, context: dict) -> RunRecord | None:
-    """The run's record if it finished in the same execution context (on the CPU, results depend on the
-    thread count): ok, or ended on purpose by a hook (pruned, stopped). A diverged, out-of-memory or failed
-    run has none: it runs again."""
+    """The run's record if it finished with the same settings in the same execution context (on the CPU, results
+    depend on the thread count): ok, or ended on purpose by a hook (pruned, stopped). A diverged, out-of-memory
+    or failed run has none: it runs again."""
     try:
         record = load_record(spec.record_path)
     except RecordError:
         return None
-    return record if record and record.result.status in FINISHED and record.execution == context else None
+    finished = record and record.result.status in FINISHED and record.execution == context
+    return record if finished and not settings_that_differ(record.spec.config, spec.config) else None
 
 
 @dataclass
@@ -103,7 +118,7 @@ class Plan:
         return ("to resume" if resumes else "to run"), why
 
 
-def plan(specs: list[RunSpec], folder: Path, jobs: int = 1, gpus: list[int] | None = None, backend: str = "loky",
+def plan(specs: list[RunSpec], folder: Path, *, jobs: int = 1, gpus: list[int] | None = None, backend: str = "loky",
          force: bool = False, make_folder: bool = True) -> Plan:
     """Check that the runs can execute here (a device this machine lacks is refused before any data is
     prepared; a Dask cluster's workers have their own), make the records folder (refused if it cannot take
@@ -189,7 +204,7 @@ def run_lock(spec: RunSpec) -> Iterator[bool]:
         yield True
 
 
-def execute(spec: RunSpec, device: str | None = None, threads: int | None = None, hooks: list[Hooks] = (),
+def execute(spec: RunSpec, *, device: str | None = None, threads: int | None = None, hooks: list[Hooks] = (),
             force: bool = False, alone: bool = False) -> RunRecord | Locked:
     """Train or resume one run and write its record, whatever happens; returns the record. Its events go
     to `spec.log_path` as they happen, and to `hooks` (progress display, pruning). A run that another
@@ -200,7 +215,7 @@ def execute(spec: RunSpec, device: str | None = None, threads: int | None = None
     with run_lock(spec) as mine:
         if not mine:
             return Locked(spec)
-        spec = as_executed(spec, device, threads)
+        spec = spec.executing_on(device, threads)
         context = execution_context(spec.config, threads)
         finished = None if force else finished_record(spec, context)
         if finished:  # finished elsewhere meanwhile: nothing restarted now
@@ -212,18 +227,11 @@ def execute(spec: RunSpec, device: str | None = None, threads: int | None = None
             discard_progress(spec)
         else:  # resuming: a restart of an earlier attempt is still this record's story
             restarted = (_read_json(spec.context_path) or {}).get("restarted") or ""
-        return _train_and_record(spec, context, hooks, restarted, alone)
+        return _train_and_record(spec, context, hooks=hooks, restarted=restarted, alone=alone)
 
 
-def as_executed(spec: RunSpec, device: str | None, threads: int | None) -> RunSpec:
-    """The spec as it executes here: on `device` if given, with `threads` unless it sets its own. The id is the
-    same (neither is part of it); the record keeps the settings the run executed with."""
-    train = dataclasses.replace(spec.config.train, device=device or spec.config.train.device,
-                                threads=spec.config.train.threads or threads)
-    return dataclasses.replace(spec, config=dataclasses.replace(spec.config, train=train))
-
-
-def _train_and_record(spec: RunSpec, context: dict, hooks: list[Hooks], restarted: str, alone: bool) -> RunRecord:
+def _train_and_record(spec: RunSpec, context: dict, *, hooks: list[Hooks], restarted: str, alone: bool
+                      ) -> RunRecord:
     started, began = time.perf_counter(), _now()
     sessions = _earlier_sessions(spec)  # before the log's begin event drops the redone steps' events
     config, trainer = spec.config, None
@@ -240,7 +248,8 @@ def _train_and_record(spec: RunSpec, context: dict, hooks: list[Hooks], restarte
             restarted = f"{error}: set aside as {CHECKPOINT}.damaged, trained again from step 0"
             trainer = Trainer(config, prepared, spec.checkpoint_dir, hooks)
         write_json_atomically(spec.context_path, {"execution": context, "restarted": restarted or None,
-                                                  "sessions": [*sessions, {"started": began}]})
+                                                  "sessions": [*sessions, {"started": began}],
+                                                  "config": config.to_dict()})
         result = trainer.run()
     except Exception as caught:  # noqa: BLE001 - every failure becomes a recorded outcome
         status, error = _outcome(caught, config)
@@ -254,10 +263,11 @@ def _train_and_record(spec: RunSpec, context: dict, hooks: list[Hooks], restarte
     sessions.append({"started": began, "seconds": round(time.perf_counter() - started, 2)})
     timeline = {"started": sessions[0]["started"], "ended": _now(), "sessions": sessions,
                 "complete": all(session["seconds"] is not None for session in sessions)}  # else wall_seconds is short
-    record = RunRecord(spec, result, sum(session["seconds"] or 0.0 for session in sessions), context,
-                       _time_bound(config, result, context), restarted or None, alone,
-                       environment(_available(config.train.device) or torch.device("cpu")),
-                       str(spec.checkpoint_dir / CHECKPOINT), timeline)
+    record = RunRecord(spec, result, wall_seconds=sum(session["seconds"] or 0.0 for session in sessions),
+                       execution=context, time_bounded=_time_bound(config, result, context),
+                       restarted=restarted or None, timed_alone=alone,
+                       environment=environment(_available(config.train.device) or torch.device("cpu")),
+                       checkpoint=str(spec.checkpoint_dir / CHECKPOINT), timeline=timeline)
     try:
         write_json_atomically(spec.record_path, record.to_json())
     except OSError as error:
@@ -337,14 +347,14 @@ def _execute_on_a_free_gpu(spec: RunSpec, free_gpus, force: bool) -> RunRecord |
     """Take whichever GPU is free, run `spec` on it, give it back (with its cached memory)."""
     gpu = free_gpus.get()
     try:
-        return execute(spec, f"cuda:{gpu}", None, force=force)
+        return execute(spec, device=f"cuda:{gpu}", force=force)
     finally:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         free_gpus.put(gpu)
 
 
-def run_parallel(specs: list[RunSpec], jobs: int = 1, gpus: list[int] | None = None, backend: str = "loky",
+def run_parallel(specs: list[RunSpec], *, jobs: int = 1, gpus: list[int] | None = None, backend: str = "loky",
                  hooks: list[Hooks] = (), force: bool = False) -> Iterator[RunRecord | Locked]:
     """Execute specs and yield each record as it completes.
 
@@ -387,3 +397,21 @@ def _run_on_gpus(specs: list[RunSpec], gpus: list[int], in_threads: bool, force:
         futures = [pool.submit(_execute_on_a_free_gpu, spec, free_gpus, force) for spec in specs]
         for future in as_completed(futures):
             yield future.result()
+
+
+def train_one(config: RunConfig, out: Path, *, fresh: bool = False,
+              hooks: Callable[[RunSpec], contextlib.AbstractContextManager[list[Hooks]]] | None = None,
+              log: Callable[[str], None] = lambda _: None) -> RunRecord:
+    """Train (or resume) one run of `config` under `out` (`bench train`) and write its record; returns the record.
+    `hooks(spec)`, where given, is a context manager lasting while the run trains that gives the run's hooks (a
+    progress display); `log` hears what happens while the data is prepared. `fresh`: ignore an existing
+    checkpoint. A run that another process is training is refused."""
+    ensure_writable(out)
+    prepare(config.data, log=log)
+    [spec] = in_folder([RunSpec("train", "train", "custom", config)], out)
+    with (hooks or (lambda _: contextlib.nullcontext([])))(spec) as run_hooks:
+        record = execute(spec, hooks=run_hooks, force=fresh, alone=True)
+    if isinstance(record, Locked):
+        raise RecordError(f"run {spec.id}: {record.reason}")
+    return record
+

@@ -26,7 +26,7 @@ key), the seeds, a design and a budget:
 combination. Every variant's configuration is built and validated before anything runs, and
 a problem is one line naming the file, the key and the value.
 
-At each scale (bench.study_files) every (variant, seed) is one RunSpec. `[scale.NAME.set]` settings
+At each scale (bench.scales) every (variant, seed) is one RunSpec. `[scale.NAME.set]` settings
 replace the scale's own, at that scale only (a study exported from a search pins its trial's settings so).
 """
 
@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.scales import SCALES, run_config
 from bench.spec import RunSpec
-from bench.study_files import NOT_A_SETTING, SCALES, StudyError, check_keys, read_study_file, run_config, value_text
+from bench.study_files import NOT_A_SETTING, StudyError, check_keys, read_study_file, value_text
 from qanet.config import ConfigError, RunConfig, apply_overrides, get_value
 
 # the top-level keys of a study file and the TOML type of each
@@ -73,7 +74,8 @@ class Study:
             variants = {_name(dict(combo)): dict(combo) for combo in combos}
         else:
             variants = {"base": {}}
-            base = run_config(self.path, self.preset, self.fixed, {}, "full", {}, {})  # the file's base, as written
+            # the file's base, as written
+            base = run_config(self.path, self.preset, fixed=self.fixed, budget={}, scale="full", pinned={}, own={})
             for key, values in self.axes.items():
                 try:
                     base_value = get_value(base, key)
@@ -111,8 +113,8 @@ class Study:
         for key, value in settings.items():
             own[key] = value
             own.update(self.coupled.get(f"{key}={value_text(value)}", {}))
-        return run_config(self.path, self.preset, self.fixed, self.budget, scale, self.pinned.get(scale, {}),
-                          {**own, "train.seed": seed})
+        return run_config(self.path, self.preset, fixed=self.fixed, budget=self.budget, scale=scale,
+                          pinned=self.pinned.get(scale, {}), own={**own, "train.seed": seed})
 
 
 def distinct_runs(study: str, runs: list[RunSpec], log=print) -> list[RunSpec]:

@@ -22,7 +22,8 @@ the same weights, batch and seed, with the attention kernels training may use:
 Per parameter group: cosine, relative error ||g - g_ref|| / ||g_ref|| and non-finite values against the reference;
 the loss too. A setting disagrees where a group's relative error (or the loss's) exceeds NOISE_FACTOR times the
 eager noise's, and at least FLOOR, or where it has non-finite values. An agreement clears a setting
-only at the shapes, dtype, device and torch version tested, which the record states.
+only at the shapes, dtype, device and torch version tested, which the record states. The verdict's `inductor`
+is Inductor's finding, judged on the setting training compiles with (torch's default mix-order reduction).
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def first_batch(prepared, config: RunConfig, device: torch.device) -> dict[str, 
     one shape the reference run compiles."""
     data, train = config.data, config.train
     questions = trainable_questions(prepared.train, data.context_len)
-    batches = epoch_batches(questions, prepared.train.context_lengths(), train.batch_size, train.seed, 0)
+    batches = epoch_batches(questions, prepared.train.context_lengths(), train.batch_size, seed=train.seed,
+                            epoch=0)
     full = [batch for batch in batches if len(batch) == train.batch_size]
     if not full:
         raise ConfigError(f"train.batch_size = {train.batch_size}: more than the {len(questions)} trainable "
@@ -117,7 +119,7 @@ def first_batch(prepared, config: RunConfig, device: torch.device) -> dict[str, 
     return source.batch(full[0], data.context_len, data.question_len)
 
 
-def synthetic_tokens(generator: torch.Generator, batch: int, width: int, char_len: int, words: int, chars: int
+def synthetic_tokens(generator: torch.Generator, batch: int, width: int, *, char_len: int, words: int, chars: int
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Word ids (batch, width) with PAD past each row's length (the first row is full), one in twenty OOV;
     character ids (batch, width, char_len) with PAD past each word's length; the row lengths."""
@@ -137,10 +139,9 @@ def synthetic_batch(config: RunConfig, words: int, chars: int, seed: int) -> dic
     10 tokens inside each context (on the CPU)."""
     generator = torch.Generator().manual_seed(seed)
     size, data = config.train.batch_size, config.data
-    context_words, context_chars, lengths = synthetic_tokens(generator, size, data.context_len, data.char_len, words,
-                                                             chars)
-    question_words, question_chars, _ = synthetic_tokens(generator, size, data.question_len, data.char_len, words,
-                                                         chars)
+    vocabulary = {"char_len": data.char_len, "words": words, "chars": chars}
+    context_words, context_chars, lengths = synthetic_tokens(generator, size, data.context_len, **vocabulary)
+    question_words, question_chars, _ = synthetic_tokens(generator, size, data.question_len, **vocabulary)
     start = (torch.rand(size, generator=generator) * lengths).long()
     end = torch.minimum(start + torch.randint(0, 10, (size,), generator=generator), lengths - 1)
     return {"context_words": context_words, "context_chars": context_chars, "question_words": question_words,
@@ -155,11 +156,19 @@ class Pass:
     gradients: dict[str, torch.Tensor]  # by parameter name
 
 
-def backward_loss(model: QANet, forward, batch: dict, device: torch.device, bf16: bool, kernels: list,
-                  scale: float = 1.0) -> float:
+@dataclass(frozen=True)
+class Execution:
+    """How a pass runs: on `device`, under bf16 autocast or not (CUDA only, as training), with `kernels`."""
+
+    device: torch.device
+    bf16: bool
+    kernels: list  # the SDPA kernels training may use
+
+
+def backward_loss(model: QANet, forward, batch: dict, execution: Execution, *, scale: float = 1.0) -> float:
     """The training loss of `batch` through `forward` (the model, or a compiled one), times `scale`, backpropagated
     into the model's gradients (added to what they hold)."""
-    with autocast(device, bf16), sdpa_kernel(kernels):
+    with autocast(execution.device, execution.bf16), sdpa_kernel(execution.kernels):
         start, end = forward(batch["context_words"], batch["context_chars"], batch["question_words"],
                              batch["question_chars"])
         loss = model.loss(start, end, batch["start"], batch["end"]) * scale
@@ -176,25 +185,24 @@ def taken_gradients(model: QANet) -> dict[str, torch.Tensor]:
     return gradients
 
 
-def forward_backward(model: QANet, forward, batch: dict, device: torch.device, bf16: bool, kernels: list,
-                     compiled_step: bool) -> Pass:
+def forward_backward(model: QANet, forward, batch: dict, execution: Execution, *, compiled_step: bool) -> Pass:
     """One training pass of `batch` through `forward`: its loss and gradients."""
     model.train()
     model.zero_grad(set_to_none=True)
     if compiled_step:
         torch.compiler.cudagraph_mark_step_begin()  # the last pass's outputs are no longer used
-    loss = backward_loss(model, forward, batch, device, bf16, kernels)
+    loss = backward_loss(model, forward, batch, execution)
     return Pass(loss, taken_gradients(model))
 
 
-def one_example_at_a_time(model: QANet, batch: dict, device: torch.device, bf16: bool, kernels: list) -> Pass:
+def one_example_at_a_time(model: QANet, batch: dict, execution: Execution) -> Pass:
     """Eagerly, each example's loss divided by the batch size, backpropagated in turn: the batch's loss (their mean)
     and gradient, mathematically, computed by kernels of other shapes and summed in another order."""
     model.train()
     model.zero_grad(set_to_none=True)
     size = len(batch["start"])
-    loss = sum(backward_loss(model, model, {key: value[index:index + 1] for key, value in batch.items()}, device,
-                             bf16, kernels, scale=1 / size) for index in range(size))
+    loss = sum(backward_loss(model, model, {key: value[index:index + 1] for key, value in batch.items()}, execution,
+                             scale=1 / size) for index in range(size))
     return Pass(loss, taken_gradients(model))
 
 
@@ -298,14 +306,17 @@ class Comparison:
     def dtype(self) -> torch.dtype:
         return torch.bfloat16 if self.bf16 and self.device.type == "cuda" else torch.float32
 
+    def execution(self, bf16: bool | None = None) -> Execution:
+        """How its passes run: at the compiled settings' dtype, or with `bf16` as given."""
+        return Execution(self.device, self.bf16 if bf16 is None else bf16, self.kernels)
+
     def eager(self, bf16: bool) -> Pass:
-        return forward_backward(self.model, self.model, self.batch, self.device, bf16, self.kernels,
-                                compiled_step=False)
+        return forward_backward(self.model, self.model, self.batch, self.execution(bf16), compiled_step=False)
 
     def eager_noise(self) -> Pass:
         """Eagerly at the compiled settings' dtype, one example at a time: how far eager's own rounding moves the
         gradient, through every layer (a batch in another order would only move its sums over examples)."""
-        return one_example_at_a_time(self.model, self.batch, self.device, self.bf16, self.kernels)
+        return one_example_at_a_time(self.model, self.batch, self.execution())
 
     def compiled_passes(self, setting: Setting) -> list[Pass]:
         """`passes` passes through a copy of the model compiled as `setting` says (a compilation may change the
@@ -316,8 +327,8 @@ class Comparison:
         patch = ({"triton.mix_order_reduction": setting.mix_order_reduction}
                  if setting.mix_order_reduction is not None else {})
         with torch._inductor.config.patch(patch):  # forward and backward are compiled inside it
-            return [forward_backward(model, forward, self.batch, self.device, self.bf16, self.kernels,
-                                     compiled_step=True) for _ in range(self.passes)]
+            return [forward_backward(model, forward, self.batch, self.execution(), compiled_step=True)
+                    for _ in range(self.passes)]
 
 
 def scope(comparison: Comparison) -> dict:
@@ -343,17 +354,26 @@ def scope_text(scope: dict) -> str:
             f"compiled {'whole' if scope['compile_scope'] == 'model' else 'by encoder block'}")
 
 
-def run_setting(comparison: Comparison, setting: Setting, reference: Pass, groups: dict, limits: dict) -> dict:
+@dataclass(frozen=True)
+class Baseline:
+    """What each compiled setting is judged against: eager fp32's pass, the parameter groups, the tolerances."""
+
+    reference: Pass
+    groups: dict[str, list[str]]
+    limits: dict[str, float]  # by group, and "loss" (tolerances)
+
+
+def run_setting(comparison: Comparison, setting: Setting, baseline: Baseline) -> dict:
     """`setting`'s passes, each compared with the reference and judged."""
     passes, disagreements = [], []
     for index, found in enumerate(comparison.compiled_passes(setting), start=1):
-        compared = compare_pass(found, reference, groups)
-        disagreements += judge_pass(setting.name, index, compared, limits)
+        compared = compare_pass(found, baseline.reference, baseline.groups)
+        disagreements += judge_pass(setting.name, index, compared, baseline.limits)
         passes.append(compared)
     return {"status": "disagrees" if disagreements else "agrees", "passes": passes, "disagreements": disagreements}
 
 
-def compare_compiled_gradients(comparison: Comparison, settings=COMPILED_SETTINGS, deadline: float = math.inf,
+def compare_compiled_gradients(comparison: Comparison, settings=COMPILED_SETTINGS, *, deadline: float = math.inf,
                                report=print, on_progress=lambda result: None) -> dict:
     """The reference, the eager noise and each setting's agreement with the reference, with the verdict. Lines go
     to `report`, and the result so far to `on_progress`, after the noise and after each setting. A setting not
@@ -366,8 +386,9 @@ def compare_compiled_gradients(comparison: Comparison, settings=COMPILED_SETTING
     for line in reference_lines(result):
         report(line)
     on_progress(result)
+    baseline = Baseline(reference, groups, result["noise"]["tolerances"])
     for setting in settings:
-        row = setting_row(comparison, setting, reference, groups, result["noise"]["tolerances"], deadline)
+        row = setting_row(comparison, setting, baseline, deadline=deadline)
         result["settings"].append(row)
         result["verdict"] = verdict(result)
         for line in setting_lines(row):
@@ -392,8 +413,7 @@ def opening(comparison: Comparison, reference: Pass, noise: dict) -> dict:
     return {**result, "verdict": verdict(result)}
 
 
-def setting_row(comparison: Comparison, setting: Setting, reference: Pass, groups: dict, limits: dict,
-                deadline: float) -> dict:
+def setting_row(comparison: Comparison, setting: Setting, baseline: Baseline, *, deadline: float) -> dict:
     """One setting's outcome: agrees or disagrees (with its passes), not applicable, not run or failed (why)."""
     row = {"setting": setting.name, "compile_mode": setting.compile_mode,
            "mix_order_reduction": setting.mix_order_reduction}
@@ -405,7 +425,7 @@ def setting_row(comparison: Comparison, setting: Setting, reference: Pass, group
         row.update(status="not run", why="the stage's time ran out before it began")
     else:
         try:
-            row.update(run_setting(comparison, setting, reference, groups, limits))
+            row.update(run_setting(comparison, setting, baseline))
         except Exception as error:  # noqa: BLE001 - one failing setting must not cost the others' answers
             row.update(status="failed", why=f"{type(error).__name__}: {str(error)[:500]}")
     row["seconds"] = round(time.perf_counter() - began, 1)
@@ -421,29 +441,32 @@ def status_text(row: dict) -> str:
 
 
 def verdict(result: dict) -> dict:
-    """Each setting's status; the disagreements, each naming setting, pass and group; what an agreement covers."""
+    """Each setting's status; the disagreements, each naming setting, pass and group; what an agreement covers;
+    Inductor's finding (inductor_finding)."""
     where = scope_text(result["scope"])
     agreeing = [row["setting"] for row in result["settings"] if row["status"] == "agrees"]
     summary = "verdict: " + "; ".join(status_text(row) for row in result["settings"])
     if agreeing:
         summary += f"\n  an agreement clears {' and '.join(agreeing)} only at: {where}"
+    finding, evidence = inductor_finding(result)
+    summary += f"\n  Inductor as training compiles it (torch's default mix-order reduction): {finding}"
     return {"statuses": {row["setting"]: row["status"] for row in result["settings"]},
             "disagreements": [line for row in result["settings"] for line in row.get("disagreements", [])],
-            "agreement_scope": where, "summary": summary}
+            "agreement_scope": where, "inductor": {"finding": finding, "evidence": evidence}, "summary": summary}
 
 
 def inductor_finding(result: dict) -> tuple[str, str]:
-    """A cause's finding for benchmarks/gpu_diagnose.py, judged on the Inductor setting training runs (torch's
-    default mix-order reduction): implicated where it disagrees, cleared where it agrees (at the scope tested),
-    not resolved where it did not run; with every setting's status as evidence."""
+    """Whether Inductor computes QANet's gradients, judged on the setting training compiles with (torch's default
+    mix-order reduction): implicated where it disagrees, cleared where it agrees (at the scope tested only), not
+    resolved where it did not run; with every Inductor setting's status as evidence."""
     default = result["mix_order_reduction_default"]
     rows = [row for row in result["settings"] if row["mix_order_reduction"] is not None]
     trained = next((row for row in rows if row["mix_order_reduction"] == default), None)
-    evidence = "; ".join(status_text(row) for row in rows)
+    evidence = "; ".join(status_text(row) for row in rows) or "no Inductor setting compared"
     if trained and trained["status"] == "disagrees":
         return "implicated", f"{evidence}; {trained['disagreements'][0]}"
     if trained and trained["status"] == "agrees":
-        return "cleared", f"{evidence}; at {result['verdict']['agreement_scope']}"
+        return "cleared", f"{evidence}; at {scope_text(result['scope'])}"
     return "not resolved", f"{evidence} (torch's default triton.mix_order_reduction: {default})"
 
 

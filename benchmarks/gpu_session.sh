@@ -15,7 +15,9 @@
 #
 # A stage whose budget is 0 is skipped (a later call: GRADIENTS_SECONDS=0 STUDY_SECONDS=400 ...). GRADIENTS_ARGS,
 # STUDY_ARGS and TRAIN_ARGS add arguments to each stage's command; STUDY_GPUS replaces 0,0 (empty: no --gpus);
-# tests/test_gpu_session.py runs the whole call on a CPU so. The last line (also OUT/stages.txt) says how each
+# TRAIN_OVERHEAD (default 40) is the seconds the training stage keeps for the run's start, compilation and last
+# evaluation (a cold Inductor compilation wants some 250: docs/gpu.md); tests/test_gpu_session.py runs the whole
+# call on a CPU so. The last line (also OUT/stages.txt) says how each
 # stage ended; the exit status is 1 if one failed (a stage cut at its budget has not failed: it kept its output).
 set -u -o pipefail
 if [ $# -ne 3 ] || [ ! -f "$1/manifest.json" ]; then
@@ -38,7 +40,7 @@ grace=15        # seconds an interrupted stage has to close its files before it 
 end_reserve=20  # kept at the end of the call: copying the records, the time to F1
 # A training run's start, CUDA-graph capture and last whole-dev evaluation: 10 + 22 + 4 s alone on an H200
 # (docs/gpu.md), rounded up; a whole-dev evaluation every 60 s of training costs about 4 s more a minute.
-train_overhead=40 eval_seconds_a_minute=4
+train_overhead=${TRAIN_OVERHEAD:-40} eval_seconds_a_minute=4
 outcomes=()
 
 left() { echo $(( seconds - end_reserve - ($(date +%s) - started) )); }

@@ -34,6 +34,10 @@ from pathlib import Path
 
 STARTED = time.monotonic()
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.records import write_json_atomically  # noqa: E402 - no torch: this process makes no CUDA context
+
 # Each k needs its training time plus about this much (estimated from the H200's run alone: 10 s to start, 22 s
 # to capture the CUDA graphs, 4 s to score the whole dev set; more when k processes do it at once).
 OVERHEAD_SECONDS = 60
@@ -166,9 +170,7 @@ def main(argv: list[str] | None = None) -> None:
             result["rows"].append(row)
             if row.get("device") and not result["device"]:  # from the first records: no CUDA context in this process
                 result.update(device=row["device"], torch=row["torch"])
-            staging = args.out / "sharing.json.partial"  # replaced whole: a call cut short never leaves half a file
-            staging.write_text(json.dumps(result, indent=1), encoding="utf-8")
-            staging.replace(args.out / "sharing.json")
+            write_json_atomically(args.out / "sharing.json", result)  # a call cut short never leaves half a file
             print("\n".join(table(result["rows"][-1:])), flush=True)
     print(f"\n{result['command']}\ndevice {result['device']}, torch {result['torch']}, {args.minutes} min of training "
           f"a run\n" + "\n".join(table(result["rows"])) + f"\n-> {args.out / 'sharing.json'}")

@@ -29,11 +29,11 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch._inductor.utils import fresh_cache
 
+from bench.environment import cpu_model
 from qanet.config import SMALL_MODEL, RunConfig, build_config
 from qanet.data.vocab import PAD
 from qanet.device import compiled
@@ -86,7 +86,7 @@ class Training:
         *inputs, start, end = self.batches[len(self.losses) % len(self.batches)]
         began = time.perf_counter()
         loss = self.model.loss(*self.forward(*inputs), start, end)
-        optimisation_step(self.model, self.optimizer, self.scheduler, loss, self.clip_norm)
+        optimisation_step(self.model, self.optimizer, self.scheduler, loss, clip_norm=self.clip_norm)
         self.losses.append(loss.item())
         self.seconds.append(time.perf_counter() - began)
 
@@ -111,7 +111,7 @@ def load() -> str:
     return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
-def report_size(name: str, rounds: int, steps: int, loss_steps: int, batch_size: int | None) -> None:
+def report_size(name: str, *, rounds: int, steps: int, loss_steps: int, batch_size: int | None) -> None:
     settings, word_dim = SIZES[name]
     if batch_size:
         settings = {**settings, "train.batch_size": batch_size}
@@ -166,12 +166,6 @@ def report_losses(config: RunConfig, word_dim: int, batches: list, loss_steps: i
               f"max over steps 1-10 {max(gaps[:10]):.2e}, at step {loss_steps} {gaps[-1]:.2e}")
 
 
-def cpu_model() -> str:
-    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-             if line.startswith("model name")]
-    return names[0] if names else platform.processor()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="cpu,paper", help="comma-separated: cpu, paper (default: %(default)s)")
@@ -193,7 +187,8 @@ def main() -> None:
     print("Inductor (mode default, dynamic=False, fullgraph=True), fp32")
     warm_inductor()
     for name in sizes:
-        report_size(name, args.rounds, args.steps, args.loss_steps, args.batch_size)
+        report_size(name, rounds=args.rounds, steps=args.steps, loss_steps=args.loss_steps,
+                    batch_size=args.batch_size)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ PORT = {"small": 11.5, "paper": 1.1}  # examples/s of the straightforward port o
 BATCH, QUESTION, CHAR_LEN, VOCAB, WORD_DIM, CHARS = 8, 50, 16, 90_000, 300, 1_400
 
 
-def measure(size: str, char_dim: int, recompute_every: int, steps: int, threads: int) -> dict:
+def measure(size: str, char_dim: int, recompute_every: int, *, steps: int, threads: int) -> dict:
     import torch
 
     from qanet.config import build_config
@@ -61,7 +61,8 @@ def measure(size: str, char_dim: int, recompute_every: int, steps: int, threads:
     times = []
     for step in range(steps + 2):  # two warm-up steps
         began = time.perf_counter()
-        optimisation_step(model, optimizer, scheduler, model.loss(*model(*inputs), start, end), config.train.clip_norm)
+        optimisation_step(model, optimizer, scheduler, model.loss(*model(*inputs), start, end),
+                          clip_norm=config.train.clip_norm)
         if step >= 2:
             times.append(time.perf_counter() - began)
     return {"step_s": statistics.median(times), "steps": len(times),
@@ -76,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         size, char_dim, recompute_every = args.child
-        print(json.dumps(measure(size, int(char_dim), int(recompute_every), args.steps, args.threads)))
+        print(json.dumps(measure(size, int(char_dim), int(recompute_every), steps=args.steps, threads=args.threads)))
         return
     import torch
 

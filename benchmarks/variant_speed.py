@@ -41,7 +41,8 @@ def trainer_step(config):
     start, end = torch.randint(0, context, (2, batch), generator=generator)
 
     def step() -> None:
-        optimisation_step(model, optimizer, scheduler, model.loss(*model(*inputs), start, end), config.train.clip_norm)
+        optimisation_step(model, optimizer, scheduler, model.loss(*model(*inputs), start, end),
+                          clip_norm=config.train.clip_norm)
 
     return step
 

@@ -7,6 +7,7 @@ Every check raises `ConfigError` with a one-line message naming key and value.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import os
 import re
@@ -15,6 +16,8 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from qanet.optimisers import OPTIMISERS
 
 
 class ConfigError(ValueError):
@@ -97,13 +100,21 @@ def coerce(key: str, value: Any, kind) -> Any:
     raise ConfigError(f"{key} = {value!r}: expected {_describe(kind)}")
 
 
-def _check_types(section: Any, prefix: str) -> None:
-    """Every field of a config section holds its declared type (ints as floats where floats are declared)."""
-    hints = get_type_hints(type(section))
+@functools.cache
+def _hints(section_type: type) -> dict[str, Any]:
+    """A config section's field types (read once per class: every configuration made asks for them)."""
+    return get_type_hints(section_type)
+
+
+def _typed(section: Any, prefix: str) -> None:
+    """Give every field of a config section, as it is made, its declared type (ints as floats where floats are
+    declared, command-line text parsed), or a ConfigError naming the key. Sections are frozen: this is the one
+    place a value is set, before anyone else sees the section."""
+    hints = _hints(type(section))
     for item in dataclasses.fields(section):
         value = getattr(section, item.name)
         if not dataclasses.is_dataclass(value):
-            setattr(section, item.name, coerce(f"{prefix}.{item.name}", value, hints[item.name]))
+            object.__setattr__(section, item.name, coerce(f"{prefix}.{item.name}", value, hints[item.name]))
 
 
 def default_cache_dir() -> Path:
@@ -114,7 +125,7 @@ def default_cache_dir() -> Path:
     return base / "qanet-bench"
 
 
-@dataclass
+@dataclass(frozen=True)
 class SyntheticConfig:
     """Size of the generated SQuAD-format data set (the embedded default)."""
 
@@ -122,14 +133,16 @@ class SyntheticConfig:
     dev_paragraphs: int = 200
     seed: int = 1234
 
+    def __post_init__(self) -> None:
+        _typed(self, "data.synthetic")
+
     def validate(self) -> None:
-        _check_types(self, "data.synthetic")
         for key in ("train_paragraphs", "dev_paragraphs"):
             value = getattr(self, key)
             _check(value >= 1, f"data.synthetic.{key}", value, "must be >= 1")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     """Where the data comes from and how it is featurised.
 
@@ -163,8 +176,10 @@ class DataConfig:
     holdout_questions: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
+    def __post_init__(self) -> None:
+        _typed(self, "data")
+
     def validate(self) -> None:
-        _check_types(self, "data")
         _check((self.train == "synthetic") == (self.dev == "synthetic"), "data.dev", self.dev,
                "synthetic train and dev data go together (set both to 'synthetic' or both to files)")
         for key in ("random_vector_dim", "char_len", "context_len", "question_len"):
@@ -181,7 +196,7 @@ FINGERPRINTED = ("train", "dev", "vectors", "pack", "synthetic", "random_vector_
                  "vocabulary")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     """QANet's architecture, as NLPLearn/QANet builds it. `conv_activation` and `dropout_placement`
     keep an earlier, unfaithful behaviour as an axis; `output` and `pos_scale` reproduce the seed
@@ -214,8 +229,10 @@ class ModelConfig:
     # "all": x * sqrt(width) before the positional encoding in every block (the seed article's bug)
     pos_scale: Literal["embedding", "all"] = "embedding"
 
+    def __post_init__(self) -> None:
+        _typed(self, "model")
+
     def validate(self) -> None:
-        _check_types(self, "model")
         for key in ("char_dim", "char_kernel", "hidden", "heads", "embedding_convs", "embedding_kernel",
                     "model_blocks", "model_convs", "model_kernel"):
             value = getattr(self, key)
@@ -232,13 +249,13 @@ class ModelConfig:
         _check(0 < self.survival_last <= 1, "model.survival_last", self.survival_last, "must be in (0, 1]")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimisation, evaluation and checkpointing. `lr` None means the optimiser's paper value."""
 
-    optimizer: Literal["adam", "adadelta"] = "adam"  # the paper's, or BiDAF's
-    lr: float | None = None  # adam 1e-3, adadelta 0.5
-    warmup_steps: int = 1000  # adam only: inverse-exponential warm-up from 0 to lr
+    optimizer: str = "adam"  # a name of qanet.optimisers.OPTIMISERS: the paper's adam, or BiDAF's adadelta
+    lr: float | None = None  # None: the optimiser's default (its entry in qanet/optimisers.py)
+    warmup_steps: int = 1000  # inverse-exponential warm-up from 0 to lr, for an optimiser that warms up (adam)
     weight_decay: float = 3e-7  # L2 on weights
     clip_norm: float = 5.0
     ema: bool = True
@@ -280,17 +297,26 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast on CUDA (pointer, loss and decoding stay fp32); CPU always runs fp32
     # The scaled-dot-product attention kernels training may use ("auto": any but cuDNN's on CUDA, whose backward
     # has public reports of wrong or non-finite gradients with an attention mask on H100/H200 since torch 2.11,
-    # until benchmarks/gpu_diagnose.py shows its gradients agree at our shapes). Evaluation may use any kernel.
+    # until a GPU measurement shows its gradients agree at our shapes: docs/gpu.md). Evaluation may use any kernel.
     # Where a run executes, not what it is: recorded in the execution context, left out of the id.
     attention_kernels: Literal["auto", "efficient", "flash", "cudnn", "math"] = "auto"
     tensorboard: bool = False  # also log the curve for TensorBoard (needs the tensorboard package)
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else {"adam": 1e-3, "adadelta": 0.5}[self.optimizer]
+        return self.lr if self.lr is not None else OPTIMISERS[self.optimizer].default_lr
+
+    @property
+    def warmup(self) -> int:
+        """The steps this run warms up for: none where its optimiser has no warm-up."""
+        return self.warmup_steps if OPTIMISERS[self.optimizer].warms_up else 0
+
+    def __post_init__(self) -> None:
+        _typed(self, "train")
 
     def validate(self) -> None:
-        _check_types(self, "train")
+        _check(self.optimizer in OPTIMISERS, "train.optimizer", self.optimizer,
+               f"expected one of {', '.join(map(repr, OPTIMISERS))} (qanet/optimisers.py)")
         _check(self.lr is None or self.lr > 0, "train.lr", self.lr, "must be > 0")
         for key in ("batch_size", "steps", "eval_every", "eval_batch_size", "checkpoint_every", "max_answer_len",
                     "loss_check_every", "pad_multiple"):
@@ -314,9 +340,10 @@ class TrainConfig:
                "expected auto, cpu, cuda, cuda:N, mps or xpu")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
-    """Everything one training run depends on."""
+    """Everything one training run depends on; frozen, like its sections: a changed setting is a new
+    configuration (set_value, apply_overrides)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -333,10 +360,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> RunConfig:
-        config = cls()
-        for key, value in _flatten(values):
-            set_value(config, key, value)
-        return config
+        return apply_overrides(cls(), list(_flatten(values)))
 
 
 def _flatten(values: dict, prefix: str = ""):
@@ -386,7 +410,7 @@ def _field(config: RunConfig, key: str) -> tuple[Any, str, Any]:
         if not dataclasses.is_dataclass(target) or not hasattr(target, part):
             raise ConfigError(f"{key}: unknown key (no section {part!r})")
         target = getattr(target, part)
-    hints = get_type_hints(type(target)) if dataclasses.is_dataclass(target) else {}
+    hints = _hints(type(target)) if dataclasses.is_dataclass(target) else {}
     if name not in hints or dataclasses.is_dataclass(getattr(target, name)):
         known = ", ".join(f"{'.'.join(path)}.{f.name}" for f in dataclasses.fields(target)) if hints else ""
         raise ConfigError(f"{key}: unknown key" + (f" (known: {known})" if known else ""))
@@ -404,20 +428,24 @@ def get_value(config: RunConfig, key: str) -> Any:
     return getattr(target, name)
 
 
-def set_value(config: RunConfig, key: str, value: Any) -> None:
-    """Set a dotted key such as `model.hidden`: command-line text is parsed as the field's type,
-    any other value must already have it (a ConfigError names key and value otherwise)."""
-    target, name, kind = _field(config, key)
-    setattr(target, name, coerce(key, value, kind))
+def set_value(config: RunConfig, key: str, value: Any) -> RunConfig:
+    """The configuration with a dotted key such as `model.hidden` set: command-line text is parsed as the
+    field's type, any other value must already have it (a ConfigError names key and value otherwise)."""
+    return apply_overrides(config, [(key, value)])
+
+
+def _with_changes(section: Any, changes: dict[str, Any]) -> Any:
+    """The section made again with `changes` (field name -> value, or -> the changes of a section inside it)."""
+    return dataclasses.replace(section, **{
+        name: _with_changes(getattr(section, name), value) if isinstance(value, dict) else value
+        for name, value in changes.items()})
 
 
 def build_config(preset: str = "paper", overrides: list[str] | dict[str, Any] = ()) -> RunConfig:
     """A validated configuration from a preset and overrides, later ones winning: command-line
     `key=value` strings, or a dict of dotted keys to values of the fields' own types."""
-    config = RunConfig()
     pairs = list(overrides.items()) if isinstance(overrides, dict) else parse_overrides(overrides)
-    apply_overrides(config, list(PRESETS[preset_name(preset)].items()) + pairs)
-    return config.validate()
+    return apply_overrides(RunConfig(), list(PRESETS[preset_name(preset)].items()) + pairs).validate()
 
 
 def parse_overrides(items: list[str]) -> list[tuple[str, CommandLineText]]:
@@ -432,6 +460,14 @@ def parse_overrides(items: list[str]) -> list[tuple[str, CommandLineText]]:
 
 
 def apply_overrides(config: RunConfig, pairs: list[tuple[str, Any]]) -> RunConfig:
+    """The configuration with each (dotted key, value) set, later ones winning; each section is made again once,
+    however many of its settings change."""
+    changes: dict[str, Any] = {}
     for key, value in pairs:
-        set_value(config, key, value)
-    return config
+        _, _, kind = _field(config, key)
+        *path, name = key.split(".")
+        node = changes
+        for part in path:
+            node = node.setdefault(part, {})
+        node[name] = coerce(key, value, kind)
+    return _with_changes(config, changes)

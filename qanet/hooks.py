@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,20 +21,29 @@ if TYPE_CHECKING:
     from qanet.train import Trainer
 
 
+@dataclass(frozen=True)
+class StepReport:
+    """One training step as the trainer tells its observers. The loss, the speed and the window are read only
+    on the steps where the host reads the loss (every `train.loss_check_every`), else None: reading waits for
+    the device."""
+
+    step: int
+    loss: float | None  # the mean training loss since the last evaluation
+    learning_rate: float
+    examples_per_s: float | None  # since the previous read
+    window: CheckWindow | None  # the statistics of the steps since the previous read
+
+
 class Hooks:
     """What a run tells its observers: subclass and override what you need. `on_begin` gets the trainer (its
-    configuration, the step it begins at). `on_step` gets the mean training loss since the last evaluation,
-    the examples/s since the previous read and the statistics of the steps since then (a CheckWindow) only on
-    the steps where the host reads the loss (every `train.loss_check_every`), else None: reading waits for
-    the device. `on_warning` names a trouble that does not stop the run (a rising loss). A hook may raise
-    StopTraining from `on_begin`, `on_step` or `on_evaluation`; `on_end` comes after the outcome is decided.
-    Any other exception fails the run."""
+    configuration, the step it begins at), `on_step` a StepReport. `on_warning` names a trouble that does not
+    stop the run (a rising loss). A hook may raise StopTraining from `on_begin`, `on_step` or `on_evaluation`;
+    `on_end` comes after the outcome is decided. Any other exception fails the run."""
 
     def on_begin(self, trainer: Trainer) -> None:
         pass
 
-    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None,
-                window: CheckWindow | None) -> None:
+    def on_step(self, report: StepReport) -> None:
         pass
 
     def on_warning(self, step: int, message: str) -> None:
@@ -84,11 +94,11 @@ class JsonLinesLog(Hooks):
             replace_atomically(self.path, lambda staging: staging.write_text("".join(kept), encoding="utf-8"))
         return len(lines) - len(kept)
 
-    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None,
-                window: CheckWindow | None) -> None:
-        if window is not None:
-            self._write("step", step=step, loss=loss, learning_rate=learning_rate, examples_per_s=examples_per_s,
-                        window_loss=window.loss, **window.gradient_statistics())
+    def on_step(self, report: StepReport) -> None:
+        if report.window is not None:
+            self._write("step", step=report.step, loss=report.loss, learning_rate=report.learning_rate,
+                        examples_per_s=report.examples_per_s, window_loss=report.window.loss,
+                        **report.window.gradient_statistics())
 
     def on_warning(self, step: int, message: str) -> None:
         self._write("warning", step=step, message=message)
@@ -114,13 +124,12 @@ class TensorBoardLog(Hooks):
         # a resumed run hides the events of the steps it redoes, as the JSON-lines log drops them
         self.writer = SummaryWriter(str(self.directory), purge_step=trainer.step + 1)
 
-    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None,
-                window: CheckWindow | None) -> None:
-        if window is not None:
-            scalars = {"loss": loss, "learning_rate": learning_rate, "examples_per_s": examples_per_s,
-                       **window.gradient_statistics()}
+    def on_step(self, report: StepReport) -> None:
+        if report.window is not None:
+            scalars = {"loss": report.loss, "learning_rate": report.learning_rate,
+                       "examples_per_s": report.examples_per_s, **report.window.gradient_statistics()}
             for name, value in scalars.items():
-                self.writer.add_scalar(f"train/{name}", value, step)
+                self.writer.add_scalar(f"train/{name}", value, report.step)
 
     def on_evaluation(self, step: int, entry: dict) -> None:
         for name in ("exact", "f1"):

@@ -8,6 +8,7 @@ import math
 import torch
 
 from qanet.config import RunConfig
+from qanet.optimisers import OPTIMISERS
 
 
 def make_optimizer(model: torch.nn.Module, config: RunConfig):
@@ -16,20 +17,16 @@ def make_optimizer(model: torch.nn.Module, config: RunConfig):
     weights = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     others = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": weights, "weight_decay": train.weight_decay}, {"params": others, "weight_decay": 0.0}]
-    if train.optimizer == "adam":
-        on_gpu = next(model.parameters()).is_cuda  # one fused kernel for the whole update
-        optimizer = torch.optim.Adam(groups, lr=train.learning_rate, betas=(0.8, 0.999), eps=1e-7,
-                                     fused=True if on_gpu else None)
-        warmup = max(train.warmup_steps, 2)
-        # the paper's inverse-exponential warm-up: lr * log(step + 1) / log(warmup), capped at lr
-        schedule = lambda step: min(1.0, math.log(step + 1) / math.log(warmup))  # noqa: E731
-    else:
-        optimizer = torch.optim.Adadelta(groups, lr=train.learning_rate, rho=0.95, eps=1e-6)
-        schedule = lambda step: 1.0  # noqa: E731
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    optimizer = OPTIMISERS[train.optimizer].build(groups, train.learning_rate, next(model.parameters()).is_cuda)
+    if not OPTIMISERS[train.optimizer].warms_up:
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    warmup = max(train.warmup_steps, 2)
+    # the paper's inverse-exponential warm-up: lr * log(step + 1) / log(warmup), capped at lr
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, math.log(step + 1) / math.log(warmup)))
 
 
-def optimisation_step(model: torch.nn.Module, optimizer, scheduler, loss: torch.Tensor, clip_norm: float
+def optimisation_step(model: torch.nn.Module, optimizer, scheduler, loss: torch.Tensor, *, clip_norm: float
                       ) -> torch.Tensor:
     """Clear the old gradients, backward, clip the gradient norm, step the optimiser and the schedule. Returns
     the gradient norm before clipping, on the device (reading it waits for the device)."""

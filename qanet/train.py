@@ -43,7 +43,7 @@ from qanet.device import (
 )
 from qanet.divergence import CheckWindow, LossCurveWatch, LossMonitor, uniform_guess_losses
 from qanet.evaluation import predict_answers, score
-from qanet.hooks import Hooks
+from qanet.hooks import Hooks, StepReport
 from qanet.layers import EncoderBlock
 from qanet.memory import peak_memory_mb, reset_peak_memory
 from qanet.model import QANet, parameter_count
@@ -94,7 +94,7 @@ class Trainer:
         self.uniform_guess_losses = uniform_guess_losses(self.lengths, config.data.context_len)
         self.step = 0
         self.losses = LossMonitor(self.device, train.clip_norm)
-        self.loss_watch = LossCurveWatch(train.warmup_steps if train.optimizer == "adam" else 0)
+        self.loss_watch = LossCurveWatch(train.warmup)
         self.clock_started: float | None = None  # when the running stretch of training began
         self.warmed_up = False
         self.result = TrainResult("ok", 0, {}, attention_kernel=attention_kernel_in_use(config, self.device),
@@ -112,7 +112,7 @@ class Trainer:
         train = self.config.train
         epoch, position = 0, self.step
         while True:
-            batches = epoch_batches(self.questions, self.lengths, train.batch_size, train.seed, epoch)
+            batches = epoch_batches(self.questions, self.lengths, train.batch_size, seed=train.seed, epoch=epoch)
             if position < len(batches):
                 order = torch.from_numpy(np.concatenate(batches)).to(self.device)
                 bounds = np.cumsum([0] + [len(b) for b in batches])
@@ -131,7 +131,7 @@ class Trainer:
         with contextlib.nullcontext() if full else self.eagerly():
             loss = self.batch_loss(batch, self.forward if full else self.model)
             grad_norm = optimisation_step(self.model, self.optimizer, self.scheduler, loss,
-                                          self.config.train.clip_norm)
+                                          clip_norm=self.config.train.clip_norm)
         self.losses.add(loss, grad_norm, self.step + 1, float(self.uniform_guess_losses[questions].mean()))
         if self.ema:
             self.ema.update()
@@ -265,7 +265,8 @@ class Trainer:
                     now = self._training_seconds()  # evaluations and checkpoints left out
                     speed = (result.train_examples - last_read[1]) / max(now - last_read[0], 1e-9)
                     last_read = (now, result.train_examples)
-                self._notify("on_step", self.step, loss, self.scheduler.get_last_lr()[0], speed, window)
+                self._notify("on_step", StepReport(step=self.step, loss=loss, examples_per_s=speed, window=window,
+                                                   learning_rate=self.scheduler.get_last_lr()[0]))
                 timed = self._training_seconds() >= next_timed_eval
                 if (self.step % train.eval_every == 0 or timed) and self.step < train.steps:
                     self._record_evaluation(train.eval_questions)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend
 
-from qanet.config import ConfigError, build_config
+from qanet.config import ConfigError, build_config, set_value
 from qanet.data.prepare import prepare
 from qanet.device import attention_kernel_in_use, training_attention_kernels
 from qanet.train import Trainer
@@ -27,7 +27,7 @@ def test_auto_leaves_cudnn_out_on_cuda_only():
 def test_the_kernel_in_use_is_the_one_sdpa_picks_under_the_setting():
     config = build_config("tiny", {"train.device": "cpu"})
     assert attention_kernel_in_use(config, torch.device("cpu")) == "flash"  # PyTorch's CPU flash kernel
-    config.train.attention_kernels = "math"
+    config = set_value(config, "train.attention_kernels", "math")
     assert attention_kernel_in_use(config, torch.device("cpu")) == "math"
 
 
@@ -70,9 +70,9 @@ def test_the_setting_is_in_the_execution_context_and_the_record_but_not_the_id(t
                 "data.synthetic.dev_paragraphs": 5}
     config = build_config("tiny", settings)
     assert "attention_kernels" not in execution_context(config, 1)  # a CPU's auto: as every record before it
-    spec = RunSpec("s", "v", "smoke", config, tmp_path, fingerprint="fp")
+    spec = RunSpec("s", "v", "smoke", config, folder=tmp_path, fingerprint="fp")
     config = build_config("tiny", {**settings, "train.attention_kernels": "math"})
-    math_spec = RunSpec("s", "v", "smoke", config, tmp_path, fingerprint="fp")
+    math_spec = RunSpec("s", "v", "smoke", config, folder=tmp_path, fingerprint="fp")
     assert math_spec.id == spec.id
     assert execution_context(config, 1)["attention_kernels"] == "math"
     assert execution_context(config, 1, device="cuda")["attention_kernels"] == "math"

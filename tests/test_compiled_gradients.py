@@ -99,6 +99,18 @@ def test_a_group_scaled_beyond_the_eager_noise_is_named_with_its_setting_and_pas
     [layer_norm] = [line for line in result["verdict"]["disagreements"] if "model encoder LayerNorm" in line]
     assert layer_norm.startswith(f"{MIX_ORDER} (pass 2): model encoder LayerNorm cosine 1.0000, relative error 0.5 ")
     assert "non-finite 0; worst model_encoder.blocks.0." in layer_norm
+    # Inductor's finding is judged on the setting training compiles with: torch's default mix-order reduction
+    default = result["mix_order_reduction_default"]
+    expected = {True: "implicated", False: "cleared", None: "not resolved"}[default]
+    assert result["verdict"]["inductor"]["finding"] == expected
+    assert result["verdict"]["summary"].endswith(f"(torch's default mix-order reduction): {expected}")
+    result["mix_order_reduction_default"] = True
+    finding, evidence = gradients.inductor_finding(result)
+    assert finding == "implicated"
+    assert evidence.startswith(f"{MIX_ORDER}: disagrees; {NO_MIX_ORDER}: agrees; {MIX_ORDER} (pass 2): ")
+    result["mix_order_reduction_default"] = False  # a torch that trains without it
+    finding, evidence = gradients.inductor_finding(result)
+    assert finding == "cleared" and evidence.endswith(f"; at {result['verdict']['agreement_scope']}")
 
 
 def test_the_tolerance_is_the_eager_noise_times_the_factor_and_at_least_the_floor(gradients):
@@ -155,7 +167,9 @@ def test_a_setting_that_fails_or_is_out_of_time_is_recorded_not_skipped(gradient
     late = gradients.compare_compiled_gradients(comparison, gradients.INDUCTOR_SETTINGS, deadline=0,
                                                 report=lambda line: None)
     assert set(late["verdict"]["statuses"].values()) == {"not run"}
-    assert gradients.inductor_finding(late)[0] == "not resolved"
+    assert gradients.inductor_finding(late)[0] == late["verdict"]["inductor"]["finding"] == "not resolved"
+    untried = gradients.compare_compiled_gradients(comparison, (), report=lambda line: None)
+    assert untried["verdict"]["inductor"]["evidence"].startswith("no Inductor setting compared (torch's default")
 
 
 def test_the_command_runs_with_only_torch_and_numpy_and_writes_its_record(tmp_path, only_torch_and_numpy):
@@ -202,4 +216,4 @@ def test_inductor_gradients_agree_with_eager_on_a_tiny_model(gradients):
     assert len(row["passes"]) == 2 and result["scope"]["compile_scope"] == "blocks"
     groups = [group for found in row["passes"] for group in found["groups"]]
     assert all(group["non_finite"] == 0 and group["relative_error"] <= group["tolerance"] for group in groups)
-    assert gradients.inductor_finding(result)[0] == "cleared"
+    assert gradients.inductor_finding(result)[0] == result["verdict"]["inductor"]["finding"] == "cleared"

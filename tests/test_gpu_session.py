@@ -1,6 +1,6 @@
 """The next GPU session's scripts on this CPU, as CI can run them: benchmarks/gpu_session.sh end to end from a
 synthetic pack with only torch and numpy importable (as on the GPU machine), benchmarks/time_to_f1.py on
-constructed records, benchmarks/gpu_sharing.py with k = 1 and 2."""
+constructed records, benchmarks/gpu_sharing.py with k = 1 and 2, and docs/gpu.md's Inductor training call."""
 
 import json
 import os
@@ -82,12 +82,34 @@ def test_the_session_runs_its_stages_in_their_budgets_and_a_later_call_keeps_the
 
 
 def test_a_stage_that_fails_fails_the_session_and_the_others_still_run(pack, tmp_path, only_torch_and_numpy):
-    result = _session(pack, tmp_path, only_torch_and_numpy, 60, GRADIENTS_SECONDS="0",
-                      STUDY_ARGS="--set train.no_such_setting=1")
+    # time enough to train the small run in seconds, but not with TRAIN_OVERHEAD's 1,000 s kept for compiling
+    result = _session(pack, tmp_path, only_torch_and_numpy, 400, GRADIENTS_SECONDS="0",
+                      STUDY_ARGS="--set train.no_such_setting=1", TRAIN_OVERHEAD="1000",
+                      TRAIN_ARGS=f"{SMALL_RUN} --set train.steps=6")
     assert result.returncode == 1
     stages = (tmp_path / "out" / "stages.txt").read_text()
-    assert "ablation_char_cnn: failed with exit status 2" in stages and "train: skipped" in stages
+    assert "ablation_char_cnn: failed with exit status 2" in stages and "train: skipped (a budget of 0 s)" in stages
     assert "no_such_setting" in (tmp_path / "out" / "ablation_char_cnn.log").read_text()
+
+
+def test_the_documented_inductor_training_call_trains_the_paper_model_on_inductors_path():
+    """docs/gpu.md's follow-up call, should the gradients not settle Inductor: its TRAIN_ARGS are a valid
+    `bench train` on Inductor + CUDA graphs with one shape, and the session's train stage takes them last."""
+    import torch
+
+    from qanet.config import build_config
+    from qanet.device import training_path
+
+    [call] = re.findall(r'^GRADIENTS_SECONDS=0 STUDY_SECONDS=0 TRAIN_OVERHEAD=(\d+) TRAIN_ARGS="([^"]*)" '
+                        r'CODE_VERSION=SHA bash benchmarks/gpu_session.sh \.packs/squad-v1.1-glove-6b-50d \$OUT 570$',
+                        (ROOT / "docs" / "gpu.md").read_text(), flags=re.MULTILINE)
+    overhead, train_args = call
+    words = train_args.split()
+    assert words[0] == "--fresh" and words[1::2] == ["--set"] * (len(words) // 2)  # not the earlier auto run's
+    config = build_config("paper", words[2::2])
+    assert training_path(config, torch.device("cuda")) == ("reduce-overhead", 400)
+    assert config.train.attention_kernels == "auto" and int(overhead) >= 205  # the cold compilation measured
+    assert "--out \"$runs/train\" ${TRAIN_ARGS:-}" in SESSION.read_text()
 
 
 def _evaluation(seconds: float, f1: float, total: int = 10570) -> dict:

@@ -39,7 +39,7 @@ def test_seeds_must_still_be_distinct(capsys):
 
 def test_a_gpu_named_twice_holds_two_runs_at_once_and_none_is_timed_alone(tmp_path, monkeypatch):
     """Threads stand in for the GPU workers: with --gpus 0,0 two runs are on cuda:0 at the same time."""
-    specs = [RunSpec("tiny", f"v{i}", "smoke", RunConfig(), tmp_path, fingerprint="f") for i in range(4)]
+    specs = [RunSpec("tiny", f"v{i}", "smoke", RunConfig(), folder=tmp_path, fingerprint="f") for i in range(4)]
     both_running = threading.Barrier(2, timeout=10)
     placed = []
 

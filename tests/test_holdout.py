@@ -4,7 +4,7 @@ never trained on, scored at every evaluation beside the dev set."""
 import numpy as np
 import pytest
 
-from qanet.config import ConfigError, SyntheticConfig, build_config
+from qanet.config import ConfigError, build_config
 from qanet.data.batching import holdout_questions, trainable_questions
 from qanet.data.prepare import prepare
 from qanet.train import Trainer
@@ -28,9 +28,8 @@ def test_the_held_out_questions_are_whole_paragraphs_the_fewest_that_reach_the_c
 
 
 def _config(**overrides):
-    config = build_config("paper", {**TINY, "train.steps": 8, "train.eval_every": 4, **overrides})
-    config.data.synthetic = SyntheticConfig(train_paragraphs=10, dev_paragraphs=5)
-    return config
+    synthetic = {"data.synthetic.train_paragraphs": 10, "data.synthetic.dev_paragraphs": 5}
+    return build_config("paper", {**TINY, "train.steps": 8, "train.eval_every": 4, **synthetic, **overrides})
 
 
 def test_a_held_out_run_never_trains_on_them_and_scores_them_at_every_evaluation(tmp_path):

@@ -267,8 +267,8 @@ def _draw_every_plot(study, folder: Path, size: plots.FigureSize) -> list[Path]:
     palette = plots.colours(list(FIVE.values()))
     return (plots.forest(summary, FIVE["base"], palette, folder, size=size)
             + plots.scores(summary, runs, palette, folder, size=size)
-            + plots.curves(curve, FIVE, palette, folder, True, baseline="base", size=size)
-            + plots.cost(runs, FIVE, palette, folder, True, True, size=size))
+            + plots.curves(curve, FIVE, palette, folder, wall_clock=True, baseline="base", size=size)
+            + plots.cost(runs, FIVE, palette, folder, time=True, memory=True, size=size))
 
 
 def test_pdfs_embed_truetype_fonts_only_and_the_same_records_give_the_same_bytes(five_variants, tmp_path):
@@ -346,7 +346,7 @@ def test_every_plot_prints_at_its_width_with_text_a_reader_can_read(five_variant
         _assert_readable(figures[name])
     three = five_variants[2][five_variants[2]["variant"].isin(list(FIVE)[:3])]  # one panel, and one over time
     (tmp_path / "three").mkdir()
-    written += plots.curves(three, FIVE, plots.colours(list(FIVE.values())), tmp_path / "three", True,
+    written += plots.curves(three, FIVE, plots.colours(list(FIVE.values())), tmp_path / "three", wall_clock=True,
                             baseline="base", size=size)
     _assert_readable(figures["curves"])
     for png in (path for path in written if path.suffix == ".png"):
@@ -357,7 +357,7 @@ def test_more_than_three_variants_get_a_panel_each_against_the_same_grey_baselin
                                                                                   figures):
     """One panel would merge five bands into one; each panel: the variant (titled) and the baseline, sharing both
     axes, over steps only (where the clocks compare, the cost plot has time)."""
-    plots.curves(five_variants[2], FIVE, plots.colours(list(FIVE.values())), tmp_path, True, baseline="base")
+    plots.curves(five_variants[2], FIVE, plots.colours(list(FIVE.values())), tmp_path, wall_clock=True, baseline="base")
     figure = figures["curves"]
     others = [label for variant, label in FIVE.items() if variant != "base"]
     assert [" ".join(ax.get_title().split()) for ax in figure.axes] == others

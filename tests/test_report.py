@@ -227,6 +227,36 @@ def test_the_combined_table_keeps_baselines_trained_differently_apart(tmp_path, 
     assert "faithfulness_relu: before the fixes" not in latex and "faithfulness: before the fixes sets:" in latex
 
 
+def test_a_format_is_one_entry_in_the_formats_table(tmp_path, monkeypatch, capsys):
+    """A format added to bench.reporting.formats alone is named by --help, taken by --format and written: its
+    table for each study and for the combined table, its other file beside a study's report.md only."""
+    from bench.reporting import formats
+
+    fake = formats.Format("fake", "each row's label, one a line", table_file="table.fake",
+                          write_table=lambda table: "\n".join(table.summary["label"]) + "\n",
+                          study_files=("runs.fake",), write_study=lambda report, pngs: (f"{len(report.frame)} runs\n",))
+    monkeypatch.setitem(formats.FORMATS, "fake", fake)
+    with pytest.raises(SystemExit):
+        bench_main(["report", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert "from md,latex,csv,html,fake (default: all)" in said
+    assert "fake: table.fake, runs.fake (each row's label, one a line)" in said
+    with pytest.raises(SystemExit):
+        bench_main(["report", "faithfulness", "--format", "md,nope"])
+    assert "argument --format: 'md,nope': choose from md,latex,csv,html,fake" in capsys.readouterr().err
+    root = _committed_records(tmp_path, **FAITHFULNESS)
+    bench_main(["report", *FAITHFULNESS, "--scale", "cpu", "--records", str(root), "--out", str(tmp_path / "reports"),
+                "--format", "fake"])
+    reports = tmp_path / "reports"
+    for study in FAITHFULNESS:
+        assert {path.name for path in (reports / study).iterdir() if path.suffix not in (".png", ".pdf")} == {
+            "report.md", "table.fake", "runs.fake"}
+    assert (reports / "faithfulness_relu" / "runs.fake").read_text() == "4 runs\n"
+    assert "before the fixes\n" in (reports / "faithfulness" / "table.fake").read_text()
+    assert {path.name for path in (reports / "combined").iterdir()} == {"report.md", "table.fake"}
+    assert "table.fake, runs.fake" in capsys.readouterr().out  # what the command says it wrote
+
+
 def test_labels_of_several_studies_go_to_the_study_that_has_the_variant(tmp_path, capsys):
     root = _committed_records(tmp_path, **FAITHFULNESS)
     bench_main(["report", "faithfulness", "faithfulness_relu", "--scale", "cpu", "--records", str(root), "--out",

@@ -37,8 +37,9 @@ from bench.reporting.tables import (
     to_markdown,
     variant_labels,
 )
+from bench.scales import SCALES
 from bench.study import load_study
-from bench.study_files import SCALES, StudyError, available, is_search, value_text
+from bench.study_files import StudyError, available, is_search, value_text
 from qanet.config import get_value
 
 STUDY = """

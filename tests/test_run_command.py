@@ -34,7 +34,7 @@ def test_a_run_that_fails_with_an_exception_makes_bench_run_exit_non_zero(tmp_pa
 
 def test_cpu_scale_runs_the_faithfulness_study_end_to_end_on_real_squad(tmp_path, monkeypatch):
     """The real files, cut to a few articles so that CI takes seconds; the scale's own settings otherwise."""
-    from bench import study_files
+    from bench import scales
     from tests.conftest import shared_file
 
     dev = json.loads(shared_file("squad/v1.1/dev-v1.1.json").read_text(encoding="utf-8"))
@@ -42,7 +42,7 @@ def test_cpu_scale_runs_the_faithfulness_study_end_to_end_on_real_squad(tmp_path
     paths = {split: tmp_path / f"{split}.json" for split in excerpt}
     for split, articles in excerpt.items():
         paths[split].write_text(json.dumps({"version": "1.1", "data": articles}), encoding="utf-8")
-    monkeypatch.setattr(study_files, "SHARED_SQUAD_V11", paths)
+    monkeypatch.setattr(scales, "SHARED_SQUAD_V11", paths)
     bench_main(["run", "faithfulness", "--scale", "cpu", "--seeds", "0", "--out", str(tmp_path / "runs"),
                 "--set", "train.steps=4", "--set", "train.eval_every=2", "--set", "train.eval_questions=25",
                 "--set", "train.threads=1"])

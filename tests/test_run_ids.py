@@ -1,17 +1,18 @@
-"""Run ids (bench.spec): what they hash, that a pack and its files give one id, and that records made under
-the first id scheme are still found."""
+"""Run ids (bench.spec): what they hash (the settings that differ from their defaults, the data by content, the
+scheme), that a pack and its files give one id, and that records made under earlier id schemes are still found."""
 
 import json
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 
 import pytest
 
 from bench.records import load_record, read_records
-from bench.spec import RunSpec
-from qanet.config import DataConfig, SyntheticConfig, build_config
+from bench.spec import ID_SCHEME, RunSpec, in_folder
+from qanet.config import DataConfig, SyntheticConfig, TrainConfig, build_config
 from qanet.data.pack import write_pack
 from qanet.data.prepare import prepare
+from qanet.data.synthetic import write_synthetic
 from tests.conftest import ROOT, TWO_BY_TWO, _run, _study
 
 DEMO_RECORDS = ROOT / "results" / "reference" / "ablation_char_cnn-smoke"
@@ -82,16 +83,17 @@ def test_the_demo_records_ids_are_their_scheme_1_ids():
     records = [load_record(path) for path in sorted(DEMO_RECORDS.glob("*.json"))]
     assert len(records) == 6
     for record in records:
-        assert replace(record.spec, recorded_id=None).scheme_1_id == record.spec.id
+        assert record.spec.id_under(1) == record.spec.id
 
 
-def test_a_record_made_under_scheme_1_is_found_and_its_run_not_trained_again(tmp_path, capsys):
+@pytest.mark.parametrize("scheme", [1, 2])
+def test_a_record_made_under_an_earlier_scheme_is_found_and_its_run_not_trained_again(tmp_path, capsys, scheme):
     study = _study(tmp_path, TWO_BY_TWO.replace("seeds = [0, 1]", "seeds = [0]"))
     _run(study, tmp_path / "runs")
     folder = tmp_path / "runs" / "tiny"
-    for path in folder.glob("*.json"):  # as scheme-1 code wrote them: under their scheme-1 ids
+    for path in folder.glob("*.json"):  # as that scheme's code wrote them: under its ids
         spec = load_record(path).spec
-        old = replace(spec, recorded_id=None).scheme_1_id
+        old = spec.id_under(scheme)
         assert old != spec.id
         record = json.loads(path.read_text())
         (folder / f"{old}.json").write_text(json.dumps({**record, "id": old}))
@@ -103,7 +105,80 @@ def test_a_record_made_under_scheme_1_is_found_and_its_run_not_trained_again(tmp
     said = capsys.readouterr().out
     assert "2 runs, 2 done, 0 to run" in said and said.splitlines()[-1].startswith("nothing was run")
     assert stamps == {path.name: path.stat().st_mtime_ns for path in folder.glob("*.json")}  # found, not rewritten
+    _run(study, tmp_path / "runs", "--force", "--seeds", "0")  # trained again on purpose: under its old id
+    assert {path.name for path in folder.glob("*.json")} == set(stamps)
+    assert {json.loads(path.read_text())["id_scheme"] for path in folder.glob("*.json")} == {scheme}
     data = DataConfig(synthetic=SyntheticConfig(train_paragraphs=20, dev_paragraphs=5))
     write_pack(prepare(data), tmp_path / "pack", data)
     _run(study, tmp_path / "runs", "--dry-run", "--set", f"data.pack={tmp_path / 'pack'}")  # the same runs
     assert "2 runs, 2 done, 0 to run" in capsys.readouterr().out
+
+
+@dataclass(frozen=True)
+class _TrainWithANewSetting(TrainConfig):
+    """The training settings as they would be once a setting with a default is added to them."""
+
+    new_setting: int = 7
+
+
+def test_a_new_setting_with_a_default_leaves_every_id_as_it_was():
+    for settings in ({}, {"model.hidden": 32, "train.seed": 2}, {"train.optimizer": "adadelta"}):
+        spec = _spec(**settings)
+        grown = replace(spec, config=replace(spec.config, train=_TrainWithANewSetting(**asdict(spec.config.train))))
+        assert [grown.id_under(scheme) for scheme in (3, 2, 1)] == [spec.id_under(scheme) for scheme in (3, 2, 1)]
+        set_otherwise = replace(spec, config=replace(
+            spec.config, train=_TrainWithANewSetting(**asdict(spec.config.train), new_setting=8)))
+        assert set_otherwise.id != spec.id  # once set away from its default, it counts
+        assert set_otherwise.id_under(2) is None and set_otherwise.id_under(1) is None  # no old run was this run
+
+
+def test_the_id_hashes_the_scheme_and_a_new_record_says_which(tmp_path):
+    spec = _spec()
+    assert ID_SCHEME == 3 and spec.id == spec.id_under(3)
+    assert len({spec.id_under(scheme) for scheme in (1, 2, 3)}) == 3
+    assert _spec(**{"model.hidden": 128}).id != spec.id  # tiny's 64 set back to the default: a setting of its own
+    study = _study(tmp_path, TWO_BY_TWO.replace("seeds = [0, 1]", "seeds = [0]").replace(
+        '"model.char_encoder" = ["conv2d", "depthwise1d"]', '"model.char_encoder" = ["conv2d"]'))
+    _run(study, tmp_path / "runs")
+    [record] = read_records(tmp_path / "runs" / "tiny")
+    assert record["id_scheme"] == 3
+    assert load_record(tmp_path / "runs" / "tiny" / f"{record['id']}.json").spec.id_scheme == 3
+
+
+def test_the_same_data_files_in_another_folder_give_the_same_ids(tmp_path):
+    """The data is named by its content: SQuAD files copied to another folder (another machine, or after `bench
+    data fetch`) are the same runs; a file with other content is other runs."""
+    made = write_synthetic(SyntheticConfig(train_paragraphs=20, dev_paragraphs=5), tmp_path / "made")
+    ids = {}
+    for folder in ("here", "there", "changed"):
+        (tmp_path / folder).mkdir()
+        for split, path in made.items():
+            shutil.copy(path, tmp_path / folder / f"{split}.json")
+        settings = {f"data.{split}": str(tmp_path / folder / f"{split}.json") for split in made}
+        if folder == "changed":
+            dev = json.loads((tmp_path / folder / "dev.json").read_text())
+            dev["data"][0]["paragraphs"][0]["qas"][0]["question"] += " Then?"
+            (tmp_path / folder / "dev.json").write_text(json.dumps(dev))
+        [spec] = in_folder([replace(_spec(**settings), fingerprint=None)], tmp_path / "runs")
+        ids[folder] = spec.id
+    assert ids["here"] == ids["there"] != ids["changed"]
+
+
+def test_a_record_of_the_same_id_made_with_other_settings_is_trained_again_and_says_why(tmp_path, capsys):
+    """The id hashes only what differs from the defaults, so a default that changed (clip_norm once 4.0, now
+    5.0) leaves the id as it was: the record's own settings tell, and the run is trained again, said so."""
+    study = _study(tmp_path, TWO_BY_TWO.replace("seeds = [0, 1]", "seeds = [0]").replace(
+        '"model.char_encoder" = ["conv2d", "depthwise1d"]', '"model.char_encoder" = ["conv2d"]'))
+    _run(study, tmp_path / "runs")
+    [path] = (tmp_path / "runs" / "tiny").glob("*.json")
+    record = json.loads(path.read_text())
+    record["config"]["train"]["clip_norm"] = 4.0  # as the code of another default wrote it
+    path.write_text(json.dumps(record))
+    capsys.readouterr()
+    _run(study, tmp_path / "runs", "--dry-run")
+    said = capsys.readouterr().out
+    assert "1 runs, 0 done, 1 to run" in said or "1 run, 0 done, 1 to run" in said, said
+    assert "its record was made with other settings (train.clip_norm = 4.0, here 5.0)" in said, said
+    _run(study, tmp_path / "runs")
+    again = json.loads(path.read_text())
+    assert again["config"]["train"]["clip_norm"] == 5.0 and "train.clip_norm = 4.0" in again["restarted"]

@@ -153,7 +153,7 @@ def test_planning_a_study_prepares_nothing(tmp_path, monkeypatch, capsys):
     from qanet.data import prepare as prepare_module
 
     study = _study(tmp_path, TWO_BY_TWO)
-    monkeypatch.setattr(prepare_module, "_build", lambda *args: pytest.fail("the plan built the data"))
+    monkeypatch.setattr(prepare_module, "_build", lambda *args, **kwargs: pytest.fail("the plan built the data"))
     monkeypatch.setattr(prepare_module, "load_prepared", lambda *args: pytest.fail("the plan loaded the data"))
     _run(study, tmp_path / "runs", "--dry-run")
     listed = capsys.readouterr().out
@@ -222,7 +222,7 @@ def test_finished_means_ok_pruned_or_stopped_in_the_same_context(tmp_path):
     from bench.runner import execute, finished_record
     from bench.spec import RunSpec
 
-    spec = RunSpec("tiny", "base", "smoke", RunConfig(), tmp_path, fingerprint="f")
+    spec = RunSpec("tiny", "base", "smoke", RunConfig(), folder=tmp_path, fingerprint="f")
     context = {"device": "cpu", "threads": 2, "dtype": "fp32"}
     for status, done in (("ok", True), ("pruned", True), ("stopped", True), ("diverged", False), ("failed", False)):
         spec.record_path.write_text(json.dumps({"id": spec.id, "variant": "base", "seed": 0, "scale": "smoke",
@@ -279,7 +279,7 @@ def test_gpus_are_a_queue_a_slow_run_does_not_hold_back_the_runs_behind_it(tmp_p
     from bench import runner
     from bench.spec import RunSpec
 
-    specs = [RunSpec("tiny", f"v{i}", "smoke", RunConfig(), tmp_path, fingerprint="f") for i in range(4)]
+    specs = [RunSpec("tiny", f"v{i}", "smoke", RunConfig(), folder=tmp_path, fingerprint="f") for i in range(4)]
     placed, first_started = {}, threading.Event()
 
     def fake_execute(spec, device=None, threads=None, hooks=(), force=False, alone=False):
@@ -315,8 +315,8 @@ def test_a_failed_run_closes_its_tensorboard_log_with_what_it_logged(tmp_path):
     from qanet.hooks import Hooks
 
     class FailsAtStep3(Hooks):
-        def on_step(self, step, loss, learning_rate, examples_per_s, window):
-            if step == 3:
+        def on_step(self, report):
+            if report.step == 3:
                 raise RuntimeError("a bug")
 
     spec = _tiny_spec(tmp_path, **{"train.tensorboard": True, "train.loss_check_every": 1})
@@ -352,8 +352,8 @@ def test_a_checkpoint_made_in_another_context_is_not_resumed(tmp_path):
     from qanet.hooks import Hooks
 
     class Killed(Hooks):
-        def on_step(self, step, loss, learning_rate, examples_per_s, window):
-            if step == 5:
+        def on_step(self, report):
+            if report.step == 5:
                 raise KeyboardInterrupt
 
     spec = _tiny_spec(tmp_path)
@@ -374,8 +374,8 @@ def test_an_interrupted_restart_resumes_and_keeps_its_reason(tmp_path):
     from qanet.hooks import Hooks
 
     class Killed(Hooks):
-        def on_step(self, step, loss, learning_rate, examples_per_s, window):
-            if step == 5:
+        def on_step(self, report):
+            if report.step == 5:
                 raise KeyboardInterrupt
 
     spec = _tiny_spec(tmp_path)
@@ -410,11 +410,9 @@ def test_hooks_hear_of_the_end_once_even_when_one_of_them_fails_there(tmp_path):
 def _with_threads(spec, threads: int):
     import dataclasses
 
-    from qanet.config import RunConfig
+    from qanet.config import set_value
 
-    config = RunConfig.from_dict(spec.config.to_dict())
-    config.train.threads = threads
-    return dataclasses.replace(spec, config=config)
+    return dataclasses.replace(spec, config=set_value(spec.config, "train.threads", threads))
 
 
 def test_a_damaged_checkpoint_is_set_aside_and_its_run_trained_again(tmp_path):

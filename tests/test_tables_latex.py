@@ -84,7 +84,8 @@ def test_comments_come_first_and_more_columns_span_the_page(summaries):
     latex = to_latex(summaries["holm"], ABOUT, "tab:f", comments=["ran: 15 runs", "again: python -m bench report"])
     assert latex.startswith("% ran: 15 runs\n% again: python -m bench report\n\\begin{table}[t]\n")
     assert r"\begin{tabular}{@{}p{0.36\linewidth}rrrr@{}}" in latex and r"\resizebox" not in latex
-    wider = to_latex(summaries["holm"], "w", "tab:w", ("label", "runs", "exact", "exact_ci", "f1", "f1_ci", "f1_diff"))
+    wider = to_latex(summaries["holm"], "w", "tab:w",
+                     columns=("label", "runs", "exact", "exact_ci", "f1", "f1_ci", "f1_diff"))
     assert r"\begin{table*}" in wider and r"\begin{tabular}{@{}llrrrrr@{}}" in wider
 
 

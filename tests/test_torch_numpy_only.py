@@ -16,6 +16,7 @@ from bench.commands.common import EXTRAS, install_advice
 from bench.commands.progress import STEP_LINES, StepLines
 from qanet.config import SyntheticConfig
 from qanet.data.synthetic import write_synthetic
+from qanet.hooks import StepReport
 from tests.conftest import ROOT, run_python, run_with_only
 
 TINY_RUN = ["--set", "train.steps=4", "--set", "train.eval_every=2", "--set", "train.threads=1"]
@@ -86,7 +87,7 @@ def test_without_tqdm_a_run_prints_a_line_as_it_begins_and_at_each_tenth_of_its_
     lines.on_begin(SimpleNamespace(step=0, config=SimpleNamespace(train=SimpleNamespace(steps=500))))
     for step in range(1, 501):
         read = step % 50 == 0  # the loss is read every train.loss_check_every steps
-        lines.on_step(step, 2.5 if read else None, 1e-3, 40.0 if read else None, None)
+        lines.on_step(StepReport(step, 2.5 if read else None, 1e-3, 40.0 if read else None, None))
     said = capsys.readouterr().err.splitlines()
     assert len(said) == 1 + STEP_LINES
     assert said[0] == "step 0/500: training begins" and said[-1] == "step 500/500: loss 2.500, 40 examples/s"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from qanet.config import ConfigError, DataConfig, RunConfig, SyntheticConfig, build_config
+from qanet.config import ConfigError, DataConfig, RunConfig, apply_overrides, build_config, set_value
 from qanet.data.batching import epoch_batches
 from qanet.data.features import Sequences, Split
 from qanet.data.prepare import Prepared, prepare
@@ -17,6 +17,7 @@ from qanet.hooks import Hooks, JsonLinesLog
 from qanet.optimisation import EMA, make_optimizer
 from qanet.train import Trainer
 
+_SYNTHETIC_10_5 = {"data.synthetic.train_paragraphs": 10, "data.synthetic.dev_paragraphs": 5}
 TINY = {
     "model.char_dim": 16, "model.hidden": 32, "model.heads": 2, "model.model_blocks": 1,
     "model.embedding_convs": 1, "train.batch_size": 8, "train.warmup_steps": 20, "train.threads": 1,
@@ -40,9 +41,8 @@ def thirty_two(tmp_path_factory):
 
 
 def _config(path: str, **overrides) -> RunConfig:
-    config = build_config("paper", {**TINY, **overrides})
-    config.data = DataConfig(train=path, dev=path, context_len=400)
-    return config.validate()
+    config = dataclasses.replace(build_config("paper", TINY), data=DataConfig(train=path, dev=path, context_len=400))
+    return apply_overrides(config, list(overrides.items())).validate()
 
 
 def test_overfits_32_examples(thirty_two, tmp_path):
@@ -69,8 +69,8 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(thirty_two, tmp_path):
     whole_result = whole.run()
 
     class Crash(Hooks):
-        def on_step(self, step, loss, learning_rate, examples_per_s, window):
-            if step == 10:  # two steps after the checkpoint at 8: their work is lost and redone
+        def on_step(self, report):
+            if report.step == 10:  # two steps after the checkpoint at 8: their work is lost and redone
                 raise KeyboardInterrupt
 
     log = JsonLinesLog(tmp_path / "split.log.jsonl")
@@ -119,8 +119,8 @@ class _RaiseLearningRate(Hooks):
     def on_begin(self, trainer):
         self.scheduler = trainer.scheduler
 
-    def on_step(self, step, loss, learning_rate, examples_per_s, window):
-        if step == self.step:
+    def on_step(self, report):
+        if report.step == self.step:
             self.scheduler.base_lrs = [self.rate] * len(self.scheduler.base_lrs)
 
 
@@ -168,8 +168,8 @@ def test_a_rising_loss_is_named_in_the_result_and_the_log_and_survives_a_resume(
         return trainer
 
     class Crash(Hooks):
-        def on_step(self, step, loss, learning_rate, examples_per_s, window):
-            if step == 147:
+        def on_step(self, report):
+            if report.step == 147:
                 raise KeyboardInterrupt
 
     whole = rising_trainer("whole").run()
@@ -223,8 +223,8 @@ def test_gradient_norms_before_clipping_are_logged_per_window_and_per_evaluation
 
 
 def test_evaluation_keeps_every_dev_question_even_past_the_context_limit(tmp_path):
-    config = build_config("paper", {**TINY, "train.steps": 2, "train.eval_every": 2, "data.context_len": 20})
-    config.data.synthetic = SyntheticConfig(train_paragraphs=10, dev_paragraphs=5)
+    config = build_config("paper", {**TINY, "train.steps": 2, "train.eval_every": 2, "data.context_len": 20,
+                                    **_SYNTHETIC_10_5})
     prepared = prepare(config.data, tmp_path)
     result = Trainer(config, prepared).run()
     assert result.metrics["total"] == len(prepared.dev) == 30
@@ -287,15 +287,17 @@ def test_trains_from_a_prepared_directory_with_only_torch_and_numpy(tmp_path, on
     """The GPU image has no spaCy, pyarrow, pandas or evaluate: training must not need them."""
     from tests.conftest import run_with_only
 
-    config = build_config("paper", {**TINY, "train.steps": 2, "train.eval_every": 2})
-    config.data.synthetic = SyntheticConfig(train_paragraphs=5, dev_paragraphs=2)
+    config = build_config("paper", {**TINY, "train.steps": 2, "train.eval_every": 2,
+                                    "data.synthetic.train_paragraphs": 5, "data.synthetic.dev_paragraphs": 2})
     directory = prepare(config.data, tmp_path).directory
     script = f"""
 from qanet.config import build_config
 from qanet.data.prepare import load_prepared
 from qanet.train import Trainer
-config = build_config("paper", {TINY!r} | {{"train.steps": 2, "train.eval_every": 2}})
-config.data.train = config.data.dev = "/data/stayed/behind.json"  # only the prepared directory travelled
+# only the prepared directory travelled
+config = build_config("paper", {TINY!r} | {{"train.steps": 2, "train.eval_every": 2,
+                                            "data.train": "/data/stayed/behind.json",
+                                            "data.dev": "/data/stayed/behind.json"}})
 print(Trainer(config, load_prepared({str(directory)!r})).run().status)
 """
     assert run_with_only(only_torch_and_numpy, "-c", script).stdout.strip().endswith("ok")
@@ -314,8 +316,8 @@ def test_peak_memory_is_per_run_even_when_runs_share_a_process():
 
 
 def test_evaluations_during_training_score_a_fixed_sample_and_the_last_one_the_whole_dev_set(tmp_path):
-    config = build_config("paper", {**TINY, "train.steps": 4, "train.eval_every": 2, "train.eval_questions": 10})
-    config.data.synthetic = SyntheticConfig(train_paragraphs=10, dev_paragraphs=5)
+    config = build_config("paper", {**TINY, "train.steps": 4, "train.eval_every": 2, "train.eval_questions": 10,
+                                    **_SYNTHETIC_10_5})
     prepared = prepare(config.data, tmp_path)
     result = Trainer(config, prepared).run()
     assert [entry["total"] for entry in result.curve] == [10, len(prepared.dev)]
@@ -346,8 +348,7 @@ def _one_second_per_look(monkeypatch) -> None:
 
 def _small_run(tmp_path, **overrides):
     config = build_config("paper", {**TINY, "train.steps": 100, "train.eval_every": 1000, "train.eval_questions": 10,
-                                    **overrides})
-    config.data.synthetic = SyntheticConfig(train_paragraphs=10, dev_paragraphs=5)
+                                    **_SYNTHETIC_10_5, **overrides})
     prepared = prepare(config.data, tmp_path)
     return Trainer(config, prepared).run(), prepared
 
@@ -387,8 +388,8 @@ def _counting_compile(monkeypatch) -> list:
 
 def _compiled_trainer(thirty_two, tmp_path, **overrides) -> Trainer:
     config = _config(thirty_two, **{"train.compile": True, "train.pad_multiple": 16, "train.eval_every": 1000,
-                                    "train.loss_check_every": 4, **overrides})
-    config.data.context_len, config.data.question_len = 64, 20
+                                    "train.loss_check_every": 4, "data.context_len": 64, "data.question_len": 20,
+                                    **overrides})
     return Trainer(config, prepare(config.data, tmp_path))
 
 
@@ -427,7 +428,8 @@ def test_batch_shapes_hold_every_shape_a_full_batch_meets(thirty_two, squad_leng
     config = _config(thirty_two, **{"train.batch_size": 32, "train.pad_multiple": pad_multiple})
     trainer = Trainer(config, squad_lengths)
     shapes = trainer.batch_shapes()
-    epochs = [epoch_batches(trainer.questions, trainer.lengths, 32, config.train.seed, epoch) for epoch in (0, 1)]
+    epochs = [epoch_batches(trainer.questions, trainer.lengths, 32, seed=config.train.seed, epoch=epoch)
+              for epoch in (0, 1)]
     met = {trainer.train_data.widths(batch, 400, 50) for batches in epochs for batch in batches if len(batch) == 32}
     assert met <= set(shapes), sorted(met - set(shapes))
     assert len(set(shapes)) == len(shapes) and all(c <= 400 and q <= 50 for c, q in shapes)
@@ -533,8 +535,9 @@ def test_a_hook_ends_the_run_cleanly_with_stop_training(thirty_two, tmp_path):
         def on_begin(self, trainer):
             seen.append(("begin", trainer.step))
 
-        def on_step(self, step, loss, learning_rate, examples_per_s, window):
-            seen.append(("step", step, loss is None, learning_rate > 0, examples_per_s is None))
+        def on_step(self, report):
+            seen.append(("step", report.step, report.loss is None, report.learning_rate > 0,
+                         report.examples_per_s is None))
 
         def on_evaluation(self, step, entry):
             seen.append(("evaluation", step))
@@ -580,7 +583,7 @@ def test_a_checkpoint_written_before_the_loss_watch_resumes(thirty_two, tmp_path
     state["loss"] = {"total": 25.0, "count": 5}  # as if 5 steps since the last evaluation had summed 25
     del state["loss_watch"]
     torch.save(state, path)
-    config.train.steps = 20
+    config = set_value(config, "train.steps", 20)
     trainer = Trainer(config, prepared, tmp_path / "old")
     assert trainer.step == 12 and trainer.losses.since_evaluation()["loss"] == 5.0
     result = trainer.run()

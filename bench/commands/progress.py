@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from qanet.hooks import Hooks
+from qanet.hooks import Hooks, StepReport
 
 STEP_LINES = 10  # a run without tqdm prints this many step lines: enough to see it move, few enough for a log
 
@@ -41,11 +41,10 @@ class StepBar(Hooks):
         self.bar.reset(total=trainer.config.train.steps)
         self.bar.update(trainer.step)
 
-    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None,
-                window) -> None:
-        self.bar.update(step - self.bar.n)
-        if loss is not None:  # read every train.loss_check_every steps
-            self.bar.set_postfix(loss=f"{loss:.3f}", ex_s=f"{examples_per_s:.0f}")
+    def on_step(self, report: StepReport) -> None:
+        self.bar.update(report.step - self.bar.n)
+        if report.loss is not None:  # read every train.loss_check_every steps
+            self.bar.set_postfix(loss=f"{report.loss:.3f}", ex_s=f"{report.examples_per_s:.0f}")
 
 
 class StepLines(Hooks):
@@ -58,12 +57,11 @@ class StepLines(Hooks):
         begins = "resumes" if trainer.step else "begins"
         print(f"step {trainer.step}/{self.steps}: training {begins}", file=sys.stderr, flush=True)
 
-    def on_step(self, step: int, loss: float | None, learning_rate: float, examples_per_s: float | None,
-                window) -> None:
-        if loss is not None:  # read every train.loss_check_every steps
-            self.last_read = f": loss {loss:.3f}, {examples_per_s:.0f} examples/s"
-        if step % self.every == 0 or step == self.steps:
-            print(f"step {step}/{self.steps}{self.last_read}", file=sys.stderr, flush=True)
+    def on_step(self, report: StepReport) -> None:
+        if report.loss is not None:  # read every train.loss_check_every steps
+            self.last_read = f": loss {report.loss:.3f}, {report.examples_per_s:.0f} examples/s"
+        if report.step % self.every == 0 or report.step == self.steps:
+            print(f"step {report.step}/{self.steps}{self.last_read}", file=sys.stderr, flush=True)
 
 
 class EvaluationLines(Hooks):

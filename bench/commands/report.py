@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 
 from bench.commands.common import positive_int
 from bench.records import RUNS, RecordError
-from bench.reporting.contents import COMPACT, CORRECTIONS, FORMATS, FULL, METHOD, TABLE_COLUMNS
-from bench.study_files import SCALES, StudyError, available, is_search
+from bench.reporting.contents import COMPACT, CORRECTIONS, FULL, METHOD, TABLE_COLUMNS
+from bench.reporting.formats import FORMATS
+from bench.scales import SCALES
+from bench.study_files import StudyError, available, is_search
 
 if TYPE_CHECKING:  # for annotations only: bench.reporting loads pandas, the command imports it when it runs
     from bench.reporting.document import Report, ReportOptions
@@ -22,11 +24,10 @@ REPORTS = Path("results") / "reports"
 def register(commands) -> None:
     report = commands.add_parser(
         "report", help="a study's records as a table, plots and report.md for a paper",
-        description="Read a study's records and write, under OUT/STUDY/: the table (Markdown, LaTeX with booktabs, "
-                    "CSV, HTML), plots (PNG and PDF: a forest plot of each variant's difference to the baseline, "
-                    "scores, curves, cost; time panels only for runs timed alone or time-bounded), runs.csv (one row "
-                    "per run) and report.md: what ran, the table, the differences, the environment, how to "
-                    "reproduce it and what to cite. " + METHOD,
+        description="Read a study's records and write, under OUT/STUDY/: report.md (what ran, the table, the "
+                    "differences, the environment, how to reproduce it and what to cite), plots (PNG and PDF: a "
+                    "forest plot of each variant's difference to the baseline, scores, curves, cost; time panels "
+                    "only for runs timed alone or time-bounded) and the files of each --format. " + METHOD,
     )
     report.add_argument("studies", nargs="*", metavar="STUDY",
                         help="study names or .toml paths; several make one combined table (OUT/combined/), each "
@@ -38,7 +39,8 @@ def register(commands) -> None:
     report.add_argument("--baseline", help="the variant differences are taken to (default: the base of a "
                                            "one-at-a-time study, else the first variant)")
     report.add_argument("--format", type=_formats, default=list(FORMATS),
-                        help=f"comma-separated, from {','.join(FORMATS)} (default: all)")
+                        help=f"comma-separated, from {','.join(FORMATS)} (default: all): "
+                             + "; ".join(chosen.help() for chosen in FORMATS.values()).replace("%", "%%"))
     report.add_argument("--columns", type=_columns, default=COMPACT,
                         help=f"the LaTeX table's columns, comma-separated, from {','.join(CHOOSABLE)} (default: "
                              f"{','.join(COMPACT)}; Markdown and HTML hold all but n and study, CSV every number)")
@@ -133,11 +135,13 @@ def run_report(args: argparse.Namespace) -> None:
 def _report_search(name: str, args: argparse.Namespace) -> None:
     """The report of an Optuna search: read from its storage and its trials' records."""
     from bench.reporting.search import report_search
-    from bench.search import load_search, storage_url
+    from bench.search.definition import load_search
+    from bench.search.storage import storage_url
 
     search = load_search(name)
     folder = args.out / search.name
-    written = report_search(search, storage_url(search, args.storage), args.scale, args.records, folder)
+    written = report_search(search, storage_url(search, args.storage), args.scale, records_root=args.records,
+                            out=folder)
     print((folder / "best.md").read_text(encoding="utf-8"))
     print(f"wrote {folder}/: {', '.join(path.name for path in written)}")
 

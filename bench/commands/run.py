@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.commands.common import gpu_list, index_list, install_advice, positive_int
 from bench.records import RUNS
-from bench.study_files import SCALES
+from bench.scales import SCALES, scales_help
 from qanet.config import ConfigError
 
 
@@ -29,12 +29,7 @@ def register(commands) -> None:
     )
     run.add_argument("study", help="a name from `python -m bench list`, or the path of a .toml study file")
     run.add_argument("--scale", choices=SCALES, default="full",
-                     help="full: the study as written, the paper's budget (default); gpu: the study's own model "
-                          "on SQuAD v1.1 + GloVe 6B 50d, 2,500 steps a run (a 21-run study in about 55 minutes at one "
-                          "H200's measured rate); smoke: synthetic data, the tiny model, 500 steps, about two "
-                          "minutes a run; cpu: real SQuAD v1.1 + GloVe 6B 50d, a reduced model, about 9 minutes a "
-                          "run on 2 cores. Any scale "
-                          "reads its data from a pack with --set data.pack=DIR")
+                     help=f"{scales_help()} (default: full)")
     run.add_argument("--seeds", type=index_list, help="comma-separated seeds instead of the study's, e.g. 0,1")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="a setting applied to every run after the study's own (repeatable)")
@@ -60,19 +55,19 @@ def run_list(args: argparse.Namespace) -> None:
     from bench.study_files import available, is_search
     from qanet.outcome import FINISHED
 
-    # runs done at each scale: full (the study's own budget), gpu, smoke, cpu
-    print(f"{'study':20} {'variants':>8} {'runs':>5} {'done':>5} {'gpu':>5} {'smoke':>5} {'cpu':>5}  axes")
+    # runs done at each scale ("done": at full scale, the study's own budget)
+    headers = "".join(f" {'done' if scale == 'full' else scale:>5}" for scale in SCALES)
+    print(f"{'study':20} {'variants':>8} {'runs':>5}{headers}  axes")
     for name in available():
         if is_search(name):
-            print(f"{name:20} {'-':>8} {'-':>5} {'-':>5} {'-':>5} {'-':>5} {'-':>5}  a search: python -m bench "
-                  f"search {name}")
+            dashes = f" {'-':>5}" * len(SCALES)
+            print(f"{name:20} {'-':>8} {'-':>5}{dashes}  a search: python -m bench search {name}")
             continue
         study = load_study(name)
         done = Counter(record["scale"] for record in study_records(name, args.out) if record["status"] in FINISHED)
         runs = len(study.variants()) * len(study.seeds)
-        print(f"{name:20} {len(study.variants()):8} {runs:5} {done['full']:5} {done['gpu']:5} {done['smoke']:5} "
-              f"{done['cpu']:5}  "
-              f"{', '.join(study.axes) or '-'}")
+        counts = "".join(f" {done[scale]:5}" for scale in SCALES)
+        print(f"{name:20} {len(study.variants()):8} {runs:5}{counts}  {', '.join(study.axes) or '-'}")
         print(f"{'':20} {study.description}")
 
 
@@ -90,7 +85,8 @@ def run_study(args: argparse.Namespace) -> None:
     study = load_study(args.study)
     specs = distinct_runs(study.name, study.runs(args.scale, args.seeds, parse_overrides(args.overrides)))
     out = args.out / study.name
-    planned = plan(specs, out, args.jobs, args.gpus, args.backend, args.force, make_folder=not args.dry_run)
+    planned = plan(specs, out, jobs=args.jobs, gpus=args.gpus, backend=args.backend, force=args.force,
+                   make_folder=not args.dry_run)
     specs, pending = planned.specs, planned.pending
     print(f"{study.name} ({args.scale}): {len({s.variant for s in specs})} variants x {len({s.seed for s in specs})} "
           f"seeds = {len(specs)} runs, {len(specs) - len(pending)} done, {len(pending)} to run -> {out}")
@@ -104,7 +100,8 @@ def run_study(args: argparse.Namespace) -> None:
     executed = []
     try:
         with runs_display(len(specs), len(specs) - len(pending), per_step) as (hooks, ended):
-            for record in run_parallel(pending, args.jobs, args.gpus, args.backend, hooks, args.force):
+            for record in run_parallel(pending, jobs=args.jobs, gpus=args.gpus, backend=args.backend, hooks=hooks,
+                                       force=args.force):
                 executed.append(record)
                 ended(_said(record))
     finally:

@@ -6,12 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.commands.common import positive_int
 from bench.records import RUNS
-from bench.study_files import SCALES
+from bench.scales import SCALES, scales_help
+
+if TYPE_CHECKING:
+    from bench.search.definition import Search
+    from bench.search.trials import SearchSummary, WorkerJob
 
 
 def register(commands) -> None:
@@ -24,7 +28,7 @@ def register(commands) -> None:
                     "(`bench study` is its old name.)",
     )
     search.add_argument("name", help="a search file, kind = \"optuna\" (name or path), e.g. lr_adam")
-    search.add_argument("--scale", choices=SCALES, default="full", help="as for bench run (default: full)")
+    search.add_argument("--scale", choices=SCALES, default="full", help=f"{scales_help()} (default: full)")
     search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting applied to every trial after the search file's own (repeatable), e.g. "
                              "data.pack=DIR to read the data from a pack; where the data lies is not part of the "
@@ -46,57 +50,30 @@ def register(commands) -> None:
 
 
 def run_search(args: argparse.Namespace) -> None:
-    import optuna
-
-    from bench.records import ensure_writable
-    from bench.runner import run_threads
-    from bench.search import (
-        DEFINITION,
-        existing_optuna_study,
-        export_best,
-        load_search,
-        open_storage,
-        optuna_name,
-        refuse_a_changed_search,
-        storage_url,
-        without_password,
-        work,
-    )
+    from bench.search.export import export_best_trial
+    from bench.search.trials import run_trials  # Optuna's: refused here, before any line, where it is missing
     from qanet.config import parse_overrides
 
     if args.command == "study":
         print("note: `bench study` is now `bench search`", file=sys.stderr)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is ours (_say_trial)
-    search = load_search(args.name, parse_overrides(args.overrides))
-    url = storage_url(search, args.storage)
-    name = optuna_name(search, args.scale)
+    overrides = parse_overrides(args.overrides)
     if args.export_best:
-        optuna_study = existing_optuna_study(name, url, args.heartbeat)
-        refuse_a_changed_search(optuna_study, search, args.scale, url)
-        export_best(optuna_study, search, args.scale, args.export_best)
+        path = export_best_trial(args.name, overrides, scale=args.scale, storage=args.storage,
+                                 heartbeat=args.heartbeat, path=args.export_best)
+        print(f"wrote {path}: python -m bench run {path} --scale {args.scale}")
         return
-    ensure_writable(args.out / search.name)
-    trials = args.trials or search.count_at("trials", args.scale)
-    optuna_study = optuna.create_study(study_name=name, storage=open_storage(url, args.heartbeat),
-                                       direction="maximize", load_if_exists=True)
-    refuse_a_changed_search(optuna_study, search, args.scale, url)
-    optuna_study.set_user_attr(DEFINITION, search.definition_hash(args.scale))
-    with warnings.catch_warnings():  # "experimental" in Optuna 5; the dashboard names the objective by it
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna_study.set_metric_names([search.metric_name])
-    print(f"{search.name} ({args.scale}): {trials} trials, {search.sampling_text(args.scale, trials)}, objective "
-          f"{search.objective_text(args.scale)}, {args.jobs} worker(s), storage {without_password(url)}")
-    threads = run_threads(args.jobs, None, "loky")
-    jobs = [(args.name, search.overrides, args.scale, url, trials, args.out, threads, args.heartbeat, worker,
-             _say_trial) for worker in range(args.jobs)]
-    if args.jobs == 1:
-        work(*jobs[0])
-    else:
-        from joblib import Parallel, delayed
+    summary = run_trials(args.name, overrides, scale=args.scale, storage=args.storage, trials=args.trials,
+                         out=args.out, jobs=args.jobs, heartbeat=args.heartbeat, on_start=_say_start,
+                         on_trial=_say_trial)
+    _say_summary(summary)
 
-        Parallel(n_jobs=args.jobs)(delayed(work)(*job) for job in jobs)
-    summarise_search(optuna.load_study(study_name=name, storage=open_storage(url, args.heartbeat)), search,
-                     args.scale)
+
+def _say_start(search: Search, job: WorkerJob) -> None:
+    from bench.search.storage import without_password
+
+    print(f"{search.name} ({job.scale}): {job.trials} trials, {search.sampling_text(job.scale, job.trials)}, "
+          f"objective {search.objective_text(job.scale)}, {job.workers} worker(s), storage "
+          f"{without_password(job.storage)}")
 
 
 def _say_trial(optuna_study, trial) -> None:
@@ -104,14 +81,10 @@ def _say_trial(optuna_study, trial) -> None:
     print(f"trial {trial.number}: {trial.state.name.lower()}{value} {json.dumps(trial.params)}", flush=True)
 
 
-def summarise_search(optuna_study, search, scale: str) -> None:
-    from optuna.trial import TrialState
-
-    counts = {state.name.lower(): len(optuna_study.get_trials(deepcopy=False, states=(state,)))
-              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    print(f"trials ({search.sampling_text(scale, len(optuna_study.get_trials(deepcopy=False)))}): "
-          + ", ".join(f"{state} {count}" for state, count in counts.items()))
-    if counts["complete"]:
-        best = optuna_study.best_trial
+def _say_summary(summary: SearchSummary) -> None:
+    search, scale, best = summary.search, summary.scale, summary.best
+    print(f"trials ({search.sampling_text(scale, summary.trials)}): "
+          + ", ".join(f"{state} {count}" for state, count in summary.counts.items()))
+    if best is not None:
         print(f"best: trial {best.number}, {search.objective_text(scale)} {best.value:.2f}, "
               f"{json.dumps(best.params)} (record {best.user_attrs.get('record_id')})")

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from qanet.config import PRESETS, RENAMED_PRESETS, RunConfig, build_config
+from qanet.config import PRESETS, RENAMED_PRESETS, build_config
+
+if TYPE_CHECKING:
+    from bench.spec import RunSpec
+    from qanet.hooks import Hooks
 
 
 def register(commands) -> None:
@@ -38,33 +45,25 @@ def register(commands) -> None:
     predict.set_defaults(handler=run_predict)
 
 
-def train_one(config: RunConfig, out: Path, fresh: bool = False):
-    """Train (or resume) one run, showing its progress, and write its record; returns the record."""
+@contextmanager
+def _progress(spec: RunSpec) -> Iterator[list[Hooks]]:
+    """What `bench train` shows while its run trains: a progress bar of its steps and a line per evaluation."""
     from bench.commands.progress import EvaluationLines, step_display
-    from bench.records import ensure_writable
-    from bench.runner import Locked, execute
-    from bench.spec import RunSpec, in_folder
-    from bench.study_files import StudyError
-    from qanet.data.prepare import prepare
 
-    ensure_writable(out)
-    prepare(config.data, log=print)  # say what happens while the data is built the first time
-    [spec] = in_folder([RunSpec("train", "train", "custom", config)], out)
     with step_display(f"train {spec.id}") as steps:
-        record = execute(spec, hooks=[steps, EvaluationLines()], force=fresh, alone=True)
-    if isinstance(record, Locked):
-        raise StudyError(f"run {spec.id}: {record.reason}")
-    if record.restarted:
-        print(f"run {spec.id}: {record.restarted}")
-    return record
+        yield [steps, EvaluationLines()]
 
 
 def run_train(args: argparse.Namespace) -> None:
+    from bench.runner import train_one
     from qanet.device import resolve_device
 
     config = build_config(args.preset, args.overrides)
     resolve_device(config.train.device)  # refused before anything is prepared
-    record = train_one(config, args.out, fresh=args.fresh)
+    record = train_one(config, args.out, fresh=args.fresh, hooks=_progress,
+                       log=print)  # say what happens while the data is built the first time
+    if record.restarted:
+        print(f"run {record.spec.id}: {record.restarted}")
     result = record.result
     exact, f1 = result.metrics.get("exact", float("nan")), result.metrics.get("f1", float("nan"))
     print(f"{result.status}: dev EM {exact:.2f} F1 {f1:.2f} after {result.steps} steps; "

@@ -1,6 +1,7 @@
-"""What a report holds, by name only: the table's columns and their headers, the compact choice of them, the
-files a table is written to, and the statement of method that every report carries. Nothing here computes or
-imports anything heavy, so that `python -m bench report --help` can name them at once."""
+"""What a report holds, by name only: the table's columns and their headers, the compact choice of them, and
+the statement of method that every report carries; the formats it is written in, and their files, are
+`formats.FORMATS`. Nothing here computes or imports anything heavy, so that `python -m bench report --help`
+can name them at once."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ HEADERS = {
 TABLE_COLUMNS = tuple(HEADERS)
 FULL = tuple(column for column in HEADERS if column not in ("study", "n"))  # the seeds column says n and more
 COMPACT = ("label", "n", "exact", "f1", "f1_diff")  # what a paper's table needs; --columns for more
-FORMATS = ("md", "latex", "csv", "html")
 CORRECTIONS = ("holm", "none")  # for multiple comparisons: Holm-Bonferroni, or none (bench.reporting.statistics)
 METHOD = ("EM and F1: mean ± sd over the ok seeds, 95% CI from Student's t. ΔEM, ΔF1: the difference to the "
           "baseline with its 95% CI, paired by seed (t on the per-seed differences) where both have ok runs for "

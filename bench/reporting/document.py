@@ -13,13 +13,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from bench.records import RecordError, curves_frame, records_frame
 from bench.reporting import plots
 from bench.reporting.comparability import memory_per_run, mixed_hardware, wall_clock_comparable
-from bench.reporting.contents import COMPACT, FORMATS, FULL, METHOD
+from bench.reporting.contents import COMPACT, FULL, METHOD
+from bench.reporting.formats import FORMATS, Table
 from bench.reporting.plots import FigureSize
 from bench.reporting.tables import (
     base_settings,
@@ -28,9 +30,7 @@ from bench.reporting.tables import (
     corrected,
     seed_warnings,
     summarise,
-    to_csv,
     to_html,
-    to_latex,
     to_markdown,
     variant_labels,
 )
@@ -42,7 +42,6 @@ from bench.reporting.what_ran import (
     overrides,
     report_line,
     run_line,
-    runs_csv,
     scores_on,
     trained_as,
     unreliable_wall_times,
@@ -62,7 +61,7 @@ class ReportOptions:
 
     scale: str | None = None
     baseline: str | None = None  # a variant's name or label; None: the study's default baseline
-    formats: Sequence[str] = FORMATS
+    formats: Sequence[str] = field(default_factory=lambda: tuple(FORMATS))  # names in formats.FORMATS
     columns: tuple[str, ...] = COMPACT  # the LaTeX table's
     compare_mixed_hardware: bool = False
     correction: str = "holm"  # over each table's comparisons of a metric, or "none"
@@ -83,45 +82,45 @@ class Report:
     summary: pd.DataFrame
     warnings: list[str]
     folder: Path
-    written: list[Path]  # beside report.md: the tables, runs.csv, report.html, then the plots
+    written: list[Path]  # beside report.md: the tables, the formats' other files (runs.csv, report.html), the plots
     frame: pd.DataFrame  # the records at `scale`
     ran: list[str]  # what ran (`what_ran`)
     runs_again: str  # the `bench run` line that makes its runs again (`run_line`)
     again: list[str]  # how to make the records and the report again: code, runs, report
+    labels: dict[str, str]  # variant -> its label
+    found: dict[str, dict[str, Any]]  # record id -> the settings beyond the study file (`overrides`)
 
 
 def write_report(study: Study, records: Path, out: Path, options: ReportOptions = ReportOptions()) -> Report:
-    """Write one study's report under out/STUDY/ from its records under `records`: its tables in the formats
-    asked for, runs.csv with the CSV, its plots, report.md, and report.html where html is among the formats."""
+    """Write one study's report under out/STUDY/ from its records under `records`: its table and the other
+    files of each format asked for (formats.FORMATS), its plots and report.md."""
     frame, scale, mixed = _records_at_scale(study, records, options.scale, options.compare_mixed_hardware)
     labels = variant_labels(study, scale, options.labels, others_may_name=options.others_may_name)
     baseline = chosen_baseline(study, labels, options.baseline)
     timed = frame.assign(wall_seconds=frame["wall_seconds"].mask(unreliable_wall_times(frame)))
     summary = summarise(timed, study, baseline, scale, labels=labels, correction=options.correction)
     found = overrides(study, scale, records)
-    ran = what_ran(frame, study, found, baseline, labels, variant_labels(study, scale))
+    ran = what_ran(frame, study, found, baseline, labels=labels, default_labels=variant_labels(study, scale))
     runs_again = run_line(study.name, frame, scale, found)
     again = [code_line(frame), runs_again, report_line(options.command or f"python -m bench report {study.name}")]
     folder = out / study.name
     folder.mkdir(parents=True, exist_ok=True)
     caption = f"{_about(study, scale).rstrip('. ')}. {scores_on(frame)}"
-    written = _write_tables(summary, caption, f"tab:{study.name}", folder, options, ran + again)
-    if "csv" in options.formats:
-        (folder / "runs.csv").write_text(runs_csv(frame, labels, found), encoding="utf-8")
-        written.append(folder / "runs.csv")
+    table = Table(summary=summary, caption=caption, label=f"tab:{study.name}", columns=options.columns,
+                  comments=ran + again)
+    written = _write_tables(table, folder, options.formats)
     wall_clock = wall_clock_comparable(timed)
     curves = curves_frame(study.name, records)
-    figures = _plots(summary, timed, curves[curves["scale"] == scale], labels, baseline, wall_clock, folder,
-                     options.size)
+    figures = _plots(summary, timed, curves[curves["scale"] == scale], labels=labels, baseline=baseline,
+                     wall_clock=wall_clock, folder=folder, size=options.size)
     warnings = (_same_runs(study, scale) + _warnings(frame, summary, mixed, wall_clock)
                 + cost_warnings(frame, labels))
-    report = Report(study, scale, baseline, labels[baseline], summary, warnings, folder, written + figures, frame,
-                    ran, runs_again, again)
+    report = Report(study=study, scale=scale, baseline=baseline, baseline_label=labels[baseline], summary=summary,
+                    warnings=warnings, folder=folder, written=written + figures, frame=frame, ran=ran,
+                    runs_again=runs_again, again=again, labels=labels, found=found)
     pngs = [path for path in figures if path.suffix == ".png"]
     (folder / "report.md").write_text(_report_markdown(report, pngs), encoding="utf-8")
-    if "html" in options.formats:
-        (folder / "report.html").write_text(_report_html(report, pngs), encoding="utf-8")
-        report.written.insert(len(written), folder / "report.html")
+    report.written[len(written):len(written)] = _write_study_files(report, pngs, options.formats)
     return report
 
 
@@ -151,7 +150,7 @@ def _scale(study: Study, frame: pd.DataFrame, asked: str | None, records: Path) 
     return scales[0]
 
 
-def _plots(summary: pd.DataFrame, frame: pd.DataFrame, curves: pd.DataFrame, labels: dict[str, str],
+def _plots(summary: pd.DataFrame, frame: pd.DataFrame, curves: pd.DataFrame, *, labels: dict[str, str],
            baseline: str, wall_clock: bool, folder: Path, size: FigureSize) -> list[Path]:
     """The report's figures in the order report.md shows them: the differences first, they are the study's
     answer."""
@@ -160,8 +159,8 @@ def _plots(summary: pd.DataFrame, frame: pd.DataFrame, curves: pd.DataFrame, lab
     if "f1_diff" in summary and summary["f1_diff"].notna().any():
         figures += plots.forest(summary, labels[baseline], palette, folder, size=size)
     figures += plots.scores(summary, frame, palette, folder, size=size)
-    figures += plots.curves(curves, labels, palette, folder, wall_clock, baseline=baseline, size=size)
-    figures += plots.cost(frame, labels, palette, folder, wall_clock, memory_per_run(frame), size=size)
+    figures += plots.curves(curves, labels, palette, folder, wall_clock=wall_clock, baseline=baseline, size=size)
+    figures += plots.cost(frame, labels, palette, folder, time=wall_clock, memory=memory_per_run(frame), size=size)
     return figures
 
 
@@ -179,19 +178,28 @@ def _about(study: Study, scale: str) -> str:
     return study.description
 
 
-def _write_tables(summary: pd.DataFrame, caption: str, label: str, out: Path, options: ReportOptions,
-                  comments: list[str], columns: tuple[str, ...] | None = None) -> list[Path]:
-    """The table in each format asked for; the LaTeX one says what ran and how to make it again in comments."""
-    full = ("study", *FULL) if "study" in summary else FULL  # a table of several studies names each row's
-    texts = {"md": ("table.md", lambda: to_markdown(summary, full)),
-             "latex": ("table.tex", lambda: to_latex(summary, caption, label, columns or options.columns, comments)),
-             "csv": ("table.csv", lambda: to_csv(summary))}
+def _write_tables(table: Table, out: Path, formats: Sequence[str]) -> list[Path]:
+    """The table in each format asked for that writes one (formats.FORMATS), in the order asked."""
     written = []
-    for name in options.formats:
-        if name in texts:
-            path = out / texts[name][0]
-            path.write_text(texts[name][1](), encoding="utf-8")
+    for name in formats:
+        chosen = FORMATS[name]
+        if chosen.table_file and chosen.write_table:
+            path = out / chosen.table_file
+            path.write_text(chosen.write_table(table), encoding="utf-8")
             written.append(path)
+    return written
+
+
+def _write_study_files(report: Report, pngs: list[Path], formats: Sequence[str]) -> list[Path]:
+    """The files beside report.md that the formats asked for add to a study's report (runs.csv, report.html),
+    in the order of formats.FORMATS."""
+    written = []
+    for chosen in FORMATS.values():
+        if chosen.name in formats and chosen.study_files and chosen.write_study:
+            texts = chosen.write_study(report, pngs)
+            for name, text in zip(chosen.study_files, texts, strict=True):
+                (report.folder / name).write_text(text, encoding="utf-8")
+                written.append(report.folder / name)
     return written
 
 
@@ -259,7 +267,7 @@ thead th{border-bottom:2px solid #333}.warning{background:#fff4e5;border-left:4p
 img{max-width:100%;display:block;margin:1.5em 0}.wide{overflow-x:auto}"""
 
 
-def _report_html(report: Report, pngs: list[Path]) -> str:
+def report_html(report: Report, pngs: Sequence[Path]) -> str:
     """One self-contained page: styles inline, plots embedded, no script, font or style from elsewhere."""
     name = html.escape(report.study.name)
     cells = '<div class="wide">' + to_html(report.summary) + "</div>"
@@ -360,11 +368,13 @@ def write_combined(reports: list[Report], out: Path, options: ReportOptions = Re
     again = [code_line(frame), *(report.runs_again for report in reports),
              report_line(options.command or f"python -m bench report {study_names(reports)}")]
     caption = f"Each change against its study's baseline. {scores_on(frame)}"
-    columns = ("study", *options.columns)
-    written = _write_tables(combined, caption, "tab:combined", folder, options, ran + notes + again, columns)
+    table = Table(summary=combined, caption=caption, label="tab:combined", columns=("study", *options.columns),
+                  comments=ran + notes + again)
+    written = _write_tables(table, folder, options.formats)
     warnings = [f"{report.study.name}: {warning}" for report in reports for warning in report.warnings]
     (folder / "report.md").write_text(
-        _combined_markdown(reports, combined, groups, ran + notes, warnings, again, frame), encoding="utf-8")
+        _combined_markdown(reports, combined, groups, ran=ran + notes, warnings=warnings, again=again, frame=frame),
+        encoding="utf-8")
     return combined, [*written, folder / "report.md"], notes
 
 
@@ -379,8 +389,8 @@ def _combined_what_ran(reports: list[Report], groups: list[list[Report]]) -> lis
                                  if line not in shared and not line.startswith("Baseline (")]
 
 
-def _combined_markdown(reports: list[Report], combined: pd.DataFrame, groups: list[list[Report]], ran: list[str],
-                       warnings: list[str], again: list[str], frame: pd.DataFrame) -> str:
+def _combined_markdown(reports: list[Report], combined: pd.DataFrame, groups: list[list[Report]], *,
+                       ran: list[str], warnings: list[str], again: list[str], frame: pd.DataFrame) -> str:
     lines = [f"# combined ({reports[0].scale}): {study_names(reports)}", "", "## What ran", "",
              *(f"- {line}" for line in ran), ""]
     for warning in warnings:

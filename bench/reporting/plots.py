@@ -162,7 +162,7 @@ def _panel_grid(count: int, size: FigureSize) -> tuple[int, int, float]:
     return columns, -(-count // columns), size.width / columns
 
 
-def _f1_panels(plt, size: FigureSize, panels: list[tuple[str, str]], legend: list[str], share_x: bool = False):
+def _f1_panels(plt, size: FigureSize, panels: list[tuple[str, str]], legend: list[str], *, share_x: bool = False):
     """Panels of (x label, title) sharing dev F1 as their y axis, laid out by `_panel_grid`, with room below for
     a legend of `legend`. Where they share the x axis too, only a panel with none below it has x labels."""
     columns, rows, width = _panel_grid(len(panels), size)
@@ -319,7 +319,7 @@ _BASELINE_STYLE = {"color": "0.45", "linestyle": "-"}  # neutral, the same in ev
 _SHADE = 0.2  # a band's opacity where a panel has two
 
 
-def curves(curve: pd.DataFrame, labels: dict[str, str], palette: dict, folder: Path, wall_clock: bool, *,
+def curves(curve: pd.DataFrame, labels: dict[str, str], palette: dict, folder: Path, *, wall_clock: bool,
            baseline: str, size: FigureSize = DOUBLE_COLUMN) -> list[Path]:
     """Dev F1 of the ok runs during training: the mean over seeds with a band of its 95% t interval (none at a
     step fewer than two seeds reached). Open circles: evaluations on a sample of dev; filled diamonds: on the
@@ -337,9 +337,11 @@ def curves(curve: pd.DataFrame, labels: dict[str, str], palette: dict, folder: P
     by_variant = {variant: _over_seeds(f1[f1["variant"] == variant]) for variant in _in_order(f1, labels, palette)}
     keys = _evaluation_keys(f1)
     if len(by_variant) > _ONE_PANEL_MOST:
-        figure, axes, handles = _against_the_baseline(plt, by_variant, labels, palette, baseline, size, keys)
+        figure, axes, handles = _against_the_baseline(plt, by_variant, labels, palette, baseline=baseline, size=size,
+                                                      keys=keys)
     else:
-        figure, axes, handles = _together(plt, by_variant, labels, palette, wall_clock, size, keys)
+        figure, axes, handles = _together(plt, by_variant, labels, palette, wall_clock=wall_clock, size=size,
+                                          keys=keys)
     axes[0].set_xticks(_evaluation_ticks(sorted(set(f1["step"])), _panel_grid(len(axes), size)[2]))
     _from_zero(axes[0])
     _suptitle(figure, f"Mean over {_seeds_text(f1.groupby('variant')['seed'].nunique())} ok seeds, 95% t band",
@@ -348,8 +350,8 @@ def curves(curve: pd.DataFrame, labels: dict[str, str], palette: dict, folder: P
     return save(figure, folder, "curves", size=size)
 
 
-def _together(plt, by_variant: dict[str, pd.DataFrame], labels: dict[str, str], palette: dict, wall_clock: bool,
-              size: FigureSize, keys: list):
+def _together(plt, by_variant: dict[str, pd.DataFrame], labels: dict[str, str], palette: dict, *,
+              wall_clock: bool, size: FigureSize, keys: list):
     """Every variant in one panel over steps, and in one over training time where `wall_clock`: the figure, its
     axes and its legend's entries."""
     panels = [("training step", "F1 over steps")]
@@ -361,11 +363,11 @@ def _together(plt, by_variant: dict[str, pd.DataFrame], labels: dict[str, str], 
     for variant, by_step in by_variant.items():
         style = {"color": palette[labels[variant]], "linestyle": line_style(palette, labels[variant])}
         for ax, x in zip(axes, (by_step["step"], by_step["minutes"]), strict=False):  # minutes: if a panel
-            _draw_curve(ax, x, by_step, labels[variant], style, shade)
+            _draw_curve(ax, x, by_step, labels[variant], style=style, shade=shade)
     return figure, axes, axes[0].get_legend_handles_labels()[0] + keys
 
 
-def _against_the_baseline(plt, by_variant: dict[str, pd.DataFrame], labels: dict[str, str], palette: dict,
+def _against_the_baseline(plt, by_variant: dict[str, pd.DataFrame], labels: dict[str, str], palette: dict, *,
                           baseline: str, size: FigureSize, keys: list):
     """Small multiples over steps, sharing both axes: a panel per variant but the baseline, titled with its
     label, each with the baseline's curve (where it has one) in the same grey: the figure, its axes and its
@@ -379,16 +381,16 @@ def _against_the_baseline(plt, by_variant: dict[str, pd.DataFrame], labels: dict
                               share_x=True)
     for ax, variant in zip(axes, others, strict=True):
         if reference:
-            _draw_curve(ax, by_variant[baseline]["step"], by_variant[baseline], labels[baseline], _BASELINE_STYLE,
-                        _SHADE)
+            _draw_curve(ax, by_variant[baseline]["step"], by_variant[baseline], labels[baseline],
+                        style=_BASELINE_STYLE, shade=_SHADE)
         style = {"color": palette[labels[variant]], "linestyle": line_style(palette, labels[variant])}
-        _draw_curve(ax, by_variant[variant]["step"], by_variant[variant], labels[variant], style, _SHADE)
+        _draw_curve(ax, by_variant[variant]["step"], by_variant[variant], labels[variant], style=style, shade=_SHADE)
     return figure, axes, reference + keys
 
 
-def _draw_curve(ax, x: pd.Series, by_step: pd.DataFrame, label: str, style: dict, shade: float) -> None:
+def _draw_curve(ax, x: pd.Series, by_step: pd.DataFrame, label: str, *, style: dict, shade: float) -> None:
     """One variant's mean over seeds, its band and its evaluations' markers."""
-    _mean_line(ax, x, by_step, label, style)
+    _mean_line(ax, x, by_step, label, style=style)
     ax.fill_between(x, by_step["low"], by_step["high"], color=style["color"], alpha=shade, linewidth=0)
     _mark_evaluations(ax, x, by_step, style["color"])
 
@@ -397,7 +399,7 @@ _SAMPLED = {"marker": "o", "markersize": 3.5, "markerfacecolor": "white", "lines
 _WHOLE_DEV = {"marker": "D", "markersize": 5, "markeredgecolor": "black", "markeredgewidth": 0.6, "linestyle": "none"}
 
 
-def _mean_line(ax, x: pd.Series, by_step: pd.DataFrame, label: str, style: dict) -> None:
+def _mean_line(ax, x: pd.Series, by_step: pd.DataFrame, label: str, *, style: dict) -> None:
     """The mean over seeds: solid through the evaluations of one kind, dotted into a whole-dev-set evaluation
     from a sampled one (other questions: the step between them is no trend)."""
     x, mean, whole = np.asarray(x), by_step["mean"].to_numpy(), by_step["whole_dev"].to_numpy()
@@ -425,7 +427,7 @@ def _evaluation_keys(f1: pd.DataFrame) -> list:
     return [Line2D([], [], markeredgecolor="0.3", label="sample of dev", **_SAMPLED), *keys]
 
 
-def cost(runs: pd.DataFrame, labels: dict[str, str], palette: dict, folder: Path, time: bool, memory: bool, *,
+def cost(runs: pd.DataFrame, labels: dict[str, str], palette: dict, folder: Path, *, time: bool, memory: bool,
          size: FigureSize = DOUBLE_COLUMN) -> list[Path]:
     """Quality against cost, one point per ok run: F1 against wall time where the clocks compare (`time`:
     `comparability.wall_clock_comparable`) and against peak memory where it is each run's own (`memory`:

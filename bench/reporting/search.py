@@ -12,11 +12,12 @@ import pandas as pd
 
 from bench.records import RecordError, records_frame
 from bench.reporting import plots
-from bench.search import Search, nothing_stored, open_storage_to_read, optuna_name, without_password
-from bench.study_files import SCALES
+from bench.scales import SCALES
+from bench.search.definition import Search
+from bench.search.storage import nothing_stored, open_storage_to_read, optuna_name, without_password
 
 
-def report_search(search: Search, url: str, asked_scale: str | None, records_root: Path,
+def report_search(search: Search, url: str, asked_scale: str | None, *, records_root: Path,
                   out: Path) -> list[Path]:
     """Write the report of the search's trials in the Optuna storage at `url` under `out`; returns the files.
     The storage is only read: a report never creates it, nor changes a byte of it."""
@@ -24,12 +25,12 @@ def report_search(search: Search, url: str, asked_scale: str | None, records_roo
 
     nothing_there = nothing_stored(url, search.name, asked_scale)
     storage = open_storage_to_read(url, nothing_there)
-    scale = _scale_with_trials(search, storage, url, asked_scale, nothing_there)
+    scale = _scale_with_trials(search, storage, url, asked=asked_scale, nothing_there=nothing_there)
     optuna_study = optuna.load_study(study_name=optuna_name(search, scale), storage=storage)
-    return write_search_report(search, scale, optuna_study, records_root, out)
+    return write_search_report(search, scale, optuna_study, records_root=records_root, out=out)
 
 
-def _scale_with_trials(search: Search, storage, url: str, asked: str | None, nothing_there: Exception) -> str:
+def _scale_with_trials(search: Search, storage, url: str, *, asked: str | None, nothing_there: Exception) -> str:
     """`asked`, or the one scale the search has trials at in the storage; an error where that is not one."""
     import optuna
 
@@ -67,7 +68,7 @@ def best_table(frame: pd.DataFrame, objective: str, count: int = 10) -> str:
     return shown.to_markdown(index=False, disable_numparse=True) + "\n"
 
 
-def write_search_report(search: Search, scale: str, optuna_study, records_root: Path, out: Path) -> list[Path]:
+def write_search_report(search: Search, scale: str, optuna_study, *, records_root: Path, out: Path) -> list[Path]:
     """Write the search's report under `out`; returns the files."""
     import optuna
     import optuna.visualization.matplotlib as optuna_plots

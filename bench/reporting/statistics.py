@@ -40,7 +40,7 @@ class Interval:
     p: float = math.nan
 
 
-def _t_test(mean: float, standard_error: float, df: float, n: int, method: str) -> Interval:
+def _t_test(mean: float, standard_error: float, df: float, n: int, *, method: str) -> Interval:
     """The interval mean ± t(0.975, df) · standard error and the test of mean = 0. Where every value is alike
     (standard error 0) there is no noise to test against: the interval is the mean alone, and the test reads
     the mean as it is: t = ±inf and p = 0 for a nonzero mean, t = 0 and p = 1 for a zero one (scipy gives NaN)."""
@@ -60,7 +60,7 @@ def mean_interval(values, method: str = "t") -> Interval:
     if len(values) < 2:
         return Interval(float(values.mean()) if len(values) else math.nan, math.nan, math.nan, len(values), method)
     return _t_test(float(values.mean()), float(values.std(ddof=1)) / math.sqrt(len(values)), len(values) - 1,
-                   len(values), method)
+                   len(values), method=method)
 
 
 def difference_interval(variant: pd.Series, baseline: pd.Series) -> Interval:
@@ -76,7 +76,7 @@ def difference_interval(variant: pd.Series, baseline: pd.Series) -> Interval:
     a, b = variant.var(ddof=1) / len(variant), baseline.var(ddof=1) / len(baseline)
     # Welch-Satterthwaite degrees of freedom: undefined (0/0) where neither side varies
     df = (a + b) ** 2 / (a ** 2 / (len(variant) - 1) + b ** 2 / (len(baseline) - 1)) if a + b else math.nan
-    return _t_test(mean, math.sqrt(a + b), df, n, "Welch t")
+    return _t_test(mean, math.sqrt(a + b), df, n, method="Welch t")
 
 
 def holm(p_values) -> list[float]:
@@ -148,7 +148,7 @@ def typeset(text: str, latex: bool) -> str:
     return "$" + text.replace(",", "{,}") + "$" if latex else text.replace("-", "−")
 
 
-def interval_text(low: float, high: float, places: int, latex: bool = False, signed: bool = False) -> str:
+def interval_text(low: float, high: float, places: int, *, latex: bool = False, signed: bool = False) -> str:
     """`[27.22, 28.81]`, or with `signed` (a difference's) `[−1.33, +0.41]`."""
     return f"[{typeset(numeral(low, places, signed), latex)}, {typeset(numeral(high, places, signed), latex)}]"
 
@@ -157,16 +157,16 @@ def difference_text(mean: float, low: float, high: float, latex: bool = False) -
     """`+1.2 [−0.5, +2.9]`: a difference and its 95% interval with the decimals the interval allows (`decimals`
     of its half-width; the mean more where it needs them: `mean_places`); the difference alone where there is
     no interval. Conclusions, curve tables and the forest say it so; tables by `difference_parts`."""
-    return " ".join(difference_parts(mean, low, high, decimals((high - low) / 2), latex))
+    return " ".join(difference_parts(mean, low, high, decimals((high - low) / 2), latex=latex))
 
 
-def difference_parts(mean: float, low: float, high: float, places: int, latex: bool = False,
+def difference_parts(mean: float, low: float, high: float, places: int, *, latex: bool = False,
                      mark: str = "") -> list[str]:
     """`["+1.20", "[−0.50, +2.90]"]`: a difference (with `mark` after it) and its interval, with `places`
     decimals (the mean more where it needs them: `mean_places`); the difference alone where there is no
     interval."""
     parts = [typeset(numeral(mean, mean_places(mean, places), signed=True) + mark, latex)]
-    return parts if low != low else [*parts, interval_text(low, high, places, latex, signed=True)]
+    return parts if low != low else [*parts, interval_text(low, high, places, latex=latex, signed=True)]
 
 
 def p_text(p: float) -> str:

@@ -117,7 +117,7 @@ MEMORY = {"peak_memory_mb": "min"}
 FEW_SEEDS = 3  # below this many seeds (or pairs) a report warns: the t interval is wide and its normality untested
 
 
-def summarise(frame: pd.DataFrame, study: Study, baseline: str, scale: str, labels: dict[str, str] | None = None,
+def summarise(frame: pd.DataFrame, study: Study, baseline: str, scale: str, *, labels: dict[str, str] | None = None,
               correction: str = "holm") -> pd.DataFrame:
     """One row per variant (in the study's order) with numbers only: outcome counts, EM/F1 mean, sd and
     95% CI, the difference to `baseline` with its CI, t test (`METRIC_diff_t`, `_df`, `_p`), method and the
@@ -257,14 +257,15 @@ def table(summary: pd.DataFrame, style: str = "md", columns: tuple[str, ...] = F
 
     def interval(row, metric: str) -> str:
         low, high = row[f"{metric}_low"], row[f"{metric}_high"]
-        return "–" if low != low else interval_text(low, high, places[f"{metric}_ci"], latex)
+        return "–" if low != low else interval_text(low, high, places[f"{metric}_ci"], latex=latex)
 
     def difference(row, metric: str) -> str:
         mean, low, high = (row.get(f"{metric}_diff{end}", math.nan) for end in ("", "_low", "_high"))
         if row["baseline"] or mean != mean:
             return "baseline" if row["baseline"] else "–"
         mark = _MARK[style] if row.get(f"{metric}_diff_resolved", False) else ""
-        return cell(difference_parts(mean, low, high, places[f"{metric}_diff"], latex, mark) + _pairs(row, latex))
+        return cell(difference_parts(mean, low, high, places[f"{metric}_diff"], latex=latex, mark=mark)
+                    + _pairs(row, latex))
 
     cells = pd.DataFrame({
         "study": [escape(row["study"]) if isinstance(row.get("study"), str) else "" for row in rows],
@@ -452,7 +453,7 @@ _LABEL_SHARE = 0.36
 _COLUMN_FITS = len(COMPACT)
 
 
-def to_latex(summary: pd.DataFrame, about: str, label: str, columns: tuple[str, ...] = COMPACT,
+def to_latex(summary: pd.DataFrame, about: str, label: str, *, columns: tuple[str, ...] = COMPACT,
              comments: Sequence[str] = ()) -> str:
     """A booktabs table a paper takes as it is, in one column of a two-column paper for the compact columns (a
     `table*` across the page for more): `comments` first as `%` lines (what ran, how to make it again), then a

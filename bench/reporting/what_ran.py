@@ -113,7 +113,7 @@ def model_text(frame: pd.DataFrame) -> str:
             f"tokens")
 
 
-def what_ran(frame: pd.DataFrame, study: Study, found: dict[str, dict[str, Any]], baseline: str,
+def what_ran(frame: pd.DataFrame, study: Study, found: dict[str, dict[str, Any]], baseline: str, *,
              labels: dict[str, str], default_labels: dict[str, str]) -> list[str]:
     """What ran, as lines: the data, the baseline's model and budget, the settings beyond the study file's, what
     each named or renamed variant sets (its label no longer says). The report states them once in each

@@ -24,7 +24,7 @@ def trainable_questions(split: Split, context_len: int) -> np.ndarray:
     return np.flatnonzero((split.answer_start >= 0) & (split.answer_end < context_len))
 
 
-def epoch_batches(questions: np.ndarray, lengths: np.ndarray, batch_size: int, seed: int, epoch: int
+def epoch_batches(questions: np.ndarray, lengths: np.ndarray, batch_size: int, *, seed: int, epoch: int
                   ) -> list[np.ndarray]:
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(questions)

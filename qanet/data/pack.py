@@ -157,7 +157,7 @@ def check_settings(directory: Path, manifest: dict, data: DataConfig) -> None:
                             f"{getattr(data, key)!r}; set data.{key}={packed} or pack the data again")
 
 
-def _unpack_split(name: str, arrays, text: dict, form_words: np.ndarray, form_chars: np.ndarray) -> Split:
+def _unpack_split(name: str, arrays, text: dict, *, form_words: np.ndarray, form_chars: np.ndarray) -> Split:
     def sequences(part: str) -> Sequences:
         forms = arrays[f"{name}.{part}.forms"]
         return Sequences(form_words[forms], form_chars[forms], arrays[f"{name}.{part}.offsets"])
@@ -190,8 +190,8 @@ def load_pack(directory: Path, data: DataConfig | None = None) -> Prepared:
     form_words, form_chars = arrays["form_words"], arrays["form_chars"]
     return Prepared(
         fingerprint=manifest["fingerprint"],
-        train=_unpack_split("train", arrays, text, form_words, form_chars),
-        dev=_unpack_split("dev", arrays, text, form_words, form_chars),
+        train=_unpack_split("train", arrays, text, form_words=form_words, form_chars=form_chars),
+        dev=_unpack_split("dev", arrays, text, form_words=form_words, form_chars=form_chars),
         word_vectors=arrays["word_vectors"],
         words=text["words"],
         chars=text["chars"],

@@ -160,13 +160,13 @@ def prepare(config: DataConfig, cache_dir: Path | None = None, log: Log = lambda
     directory = cache_dir / f"prepared-{key}"
     if not (directory / "build.json").exists():
         log(f"building features into {directory}")
-        _build(config, paths, vectors, directory, log)
+        _build(config, paths, vectors_source=vectors, directory=directory, log=log)
     else:
         log(f"loading cached features from {directory}")
     return load_prepared(directory)
 
 
-def _build(config: DataConfig, paths: dict[str, str], vectors_source: str, directory: Path, log: Log) -> None:
+def _build(config: DataConfig, paths: dict[str, str], *, vectors_source: str, directory: Path, log: Log) -> None:
     from qanet.data.tokenize import Tokenizer
 
     timings: dict[str, float] = {}
@@ -204,10 +204,10 @@ def _build(config: DataConfig, paths: dict[str, str], vectors_source: str, direc
         "tokenizer": tokenizer.name,
         "timings_s": timings,
     }
-    _write_atomically(directory, splits, words, chars, matrix, build)
+    _write_atomically(directory, splits, words=words, chars=chars, matrix=matrix, build=build)
 
 
-def _write_atomically(directory: Path, splits: dict[str, Split], words: Vocabulary, chars: Vocabulary,
+def _write_atomically(directory: Path, splits: dict[str, Split], *, words: Vocabulary, chars: Vocabulary,
                       matrix: np.ndarray, build: dict) -> None:
     """Write into a temporary sibling, then rename: a crash never leaves half a cache."""
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory.parent))
