@@ -51,17 +51,21 @@ def _hashed(key: str) -> bool:
 _LEFT_OUT = {f"train.{key}" for key in NOT_IN_ID} | {f"data.{key}" for key in FINGERPRINTED}
 
 
+def _hashed_leaves(config: RunConfig):
+    """(dotted key, value, default) of every setting a run's id stands for."""
+    for section in ("data", "model", "train"):
+        yield from ((key, value, default) for key, value, default in _leaves(getattr(config, section), f"{section}.")
+                    if _hashed(key))
+
+
 def settings(config: RunConfig) -> dict:
     """Every setting a run's id stands for, dotted key -> value, defaults included."""
-    return {key: value for section in ("data", "model", "train")
-            for key, value, _ in _leaves(getattr(config, section), f"{section}.") if _hashed(key)}
+    return {key: value for key, value, _ in _hashed_leaves(config)}
 
 
 def identity(config: RunConfig) -> dict:
     """The settings the id hashes (dotted key -> value): those of `settings` that differ from their defaults."""
-    return {key: value for section in ("data", "model", "train")
-            for key, value, default in _leaves(getattr(config, section), f"{section}.")
-            if value != default and _hashed(key)}
+    return {key: value for key, value, default in _hashed_leaves(config) if value != default}
 
 
 def settings_that_differ(config: RunConfig | None, other: RunConfig) -> dict[str, tuple]:

@@ -93,8 +93,8 @@ def measures(stops: list[dict]) -> dict:
 
 def _walk_in_a_process(root: Path, arguments: list[str]) -> list[dict]:
     """The walk of another checkout, measured by that checkout's Python path in a process of its own."""
-    script = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import run_walk; "
-              f"print(json.dumps(run_walk.walk(__import__('pathlib').Path({str(root)!r}), {arguments!r})))")
+    script = (f"import json, sys; from pathlib import Path; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+              f"import run_walk; print(json.dumps(run_walk.walk(Path({str(root)!r}), {arguments!r})))")
     done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True,
                           env={**os.environ, "PYTHONPATH": str(root)})
     return json.loads(done.stdout.strip().splitlines()[-1])
