@@ -10,8 +10,11 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@# setuptools' notice on editable installs ("be careful with folders ... named as your package") is, in its
+	@# own words, information only: nothing to act on here, so it is not shown (other warnings are)
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
+	@echo "set up: in this shell run 'source $(VENV)/bin/activate', then python -m bench ... (or $(BIN)/python -m bench ...)"
 
 demo: setup  ## the main job on the embedded default: synthetic data, CPU (13 min from a fresh clone here); then its report
 	$(BIN)/python -m bench run ablation_char_cnn --scale smoke

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import glob
 import json
 import os
 import sys
+import types
+import typing
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.spec import RunSpec
 from qanet.config import ConfigError, RunConfig
 from qanet.files import replace_atomically
-from qanet.outcome import TrainResult
+from qanet.outcome import RECORDED, TrainResult
 
 
 def write_json_atomically(path: Path, data: dict) -> None:
@@ -44,6 +49,7 @@ def ensure_writable(folder: Path) -> None:
 
 
 RUNS = Path("results") / "runs"  # under the working directory, like every output of a command
+TRAINED = Path("results") / "train"  # where `bench train` puts its runs
 RECORD_COLUMNS = ["study", "variant", "seed", "scale", "status", "exact", "f1", "total", "steps", "wall_seconds",
                   "train_seconds", "eval_seconds", "train_examples_per_s", "peak_memory_mb", "parameters",
                   "time_bounded", "time_bounded_on", "timed_alone", "device_kind", "device", "threads", "torch",
@@ -55,31 +61,14 @@ class RecordError(ValueError):
     """Records that cannot be written where asked, or compared as asked."""
 
 
-# the keys every reader relies on, and their JSON types
-_RECORD_KEYS = {"id": str, "variant": str, "seed": int, "scale": str, "status": str, "config": dict}
-_said_unreadable: set[Path] = set()
-
-
-def read_record(path: Path) -> dict | None:
-    """The record at `path`; None where there is none, or where it is damaged (half-written, edited, not a
-    record): then one line on stderr names it, once per process, and callers go on without it."""
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError):  # no record (yet)
-        return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        return _unreadable(path, f"not valid JSON ({error})")
-    if not isinstance(record, dict):
-        return _unreadable(path, f"a JSON {type(record).__name__}, not an object")
-    for key, kind in _RECORD_KEYS.items():
-        if not isinstance(record.get(key), kind):
-            return _unreadable(path, f"{key} = {record.get(key)!r}, expected a {kind.__name__}")
-    return record
-
-
-# a record's keys that are neither the result's nor the record's own fields: the run's (any other is a tag)
-_RUN_KEYS = {"id", "id_scheme", "study", "variant", "seed", "scale", "config", "dataset_fingerprint",
-             "train_examples_per_s"}
+# a record's keys that are neither the result's nor the record's own fields: the run's, and what each holds (any
+# other key is a tag, of any type)
+_RUN_KEYS = {"id": str, "id_scheme": int | None, "study": str, "variant": str, "seed": int, "scale": str,
+             "config": dict, "dataset_fingerprint": str | None, "train_examples_per_s": float}
+# what a record must hold to be one (any other key takes its default where a record was written before it existed)
+_REQUIRED = ("id", "variant", "seed", "scale", "status", "config")
+_JSON_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "an object",
+               list: "a list", type(None): "null"}
 # how many decimals a record keeps of each measurement
 _DECIMALS = {"train_seconds": 2, "eval_seconds": 2, "compile_seconds": 2, "peak_memory_mb": 1}
 
@@ -103,6 +92,8 @@ class RunRecord:
     # when the run started and ended (UTC, ISO 8601) and its sessions: a resumed run has one per process that
     # trained it, and its wall_seconds is their sum (`complete`: false where a session's length is not known)
     timeline: dict | None = None
+    # not written: the run was found finished by another process as this one came to start it (runner.execute)
+    done_elsewhere: bool = False
 
     def to_json(self) -> dict:
         spec, result = self.spec, dataclasses.asdict(self.result)
@@ -122,16 +113,29 @@ class RunRecord:
                 "timeline": self.timeline}
 
     @classmethod
-    def from_json(cls, record: dict, folder: Path) -> RunRecord:
-        """The record of a file in `folder` (its study's records folder); a RecordError if its configuration
-        no longer reads."""
+    def from_json(cls, record: Any, folder: Path) -> RunRecord:
+        """The record of a file in `folder` (its study's records folder); a RecordError saying why where it is
+        not one: a key it needs is missing, a value is not of its field's type (`metrics.f1 = 'forty-two'`), or
+        its configuration no longer reads."""
+        if not isinstance(record, dict):
+            raise RecordError(f"a JSON {type(record).__name__}, not an object")
+        missing = [key for key in _REQUIRED if key not in record]
+        if missing:
+            raise RecordError(f"no {', '.join(missing)}")
+        results, mine = _field_types(TrainResult), _field_types(cls)
+        for key, value in record.items():
+            kind = _RUN_KEYS.get(key) or results.get(key) or mine.get(key)
+            mismatch = _mismatch(value, kind, key) if kind else None
+            if mismatch:
+                raise RecordError(mismatch)
+        if record["status"] not in RECORDED:
+            raise RecordError(f"status = {record['status']!r}, expected one of {', '.join(RECORDED)}")
         try:
             config = RunConfig.from_dict(record["config"])
         except ConfigError as error:
-            raise RecordError(f"{folder / record['id']}.json: {error}") from None
-        results = {item.name for item in dataclasses.fields(TrainResult)}
-        mine = {item.name for item in dataclasses.fields(cls)} - {"spec", "result"}
-        tags = {key: value for key, value in record.items() if key not in results | mine | _RUN_KEYS}
+            raise RecordError(f"its configuration no longer reads: {error}") from None
+        known = results.keys() | mine.keys() | _RUN_KEYS.keys()
+        tags = {key: value for key, value in record.items() if key not in known}
         spec = RunSpec(record.get("study", Path(folder).name), record["variant"], record["scale"], config,
                        folder=Path(folder), tags=tags or None, fingerprint=record.get("dataset_fingerprint"),
                        recorded_id=record["id"], id_scheme=record.get("id_scheme"))
@@ -141,27 +145,121 @@ class RunRecord:
         return cls(spec, result, **{key: record[key] for key in mine if key in record})
 
 
-def load_record(path: Path) -> RunRecord | None:
-    """The record at `path`, typed; None where there is none or it is damaged (read_record)."""
-    record = read_record(path)
-    return RunRecord.from_json(record, Path(path).parent) if record else None
+@functools.cache
+def _field_types(kind: type) -> dict[str, Any]:
+    """A dataclass's fields and their types as a record's file holds them: `spec` and `result` are spread out
+    into their own fields, `train_examples` is kept as a rate, `done_elsewhere` is not written."""
+    hints = typing.get_type_hints(kind)
+    return {item.name: hints[item.name] for item in dataclasses.fields(kind)
+            if item.name not in ("spec", "result", "train_examples", "done_elsewhere")}
+
+
+def _mismatch(value: Any, kind: Any, where: str) -> str | None:
+    """Where `value` (read from JSON) does not hold `kind` (a field's type, a union of them, or a list or dict of
+    them), what and where it is, inside it where it has the right shape; None where it holds it."""
+    options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    shaped = next((option for option in options if _has_the_shape(value, option)), None)
+    if shaped is None:
+        return f"{where} = {value!r}, expected " + " or ".join(_JSON_NAMES[_json_type(option)] for option in options)
+    container, inner = _json_type(shaped), typing.get_args(shaped)
+    items = value.items() if container is dict else enumerate(value) if container is list else ()
+    for key, item in items if inner else ():
+        mismatch = _mismatch(item, inner[-1], f"{where}.{key}" if container is dict else f"{where}[{key}]")
+        if mismatch:
+            return mismatch
+    return None
+
+
+def _json_type(kind: Any) -> type:
+    """The JSON type a field's type is written as (list for list[int]); a field of any other type (a tuple, a
+    Path) would read back as damaged in every record, so test_records checks there is none."""
+    return typing.get_origin(kind) or kind
+
+
+def _has_the_shape(value: Any, kind: Any) -> bool:
+    """Whether a JSON value is of a field type's outer JSON type: a float field takes an integer too, a number
+    field never true or false."""
+    container = _json_type(kind)
+    if isinstance(value, bool) and container in (int, float):
+        return False
+    return isinstance(value, (int, float) if container is float else container)
+
+
+def read_record(path: Path) -> RunRecord | None:
+    """The record at `path`, typed: the one way records are read. None where there is none, or where it is
+    damaged (half-written, edited, not a record, a field not of its type): then one line on stderr names it,
+    once per process, and callers go on without it (`bench run` trains its run again)."""
+    try:
+        return _parsed(path)
+    except FileNotFoundError:  # no record (yet)
+        return None
+    except RecordError as error:
+        return _unreadable(path, str(error))
+
+
+def _parsed(path: Path) -> RunRecord:
+    """The record at `path`, or a RecordError saying why it is none (FileNotFoundError: no file there)."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
+        raise FileNotFoundError(path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RecordError(f"not valid JSON ({error})") from None
+    return RunRecord.from_json(record, Path(path).parent)
+
+
+_said_unreadable: set[Path] = set()
 
 
 def _unreadable(path: Path, why: str) -> None:
-    if path not in _said_unreadable:
-        _said_unreadable.add(path)
+    if Path(path).resolve() not in _said_unreadable:  # the runner names it absolute, the readers as globbed
+        _said_unreadable.add(Path(path).resolve())
         print(f"warning: {path}: not a readable run record, {why}; left out (`bench run` redoes its run)",
               file=sys.stderr)
     return None
 
 
-def read_records(directory: Path) -> list[dict]:
+def checkpoint_of(run: str, roots: tuple[Path, ...] = (RUNS, TRAINED)) -> Path:
+    """The checkpoint `run` names: a path (a checkpoint file, or its run's folder of checkpoints) as given; a
+    run's record (ID.json); or a run's id, its records looked up under the records roots (ROOT/ID.json,
+    ROOT/STUDY/ID.json: one run may be in several studies). A record's checkpoint is looked for beside it (its
+    folder moved with it), then where the record says; a RecordError in one line where there is none."""
+    from qanet.checkpoint import CHECKPOINT  # torch: not for the commands that never read a checkpoint
+
+    path = Path(run)
+    if path.suffix == ".json":
+        records = [path]
+    elif path.suffix or path.exists() or "/" in run:  # a path: reading the checkpoint says what is wrong with it
+        return path / CHECKPOINT if path.is_dir() else path
+    else:
+        name = glob.escape(run)
+        records = sorted(found for root in roots for pattern in (f"{name}.json", f"*/{name}.json")
+                         for found in Path(root).glob(pattern))
+        if not records:
+            raise RecordError(f"{run}: no such checkpoint, record or run id (ids are looked up in "
+                              f"{' and '.join(str(root) for root in roots)})")
+    places = []
+    for found in records:
+        try:
+            record = _parsed(found)
+        except FileNotFoundError:
+            raise RecordError(f"{found}: no such record") from None
+        except RecordError as error:
+            raise RecordError(f"{found}: not a readable run record, {error}") from None
+        places += [record.spec.checkpoint_dir / CHECKPOINT, *([Path(record.checkpoint)] if record.checkpoint else [])]
+        checkpoint = next((place for place in places if place.is_file()), None)
+        if checkpoint is not None:
+            return checkpoint
+    raise RecordError(f"{run}: its run's checkpoint is not there ({' nor '.join(map(str, places))})")
+
+
+def read_records(directory: Path) -> list[RunRecord]:
     """Every readable record of a study's folder (damaged ones named on stderr and left out)."""
     records = (read_record(path) for path in sorted(Path(directory).glob("*.json")))
     return [record for record in records if record is not None]
 
 
-def study_records(study: str, root: Path = RUNS) -> list[dict]:
+def study_records(study: str, root: Path = RUNS) -> list[RunRecord]:
     """The records of `study` under a records root (ROOT/STUDY/), or in ROOT itself where ROOT is such a
     folder by another name (`results/reference/faithfulness-cpu`); a folder of another study's records is
     refused in one line."""
@@ -169,7 +267,7 @@ def study_records(study: str, root: Path = RUNS) -> list[dict]:
     if (root / study).is_dir() or not any(root.glob("*.json")):
         return read_records(root / study)
     records = read_records(root)
-    others = sorted({str(record.get("study")) for record in records} - {study})
+    others = sorted({record.spec.study for record in records} - {study})
     if others:
         raise RecordError(f"{root}: records of {', '.join(others)}, not of {study}")
     return records
@@ -181,7 +279,7 @@ def records_frame(study: str, root: Path = RUNS):
     import pandas as pd
 
     rows = []
-    for record in study_records(study, root):
+    for record in (record.to_json() for record in study_records(study, root)):
         metrics = record.get("metrics") or {}
         environment_info = record.get("environment") or {}
         row = {key: record.get(key) for key in RECORD_COLUMNS}
@@ -216,11 +314,11 @@ def curves_frame(study: str, root: Path = RUNS):
     the questions that evaluation scored (a sample of dev, or the whole of it: a run's last evaluation)."""
     import pandas as pd
 
-    rows = [{"study": record.get("study", study), "variant": record["variant"], "seed": record["seed"],
-             "scale": record["scale"], "status": record["status"], "step": entry["step"],
+    rows = [{"study": record.spec.study, "variant": record.spec.variant, "seed": record.spec.seed,
+             "scale": record.spec.scale, "status": record.result.status, "step": entry["step"],
              "train_seconds": entry.get("train_seconds"), "total": entry.get("total"), "metric": metric,
              "value": entry[metric]}
-            for record in study_records(study, root) for entry in record.get("curve") or []
+            for record in study_records(study, root) for entry in record.result.curve
             for metric in ("exact", "f1", "train_loss") if entry.get(metric) is not None]
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import multiprocessing
@@ -31,7 +32,7 @@ from pathlib import Path
 import torch
 
 from bench.environment import device_name, environment
-from bench.records import RecordError, RunRecord, ensure_writable, load_record, write_json_atomically
+from bench.records import RecordError, RunRecord, ensure_writable, read_record, write_json_atomically
 from bench.spec import RunSpec, in_folder, settings_that_differ
 from qanet.checkpoint import CHECKPOINT, CheckpointError
 from qanet.config import ConfigError, RunConfig
@@ -46,10 +47,7 @@ def restart_reason(spec: RunSpec, context: dict, force: bool) -> str:
     """Why the run's progress (record, checkpoint, log, TensorBoard events) must go before it trains, or ''."""
     if force:
         return "asked to start again (--force, --fresh): trained from step 0"
-    try:
-        record = load_record(spec.record_path)
-    except RecordError:
-        record = None
+    record = read_record(spec.record_path)
     if record is None and spec.record_path.exists():
         return "its record is damaged: trained again from step 0"
     made = _read_json(spec.context_path) or {}
@@ -91,10 +89,7 @@ def finished_record(spec: RunSpec, context: dict) -> RunRecord | None:
     """The run's record if it finished with the same settings in the same execution context (on the CPU, results
     depend on the thread count): ok, or ended on purpose by a hook (pruned, stopped). A diverged, out-of-memory
     or failed run has none: it runs again."""
-    try:
-        record = load_record(spec.record_path)
-    except RecordError:
-        return None
+    record = read_record(spec.record_path)
     finished = record and record.result.status in FINISHED and record.execution == context
     return record if finished and not settings_that_differ(record.spec.config, spec.config) else None
 
@@ -173,9 +168,17 @@ def execution_context(config: RunConfig, threads: int | None, device: str | None
     return context
 
 
+# what the machine refuses a run (space, a quota, permissions, a read-only disk): the user's to fix there, so the
+# record's error is the one line that says which file, not a traceback
+_REFUSED_BY_THE_MACHINE = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
 def _outcome(error: BaseException, config: RunConfig) -> tuple[str, str]:
     if isinstance(error, torch.cuda.OutOfMemoryError | MemoryError):
         return "oom", f"out of memory at batch size {config.train.batch_size}: {error}"
+    if isinstance(error, OSError) and error.errno in _REFUSED_BY_THE_MACHINE and error.filename:
+        why = error.strerror or os.strerror(error.errno)
+        return "failed", f"{why[:1].lower()}{why[1:]}: {error.filename}"
     return "failed", "".join(traceback.format_exception(error)).strip()
 
 
@@ -219,7 +222,7 @@ def execute(spec: RunSpec, *, device: str | None = None, threads: int | None = N
         context = execution_context(spec.config, threads)
         finished = None if force else finished_record(spec, context)
         if finished:  # finished elsewhere meanwhile: nothing restarted now
-            return dataclasses.replace(finished, restarted=None)
+            return dataclasses.replace(finished, restarted=None, done_elsewhere=True)
         # decided here, under the lock, where the run executes: another process may be training it, and only
         # here is the context exact (a Dask worker's GPU, say)
         restarted = restart_reason(spec, context, force)

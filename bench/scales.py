@@ -1,4 +1,4 @@
-"""The scales a study or search runs at, one table, and the one way a run's configuration is built from a file.
+"""The scales a study or search runs at: one table.
 
 A scale replaces the size, the data and the budget of every run of a file, as its entry says, and keeps each
 variant's own settings: `full` is the file as written (the paper's budget), `gpu` the study's own model on real
@@ -10,12 +10,10 @@ data, the `tiny` model and 500 steps (about two minutes a run on 2 cores), `cpu`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bench.environment import SHARED_SQUAD_V11
-from bench.study_files import StudyError
-from qanet.config import PRESETS, SMALL_MODEL, ConfigError, RunConfig, build_config, default_cache_dir, preset_name
+from qanet.config import PRESETS, SMALL_MODEL, default_cache_dir
 from qanet.data.vectors import KUMO
 
 
@@ -81,20 +79,3 @@ def squad_v11_files() -> dict[str, str]:
     if all(path.is_file() for path in SHARED_SQUAD_V11.values()):
         return {f"data.{split}": str(path) for split, path in SHARED_SQUAD_V11.items()}
     return {"data.train": "squad-v1.1", "data.dev": "squad-v1.1"}
-
-
-def run_config(path: Path, preset: str, *, fixed: dict[str, Any], budget: dict[str, Any], scale: str,
-               pinned: dict[str, Any], own: dict[str, Any]) -> RunConfig:
-    """The validated configuration of one run of the file at `path`: the preset, then each layer over the
-    last: the file's fixed settings, its budget, the scale's settings, what the file pins at that scale, the
-    run's own settings. Studies and searches both build their runs here, so an exported trial is the same
-    run. A problem is a StudyError naming the file."""
-    try:
-        preset = preset_name(preset)
-    except ConfigError:
-        raise StudyError(f"{path}: preset = {preset!r}: unknown preset (choose one of {sorted(PRESETS)})") from None
-    budget_settings = {f"train.{key}": value for key, value in budget.items()}
-    try:
-        return build_config(preset, {**fixed, **budget_settings, **SCALES[scale].settings(), **pinned, **own})
-    except ConfigError as error:
-        raise StudyError(f"{path}: {error}") from None

@@ -1,4 +1,6 @@
-"""Study files: studies/NAME.toml -> the (variant, seed) runs they stand for.
+"""Study files: studies/NAME.toml -> the (variant, seed) runs they stand for; where such files are found, how
+they are read and checked, and `run_config`, the one way a run's configuration is built from a file (a search
+file, `kind = "optuna"`, builds its trials' runs with it too: bench.search).
 
 A study names a base preset, fixed settings, axes (a list of values per dotted config
 key), the seeds, a design and a budget:
@@ -34,18 +36,117 @@ from __future__ import annotations
 
 import itertools
 import json
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.scales import SCALES, run_config
-from bench.spec import RunSpec
-from bench.study_files import NOT_A_SETTING, StudyError, check_keys, read_study_file, value_text
-from qanet.config import ConfigError, RunConfig, apply_overrides, get_value
+from bench.scales import SCALES
+from bench.spec import NOT_IN_ID, RunSpec
+from qanet.config import PRESETS, RENAMED_PRESETS, ConfigError, RunConfig, apply_overrides, build_config, get_value
+
+
+class StudyError(ValueError):
+    """A study or search file that cannot be run as written."""
+
+
+# Keys a file may not vary: the seed comes from the file's seeds; the settings the run id leaves out (where a
+# run executes, what it logs) would make runs that differ only there share an id and a record.
+NOT_A_SETTING = {"train.seed": "a study's seeds come from its 'seeds' list (or --seeds)",
+                 **{f"train.{key}": "where a run executes or what it logs, not what it is (the id leaves it out; "
+                                    "the record's execution context says where it ran)" for key in NOT_IN_ID}}
+
+
+# Where a run's data is read from: it differs between machines holding the same data (the fingerprint, not the
+# location, says which data it is).
+DATA_LOCATIONS = ("data.train", "data.dev", "data.pack")
+
+
+_TOML_TYPES = {str: "a string", list: "a list", dict: "a table", int: "an integer", float: "a number"}
+
+
+def check_keys(path: Path, raw: dict, keys: dict[str, type]) -> None:
+    """A file's top-level keys are among `keys` (key -> TOML type: a float key takes an integer too, a number
+    key never a boolean), or one line naming the file, the key and the value."""
+    for key, value in raw.items():
+        if key not in keys:
+            raise StudyError(f"{path}: {key} = {value!r}: unknown key (expected one of {sorted(keys)})")
+        kind = keys[key]
+        if not isinstance(value, (int, float) if kind is float else kind) or (
+                kind in (int, float) and isinstance(value, bool)):
+            raise StudyError(f"{path}: {key} = {value!r}: expected {_TOML_TYPES[kind]}")
+
+
+def value_text(value: Any) -> str:
+    """A setting's value as a variant name or a label shows it (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+# The shipped files: studies/ in a checkout; in an installed package, its bundled copy (bench.studies).
+BUNDLED_STUDIES = next((path for path in (Path(__file__).resolve().parent / "studies",
+                                          Path(__file__).resolve().parents[1] / "studies") if path.is_dir()), None)
+
+
+def study_folders() -> list[Path]:
+    """Where a name is looked up: ./studies (the user's own, first), then the shipped files."""
+    return [folder for folder in (Path.cwd() / "studies", BUNDLED_STUDIES) if folder and folder.is_dir()]
+
+
+def study_path(name: str) -> Path:
+    """A .toml path as given; a name from the first study folder that has it (the working directory's
+    studies/ before the shipped ones)."""
+    path = Path(name)
+    if path.suffix == ".toml":
+        return path
+    found = [folder / f"{name}.toml" for folder in study_folders() if (folder / f"{name}.toml").is_file()]
+    return found[0] if found else Path("studies") / f"{name}.toml"
+
+
+def available() -> list[str]:
+    """The names of every study and search file."""
+    return sorted({path.stem for folder in study_folders() for path in folder.glob("*.toml")})
+
+
+def read_study_file(name: str) -> tuple[Path, dict]:
+    """A file's path and its TOML, or one line saying why there is none."""
+    path = study_path(name)
+    if not path.exists():
+        raise StudyError(f"{path}: no such study (available: {', '.join(available())})")
+    try:
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise StudyError(f"{path}: not valid TOML: {error}") from None
+
+
+def is_search(name: str) -> bool:
+    """Whether a file is a search (kind = "optuna") rather than a study of variants x seeds."""
+    try:
+        return tomllib.loads(study_path(name).read_text(encoding="utf-8")).get("kind") == "optuna"
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+
+
+def run_config(path: Path, preset: str, *, fixed: dict[str, Any], budget: dict[str, Any], scale: str,
+               pinned: dict[str, Any], own: dict[str, Any]) -> RunConfig:
+    """The validated configuration of one run of the file at `path`: the preset, then each layer over the
+    last: the file's fixed settings, its budget, the scale's settings, what the file pins at that scale, the
+    run's own settings. Studies and searches both build their runs here, so an exported trial is the same
+    run. A problem is a StudyError naming the file."""
+    budget_settings = {f"train.{key}": value for key, value in budget.items()}
+    layers = {**fixed, **budget_settings, **SCALES[scale].settings(), **pinned, **own}
+    try:
+        return build_config(preset, layers)
+    except ConfigError as error:
+        if preset not in PRESETS | RENAMED_PRESETS:
+            raise StudyError(f"{path}: preset = {preset!r}: unknown preset (choose one of {sorted(PRESETS)})") from None
+        raise StudyError(f"{path}: {error}") from None
+
 
 # the top-level keys of a study file and the TOML type of each
 _KEYS = {"description": str, "preset": str, "design": str, "seeds": list, "budget": dict, "set": dict,
          "axes": dict, "with": dict, "variants": dict, "scale": dict, "labels": dict}
+# what makes a study's runs its own: a file with none of them is the preset's base configuration again
+_OF_ITS_OWN = ("preset", "budget", "set", "axes", "variants", "scale")
 
 
 @dataclass
@@ -158,6 +259,9 @@ def load_study(name: str) -> Study:
         labels=raw.get("labels", {}),
     )
     _check(study)
+    if not any(raw.get(key) for key in _OF_ITS_OWN):  # an empty or unfinished file: it would train the preset's base
+        raise StudyError(f"{path}: nothing of its own (no axes, variants, preset or settings): add [axes] or "
+                         f"[variants], or the settings its runs share ([set], preset)")
     for scale in SCALES:
         study.runs(scale)
     return study

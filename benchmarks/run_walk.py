@@ -1,11 +1,14 @@
 """How far a reader walks to follow a run: the harness functions `bench run STUDY --scale smoke` enters, in order.
 
-A *stop* is a function or method of bench/ or qanet/ entered for the first time, in call order (comprehensions,
-lambdas and functions local to another are read with it; class bodies run on import are not stops); the walk follows the
-harness (bench/) and stops at the library's door: a qanet function that bench calls is a stop, and what it calls
-in turn (the model, the training loop, data preparation) is the library's own walk, read top-down in qanet/.
-From the stops:
+The walk is the sequence of functions and methods of bench/ and qanet/ entered for the first time, in call order
+(comprehensions, lambdas and functions local to another are read with it; class bodies run on import are not
+part of it); it follows the harness (bench/) and stops at the library's door: a qanet function that bench calls
+is in it, and what that calls in turn (the model, the training loop, data preparation) is the library's own walk,
+read top-down in qanet/. From it:
 
+- *functions*: its length;
+- *stops*: the modules it enters, in order (a reader opening a file; the functions read on there, one after
+  another, are one stop), so that stops = files + returns;
 - *files*: the distinct modules among them;
 - *returns*: the times the walk moves back into a module it had already left (a reader flipping back);
 - *climbs*: calls from a lower layer into a higher one (qanet -> bench, the harness core -> bench/commands/), a
@@ -36,11 +39,11 @@ def _layer(module: str) -> int:
 
 
 def walk(root: Path, arguments: list[str]) -> list[dict]:
-    """The stops of `python -m bench ARGUMENTS` run from `root`: module, function, and the caller's module."""
+    """The walk of `python -m bench ARGUMENTS` run from `root`: each function's module, name and caller's module."""
     prefix = str(root) + os.sep
-    stops: list[dict] = []
+    walked: list[dict] = []
     seen: set[tuple[str, str]] = set()
-    behind_the_door = None  # the qanet frame bench called: nothing beneath it is a stop
+    behind_the_door = None  # the qanet frame bench called: nothing beneath it is walked
 
     def module_of(frame) -> str | None:
         path = frame.f_code.co_filename
@@ -63,13 +66,13 @@ def walk(root: Path, arguments: list[str]) -> list[dict]:
             return
         module, name = module_of(frame), frame.f_code.co_qualname
         # what runs on import (class bodies), and comprehensions, lambdas and local functions: read with their
-        # owner, not stops of their own
+        # owner, not walked on their own
         if module is None or "<" in name or frame.f_back is None or frame.f_back.f_code.co_name == "<module>":
             return
         caller = caller_module(frame)
         if (module, name) not in seen:
             seen.add((module, name))
-            stops.append({"module": module, "function": name, "caller": caller})
+            walked.append({"module": module, "function": name, "caller": caller})
         if module.startswith("qanet/") and caller is not None and caller.startswith("bench/"):
             behind_the_door = frame
 
@@ -81,14 +84,16 @@ def walk(root: Path, arguments: list[str]) -> list[dict]:
         bench_main(arguments)
     finally:
         sys.setprofile(None)
-    return stops
+    return walked
 
 
-def measures(stops: list[dict]) -> dict:
-    modules = [stop["module"] for stop in stops]
-    returns = sum(1 for i, module in enumerate(modules) if i and module != modules[i - 1] and module in modules[:i - 1])
-    climbs = sum(1 for stop in stops if stop["caller"] and _layer(stop["module"]) > _layer(stop["caller"]))
-    return {"stops": len(stops), "files": len(set(modules)), "returns": returns, "climbs": climbs}
+def measures(walked: list[dict]) -> dict:
+    modules = [function["module"] for function in walked]
+    entered = [module for i, module in enumerate(modules) if i == 0 or module != modules[i - 1]]
+    climbs = sum(1 for function in walked
+                 if function["caller"] and _layer(function["module"]) > _layer(function["caller"]))
+    return {"functions": len(walked), "stops": len(entered), "files": len(set(entered)),
+            "returns": len(entered) - len(set(entered)), "climbs": climbs}
 
 
 def _walk_in_a_process(root: Path, arguments: list[str]) -> list[dict]:
@@ -115,10 +120,10 @@ def main() -> None:
     if args.baseline:
         with tempfile.TemporaryDirectory() as out:
             walks[f"baseline {args.baseline}"] = _walk_in_a_process(args.baseline.resolve(), command[:-1] + [out])
-    for name, stops in walks.items():
-        print(f"{name}: " + ", ".join(f"{key} {value}" for key, value in measures(stops).items()))
+    for name, walked in walks.items():
+        print(f"{name}: " + ", ".join(f"{key} {value}" for key, value in measures(walked).items()))
         if args.list:
-            for number, stop in enumerate(stops, 1):
+            for number, stop in enumerate(walked, 1):
                 print(f"  {number:3d} {stop['module']}:{stop['function']}")
 
 

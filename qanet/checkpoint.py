@@ -3,6 +3,7 @@ atomically and read safely (tensors and plain values only). What it holds is the
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 from pathlib import Path
@@ -55,5 +56,13 @@ def write_checkpoint(directory: Path, state: dict) -> Path:
     renamed: a full disk keeps the last one."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / CHECKPOINT
-    replace_atomically(path, lambda staging: torch.save(state, staging))
+    # serialised in memory, then written as bytes: torch.save writing to a full disk fails with an internal
+    # RuntimeError ("unexpected pos"); a plain write fails with ENOSPC, naming the file (qanet.files.naming)
+    replace_atomically(path, lambda staging: staging.write_bytes(_serialised(state)))
     return path
+
+
+def _serialised(state: dict) -> memoryview:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getbuffer()

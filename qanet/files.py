@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+
+@contextmanager
+def naming(path: Path, *, instead_of: Path | None = None) -> Iterator[None]:
+    """An OSError raised while writing `path` names it: a write or a close that fails (a full disk, a quota) does
+    not say which file, and the user needs to know where the space ran out. `instead_of`: the temporary file
+    the write went to, gone by the time anyone reads the error."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno is not None and error.filename in (None, str(instead_of) if instead_of else None):
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
 
 
 def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
@@ -17,9 +31,10 @@ def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
     # a name of its own per call: two threads of one process may write the same file (a shared cache)
     staging = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        write(staging)
-        with open(staging, "rb") as written:  # on disk before the rename, so a power cut cannot keep a rename
-            os.fsync(written.fileno())        # that points at data still in the page cache
+        with naming(path, instead_of=staging):
+            write(staging)
+            with open(staging, "rb") as written:  # on disk before the rename, so a power cut cannot keep a
+                os.fsync(written.fileno())        # rename that points at data still in the page cache
         staging.replace(path)
     except BaseException:
         staging.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qanet.files import replace_atomically
+from qanet.files import naming, replace_atomically
 from qanet.outcome import TrainResult
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class JsonLinesLog(Hooks):
 
     def _write(self, event: str, **values) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
+        with naming(self.path), open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"event": event, "time": round(time.time(), 3), **values}) + "\n")
 
     def on_begin(self, trainer: Trainer) -> None:

@@ -30,14 +30,15 @@ FINISHED = ("ok", "pruned", "stopped")
 class TrainResult:
     status: str  # one of STATUSES: the trainer's own four, or the harness's for a run the trainer did not end
     steps: int
-    metrics: dict  # the last evaluation
-    curve: list[dict] = field(default_factory=list)  # one entry per evaluation
-    holdout_metrics: dict = field(default_factory=dict)  # the last evaluation's held-out training questions, if any
+    metrics: dict[str, float]  # the last evaluation
+    curve: list[dict[str, float | None]] = field(default_factory=list)  # one entry per evaluation
+    # the last evaluation's held-out training questions, if any
+    holdout_metrics: dict[str, float] = field(default_factory=dict)
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     compile_seconds: float = 0.0  # torch.compile's warm-up before the clock started
     # per shape warmed up: {"context_width", "question_width", "seconds"}; a resume warms up (and appends) again
-    compile_shapes: list[dict] = field(default_factory=list)
+    compile_shapes: list[dict[str, float]] = field(default_factory=list)
     train_examples: int = 0
     parameters: int = 0
     peak_memory_mb: float = 0.0

@@ -126,3 +126,10 @@ def load_script(path: Path):
     sys.modules[path.stem] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def records_in(folder: Path) -> list[dict]:
+    """The readable records of a folder, as their files hold them (read the one way bench reads them)."""
+    from bench.records import read_records
+
+    return [record.to_json() for record in read_records(folder)]

@@ -83,8 +83,7 @@ def test_the_setting_is_in_the_execution_context_and_the_record_but_not_the_id(t
 
 
 def test_a_study_may_not_vary_the_attention_kernel(tmp_path):
-    from bench.study import load_study
-    from bench.study_files import StudyError
+    from bench.study import StudyError, load_study
 
     path = tmp_path / "kernels.toml"
     path.write_text('preset = "paper"\nseeds = [0]\n[budget]\nsteps = 10\n[axes]\n'

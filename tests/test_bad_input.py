@@ -164,7 +164,7 @@ def test_a_full_disk_leaves_no_temporary_file_and_the_run_says_it_could_not_writ
     assert not list((tmp_path / "disk").rglob("*.tmp"))
 
 
-def test_a_checkpoint_that_cannot_be_written_leaves_the_last_good_one_alone(tmp_path, monkeypatch):
+def test_a_checkpoint_that_cannot_be_written_leaves_the_last_good_one_alone(tmp_path, monkeypatch, capsys):
     from qanet import checkpoint
     from tests.conftest import _study
 
@@ -185,7 +185,56 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_last_good_one_alone(tmp_
                     "--set", "data.synthetic.train_paragraphs=10", "--set", "data.synthetic.dev_paragraphs=3"])
     assert exit_status.value.code == 1
     [record] = json.loads("[" + ",".join(p.read_text() for p in (tmp_path / "runs" / "tiny").glob("*.json")) + "]")
-    assert record["status"] == "failed" and "No space left on device" in record["error"]
+    checkpoint = tmp_path / "runs" / "tiny" / "checkpoints" / record["id"] / "checkpoint.pt"
+    assert record["status"] == "failed" and record["error"] == f"no space left on device: {checkpoint}"
+    assert capsys.readouterr().err.splitlines() == [f"error: base seed 0: no space left on device: {checkpoint}"]
     checkpoints = list((tmp_path / "runs" / "tiny" / "checkpoints").rglob("*.pt*"))
     assert [p.name for p in checkpoints] == ["checkpoint.pt"]
     assert torch.load(checkpoints[0], weights_only=True)["step"] == 2
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A file system of 1 MiB of its own (tmpfs), unmounted after: mounting one needs root."""
+    import subprocess
+
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True,
+                             text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"no small file system to fill: mount -t tmpfs needs root ({mounted.stderr.strip()})")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_ends_the_run_failed_with_one_line_naming_the_file(small_disk, tmp_path, capsys):
+    """A real full disk (not a simulated error): the checkpoint does not fit. torch.save writing to the file
+    itself failed with an internal RuntimeError ("unexpected pos") and nothing on stderr."""
+    from tests.conftest import _study, records_in
+
+    study = _study(tmp_path, 'seeds = [0]\n[axes]\n"train.ema" = [true]\n')
+    with pytest.raises(SystemExit) as exit_status:
+        bench_main(["run", study, "--scale", "smoke", "--out", str(small_disk), "--set", "train.steps=4",
+                    "--set", "train.checkpoint_every=2", "--set", "train.eval_every=4", "--set", "train.threads=1",
+                    "--set", "data.synthetic.train_paragraphs=10", "--set", "data.synthetic.dev_paragraphs=3"])
+    [record] = records_in(small_disk / "tiny")  # written once the checkpoint's space was freed
+    checkpoint = small_disk / "tiny" / "checkpoints" / record["id"] / "checkpoint.pt"
+    assert exit_status.value.code == 1 and record["status"] == "failed"
+    assert record["error"] == f"no space left on device: {checkpoint}"
+    assert capsys.readouterr().err.splitlines() == [f"error: base seed 0: no space left on device: {checkpoint}"]
+    assert not list(small_disk.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("error,said", [
+    (OSError(28, "No space left on device", "/disk/run.log.jsonl"), "no space left on device: /disk/run.log.jsonl"),
+    (PermissionError(13, "Permission denied", "/disk/ckpt.pt"), "permission denied: /disk/ckpt.pt"),
+    (OSError(30, "Read-only file system", "/disk/x"), "read-only file system: /disk/x"),
+])
+def test_a_write_the_machine_refuses_is_the_runs_error_in_one_line(error, said):
+    from bench.runner import _outcome
+    from qanet.config import build_config
+
+    assert _outcome(error, build_config("tiny")) == ("failed", said)
+    status, traceback = _outcome(OSError(5, "Input/output error", "/disk/x"), build_config("tiny"))
+    assert status == "failed" and traceback.startswith("OSError: [Errno 5]")  # not the user's to fix: all of it

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from tests.conftest import run_python
 
 
@@ -35,12 +37,13 @@ SMALL_RUN = ["--set", "train.steps=4", "--set", "train.eval_every=2", "--set", "
              "--set", "data.synthetic.dev_paragraphs=5", "--set", "train.threads=1"]
 
 
-def test_train_writes_a_record_and_predict_answers_from_its_checkpoint(tmp_path):
-    out = tmp_path / "runs"
+def test_train_writes_a_record_and_predict_answers_from_its_checkpoint(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "results" / "train"
     result = run_python("-m", "bench", "train", "--preset", "tiny", *SMALL_RUN, "--out", str(out))
     assert "step 2: dev EM" in result.stdout and "step 4: dev EM" in result.stdout
     [path] = out.glob("*.json")
     record = json.loads(path.read_text())
+    assert f"checkpoint: {record['checkpoint']} (python -m bench predict {path} " in result.stdout
     assert record["status"] == "ok" and record["steps"] == 4
     assert [entry["step"] for entry in record["curve"]] == [2, 4]
     for key in ("exact", "f1", "total"):
@@ -66,6 +69,22 @@ def test_train_writes_a_record_and_predict_answers_from_its_checkpoint(tmp_path)
                            "-q", "Where was Kavel Ostrani born?")
     assert from_file.stdout.splitlines() == lines[:2]
 
+    from bench.cli import main as bench_main
+
+    monkeypatch.chdir(tmp_path)  # a run id is looked up under ./results/runs and ./results/train
+    bench_main(["predict", record["id"], "--context", context, "-q", "Where was Kavel Ostrani born?"])
+    assert capsys.readouterr().out.splitlines() == lines[:2]
+    (tmp_path / "results").rename(tmp_path / "moved")  # a record's checkpoint is found beside it
+    moved = tmp_path / "moved" / "train" / path.name
+    bench_main(["predict", str(moved), "--context", context, "-q", "Where was Kavel Ostrani born?"])
+    assert capsys.readouterr().out.splitlines() == lines[:2]
+    for run, said in ((record["id"], f"{record['id']}: no such checkpoint, record or run id (ids are looked up in "),
+                      (str(tmp_path / "none.json"), "none.json: no such record")):
+        with pytest.raises(SystemExit) as exit_status:
+            bench_main(["predict", run, "--context", context, "-q", "Who?"])
+        error = capsys.readouterr().err
+        assert exit_status.value.code == 2 and error.count("\n") == 1 and said in error
+
 
 def test_bad_override_is_one_line(tmp_path):
     result = run_python("-m", "bench", "train", "--set", "model.heads=7", "--out", str(tmp_path), check=False)
@@ -89,3 +108,22 @@ def test_a_device_this_machine_lacks_is_refused_before_anything_runs(tmp_path):
         assert "this machine has no cuda device" in result.stderr
         assert ("name GPUs it has, or leave --gpus out" if "--gpus" in command else "use cpu or auto") in result.stderr
     assert not out.exists()  # nothing written
+
+
+def test_each_command_module_names_the_commands_it_adds():
+    """A command line naming a command has only that command's module add its arguments (bench.cli, by each
+    module's COMMANDS): they must be the commands it adds, aliases included."""
+    import argparse
+
+    from bench.cli import COMMAND_MODULES, build_parser
+
+    for module in COMMAND_MODULES:
+        commands = argparse.ArgumentParser().add_subparsers()
+        module.register(commands)
+        assert set(commands.choices) == set(module.COMMANDS), module.__name__
+    every = build_parser([])._subparsers._group_actions[0].choices
+    assert set(every) == {name for module in COMMAND_MODULES for name in module.COMMANDS}
+    only_run = build_parser(["run", "ablation_ema"])._subparsers._group_actions[0].choices
+    assert set(only_run) == {"list", "run"}
+    assert vars(build_parser([]).parse_args(["run", "ablation_ema"])) == vars(
+        build_parser(["run", "ablation_ema"]).parse_args(["run", "ablation_ema"]))

@@ -2,8 +2,7 @@
 
 import pytest
 
-from bench.study import load_study
-from bench.study_files import StudyError
+from bench.study import StudyError, load_study
 from qanet.config import ConfigError, ModelConfig, RunConfig, TrainConfig, build_config
 from tests.conftest import run_python
 

@@ -12,17 +12,22 @@ import pytest
 from tests.conftest import ROOT
 
 
+def _tracked_files(folder):
+    """A copy of the checkout's tracked files in `folder` (a build leaves build/ and egg-info behind)."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, folder / name)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """The package built as a wheel and installed into a folder of its own (its dependencies are this
     interpreter's)."""
     wheels, target = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("installed")
-    source = tmp_path_factory.mktemp("source") / "qanet-bench"  # a build leaves build/ and egg-info behind
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, tracked.decode().split("\0")):
-        if (ROOT / name).is_file():
-            (source / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, source / name)
+    source = _tracked_files(tmp_path_factory.mktemp("source") / "qanet-bench")
 
     def pip(*args: str) -> None:
         subprocess.run([sys.executable, "-m", "pip", *args], check=True, capture_output=True, timeout=600)
@@ -65,3 +70,23 @@ def test_the_model_library_installs_with_torch_and_numpy_only():
     extras = project["optional-dependencies"]
     assert set(extras["all"][0].split("[")[1].rstrip("]").split(",")) == set(extras) - {"all", "dev"}
     assert "joblib>=1.4" in extras["bench"]  # Parallel(return_as="generator_unordered")
+
+
+def test_the_editable_install_of_make_setup_prints_no_warning(tmp_path):
+    """`make setup`'s editable install, with the setting the Makefile gives pip, says nothing; without that
+    setting setuptools prints its box on editable installs (so this test can fail). The build backend's editable
+    build is what prints it: pip passes the backend's output on."""
+    import re
+
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    [warnings_setting] = re.findall(r'PYTHONWARNINGS="([^"]+)" \$\(BIN\)/pip install --quiet', makefile)
+    source = _tracked_files(tmp_path / "qanet-bench")
+    build = f"from setuptools import build_meta; build_meta.build_editable({str(tmp_path / 'wheel')!r})"
+
+    def editable_build(environment: dict) -> str:
+        done = subprocess.run([sys.executable, "-c", build], cwd=source, capture_output=True, text=True,
+                              env={**os.environ, **environment}, timeout=600, check=True)
+        return done.stderr
+
+    assert "Editable installation" in editable_build({})
+    assert "Warning" not in editable_build({"PYTHONWARNINGS": warnings_setting})

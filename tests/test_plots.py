@@ -18,11 +18,12 @@ from matplotlib.text import Text
 from scipy import stats
 
 from bench.cli import main as bench_main
-from bench.records import CURVE_COLUMNS, read_records, records_frame
+from bench.records import CURVE_COLUMNS, records_frame
 from bench.reporting import plots
 from bench.reporting.comparability import wall_clock_comparable
 from bench.reporting.document import WALL_CLOCK_LEFT_OUT
 from bench.reporting.statistics import mean_interval
+from tests.conftest import records_in
 
 STUDY = """
 description = "two encoders, three seeds"
@@ -65,7 +66,7 @@ def _edited_copy(folder, tmp_path, edit) -> Path:
     """A copy of the session's records with `edit(record)` applied to each (it returns the changed record)."""
     shutil.copytree(folder / "runs", tmp_path / "runs")
     shutil.copy(folder / "pairs.toml", tmp_path / "pairs.toml")
-    for record in read_records(tmp_path / "runs" / "pairs"):
+    for record in records_in(tmp_path / "runs" / "pairs"):
         (tmp_path / "runs" / "pairs" / f"{record['id']}.json").write_text(json.dumps(edit(record)))
     return tmp_path
 
@@ -84,9 +85,9 @@ def _diverge_seed_2_of_depthwise(record: dict) -> dict:
 
 
 def _ok_curves(folder) -> pd.DataFrame:
-    ok = {(r["variant"], r["seed"]) for r in read_records(folder / "runs" / "pairs") if r["status"] == "ok"}
+    ok = {(r["variant"], r["seed"]) for r in records_in(folder / "runs" / "pairs") if r["status"] == "ok"}
     return pd.DataFrame([{"variant": r["variant"], "seed": r["seed"], **entry}
-                         for r in read_records(folder / "runs" / "pairs") if (r["variant"], r["seed"]) in ok
+                         for r in records_in(folder / "runs" / "pairs") if (r["variant"], r["seed"]) in ok
                          for entry in r["curve"]])
 
 

@@ -87,3 +87,25 @@ def test_the_committed_combined_example_is_what_bench_report_all_writes_from_its
 def test_the_readme_has_no_placeholder_left():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert re.findall(r"\b[A-Z]+_(?:TIME|COUNT)\b|\bTODO\b|\bTBD\b", readme) == []
+
+
+def test_the_readmes_commands_run_as_written_in_a_fresh_shell_after_its_activation_line():
+    """After set-up, a new shell that runs the README's activation line runs its commands as the README writes
+    them (`python -m bench ...`, no path to the interpreter). The line is read from the README; where the suite
+    runs outside that environment (tox), the interpreter running it stands in for .venv."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    [environment] = set(re.findall(r"`source (\S+)/bin/activate`", readme))
+    if not (ROOT / environment / "bin" / "activate").is_file():
+        environment = sys.prefix
+    commands = sorted(set(re.findall(r"^\| `python -m (bench \w+|qanet\.\w+)\b", readme, re.M)))
+    assert "bench list" in commands and "bench run" in commands and "bench predict" in commands
+    script = " && ".join([f"source {Path(environment) / 'bin' / 'activate'}", "python -m bench list",
+                          *(f"python -m {command} --help > /dev/null" for command in commands)])
+    fresh = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "LANG": "C.UTF-8"}  # nothing of this process's
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=fresh, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("study ") and "ablation_char_cnn" in done.stdout and not done.stderr

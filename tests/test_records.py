@@ -5,8 +5,8 @@ import json
 import pytest
 
 from bench.cli import main as bench_main
-from bench.records import RECORD_COLUMNS, read_records, records_frame
-from tests.conftest import TWO_BY_TWO, _run, _study
+from bench.records import RECORD_COLUMNS, records_frame
+from tests.conftest import TWO_BY_TWO, _run, _study, records_in
 
 
 def test_study_runs_skips_finished_runs_and_loads_into_pandas(tmp_path, capsys):
@@ -18,7 +18,7 @@ def test_study_runs_skips_finished_runs_and_loads_into_pandas(tmp_path, capsys):
     assert outcome == "all 4 runs reached a recorded outcome (ok 4)"
     assert header.startswith("| variant ") and base.startswith("| char_encoder = conv2d (base) | 2 ok ")
     assert other.startswith("| char_encoder = depthwise1d ") and "| 2 ok " in other
-    records = read_records(tmp_path / "runs" / "tiny")
+    records = records_in(tmp_path / "runs" / "tiny")
     assert len(records) == 4 and {r["status"] for r in records} == {"ok"}
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "tiny").glob("*.json")}
 
@@ -53,7 +53,7 @@ def test_records_are_plain_json_with_the_documented_fields(tmp_path):
 def test_a_time_bounded_record_names_its_hardware_and_report_refuses_to_mix_hardware(tmp_path, capsys):
     study = _study(tmp_path, TWO_BY_TWO)
     _run(study, tmp_path / "runs", "--seeds", "0", "--set", "train.minutes=5")
-    records = sorted(read_records(tmp_path / "runs" / "tiny"), key=lambda record: record["variant"] == "base")
+    records = sorted(records_in(tmp_path / "runs" / "tiny"), key=lambda record: record["variant"] == "base")
     cpu = records[0]["environment"]["device"]
     report = ["report", study, "--scale", "smoke", "--records", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
     for record in records:
@@ -83,17 +83,52 @@ def test_a_time_bounded_record_names_its_hardware_and_report_refuses_to_mix_hard
     assert "| char_encoder = depthwise1d " in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("damage", ['{"id": "abc", "status": "ok", "conf', "[1, 2]", '{"id": 5}', "\xff\xfe"])
-def test_a_damaged_record_is_named_left_out_by_readers_and_its_run_redone(tmp_path, capsys, damage):
-    study = _study(tmp_path, TWO_BY_TWO)
+def _set(record: dict, key: str, value) -> str:
+    """The record's JSON with one value replaced: `key` is dotted, a number in it an index (curve.0.f1)."""
+    *path, last = key.split(".")
+    inner = record
+    for step in path:
+        inner = inner[int(step)] if isinstance(inner, list) else inner[step]
+    inner[int(last) if isinstance(inner, list) else last] = value
+    return json.dumps(record)
+
+
+TEXTS = {"half written": '{"id": "abc", "status": "ok", "conf', "a list": "[1, 2]", "an id alone": '{"id": 5}',
+         "not UTF-8": "\xff\xfe"}
+# a record of the wrong types: the value, and what the warning says of it
+WRONG_TYPES = {"metrics.f1": ("forty-two", "metrics.f1 = 'forty-two', expected a number"),
+               "wall_seconds": ("fast", "wall_seconds = 'fast', expected a number"),
+               "seed": (True, "seed = True, expected an integer"),
+               "curve.0.train_loss": ([1], "curve[0].train_loss = [1], expected a number or null"),
+               "status": ("fine", "status = 'fine', expected one of ok, failed,"),
+               "environment": (None, "environment = None, expected an object"),
+               "config.model.hidden": ("wide", "its configuration no longer reads: model.hidden = 'wide'")}
+
+
+@pytest.mark.parametrize("damage", [*TEXTS, *WRONG_TYPES])
+def test_a_damaged_record_is_named_left_out_by_readers_and_its_run_redone(tmp_path, capsys, monkeypatch, damage):
+    """Damaged: not JSON, not an object, or a field not of its type. `bench list`, `run --dry-run` and `report`
+    leave the run out with one line naming the file (and the field), and `bench run` trains it again."""
+    (tmp_path / "studies").mkdir()
+    study = _study(tmp_path / "studies", TWO_BY_TWO)
     _run(study, tmp_path / "runs", "--seeds", "0")
     [damaged, intact] = sorted((tmp_path / "runs" / "tiny").glob("*.json"))
-    damaged.write_bytes(damage.encode("latin-1"))
+    if damage in TEXTS:
+        damaged.write_bytes(TEXTS[damage].encode("latin-1"))
+    else:
+        damaged.write_text(_set(json.loads(damaged.read_text()), damage, WRONG_TYPES[damage][0]))
     capsys.readouterr()
     bench_main(["report", study, "--records", str(tmp_path / "runs"), "--out", str(tmp_path / "reports")])
     said = capsys.readouterr()
     table = (tmp_path / "reports" / "tiny" / "table.csv").read_text().splitlines()
-    assert f"warning: {damaged}: not a readable run record" in said.err and len(table) == 2  # header, one variant
+    [warning] = [line for line in said.err.splitlines() if str(damaged) in line]
+    assert warning.startswith(f"warning: {damaged}: not a readable run record") and len(table) == 2  # one variant
+    assert damage in TEXTS or WRONG_TYPES[damage][1] in warning
+    monkeypatch.chdir(tmp_path)
+    bench_main(["list", "--out", str(tmp_path / "runs")])
+    header, *lines = capsys.readouterr().out.splitlines()
+    [listed] = [dict(zip(header.split(), line.split(), strict=False)) for line in lines if line.startswith("tiny ")]
+    assert listed["runs"] == "4" and listed["smoke"] == "1"  # runs done at the smoke scale: the intact one
     _run(study, tmp_path / "runs", "--seeds", "0", "--dry-run")
     said = capsys.readouterr()
     assert "1 done, 1 to run" in said.out and "(its record is damaged: trained again from step 0" in said.out
@@ -103,19 +138,32 @@ def test_a_damaged_record_is_named_left_out_by_readers_and_its_run_redone(tmp_pa
     assert "its record is damaged: trained again from step 0" in said
 
 
-@pytest.mark.parametrize("folder", ["ablation_char_cnn-smoke", "faithfulness-cpu", "faithfulness-relu-cpu-6000"])
+def _committed_record_folders() -> list[str]:
+    """Every folder under results/reference that holds run records (a JSON object with a variant and a config)."""
+    from bench.environment import ROOT
+
+    reference = ROOT / "results" / "reference"
+    found = set()
+    for path in reference.rglob("*.json"):
+        text = path.read_text(encoding="utf-8")
+        if text.lstrip().startswith("{") and '"variant"' in text and '"config"' in text:
+            found.add(str(path.parent.relative_to(reference)))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("folder", _committed_record_folders())
 def test_committed_records_load_back_into_their_types_and_todays_write_the_same_json(folder):
     """Every committed record reads back as a RunRecord (spec, result) under its own id and gives back its file,
     gaining only the fields added since it was written (the settings data.pack and train.compile_scope, its
     timeline and its id scheme, for the demo's; train.compile reads back as it was, false)."""
     from bench.environment import ROOT
-    from bench.records import RunRecord, load_record
+    from bench.records import RunRecord, read_record
 
     paths = sorted((ROOT / "results" / "reference" / folder).glob("*.json"))
     assert paths
     for path in paths:
         written = json.loads(path.read_text(encoding="utf-8"))
-        record = load_record(path)
+        record = read_record(path)
         assert record.spec.id == path.stem == written["id"] and record.spec.seed == written["seed"]
         assert record.result.status == written["status"] and record.result.metrics == written["metrics"]
         again = record.to_json()
@@ -130,3 +178,26 @@ def test_committed_records_load_back_into_their_types_and_todays_write_the_same_
                 (section, key) for section in written["config"] for key in written["config"][section]} == {
                 ("data", "pack"), ("train", "compile_scope")}
         assert RunRecord.from_json(again, path.parent).to_json() == again
+
+
+def test_every_record_field_has_a_json_type_the_reader_checks():
+    """A field of a type JSON does not write as itself (a tuple, a Path) would read back as damaged in every
+    record, and `bench run` would train every finished run again."""
+    import types
+    import typing
+
+    from bench.records import _JSON_NAMES, _RUN_KEYS, RunRecord, _field_types, _json_type, _mismatch
+    from qanet.outcome import TrainResult
+
+    def json_types(kind):
+        for option in typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,):
+            yield _json_type(option)
+            for inner in typing.get_args(option):
+                yield from json_types(inner)
+
+    kinds = [*_RUN_KEYS.values(), *_field_types(TrainResult).values(), *_field_types(RunRecord).values()]
+    assert {found for kind in kinds for found in json_types(kind)} <= set(_JSON_NAMES)
+    # inside a value of the right shape, the wrong item is named
+    assert _mismatch({"f1": "x"}, dict[str, float] | None, "metrics") == "metrics.f1 = 'x', expected a number"
+    assert _mismatch([1], dict[str, float] | None, "metrics") == "metrics = [1], expected an object or null"
+    assert _mismatch(3, float, "f1") is None and _mismatch(True, float, "f1") == "f1 = True, expected a number"

@@ -12,8 +12,9 @@ from scipy import stats
 
 from bench.cli import main as bench_main
 from bench.environment import ROOT
-from bench.records import CURVE_COLUMNS, curves_frame, read_records, records_frame
+from bench.records import CURVE_COLUMNS, curves_frame, records_frame
 from tests.conftest import TWO_BY_TWO as STUDY
+from tests.conftest import records_in
 
 SPECIAL = '[variants."50% & #1: $x_{1}$ ~ ^ \\\\ wider"]\n"model.hidden" = 48\n'  # every LaTeX special (TOML: one \\)
 SHORT = ["--set", "train.steps=8", "--set", "train.eval_every=4", "--set", "train.checkpoint_every=4",
@@ -129,7 +130,7 @@ def test_a_report_is_a_pure_function_of_the_records(smoke_records, tmp_path):
 
 def test_failed_runs_are_counted_not_averaged_and_warnings_name_what_is_mixed(smoke_records, tmp_path):
     folder = _copy_records(smoke_records, tmp_path)
-    records = {(r["variant"], r["seed"]): r for r in read_records(folder / "runs" / "chars")}
+    records = {(r["variant"], r["seed"]): r for r in records_in(folder / "runs" / "chars")}
     changed = {("base", 1): {"status": "oom", "metrics": {}},
                ("model.char_encoder=depthwise1d", 0): {"environment": {
                    **records[("model.char_encoder=depthwise1d", 0)]["environment"],
@@ -323,7 +324,7 @@ def test_costs_name_resumed_runs_and_the_order_runs_ran_in(tmp_path):
 
 def test_runs_that_ran_variant_by_variant_are_said_to_confound_costs_with_order(smoke_records, tmp_path):
     folder = _copy_records(smoke_records, tmp_path)
-    records = sorted(read_records(folder / "runs" / "chars"), key=lambda r: (r["variant"], r["seed"]))
+    records = sorted(records_in(folder / "runs" / "chars"), key=lambda r: (r["variant"], r["seed"]))
     for minute, record in enumerate(records):  # variant by variant
         record["timeline"] = {"started": f"2026-12-06T10:{minute:02d}:00+00:00",
                               "ended": f"2026-12-06T10:{minute:02d}:30+00:00", "sessions": [{}]}

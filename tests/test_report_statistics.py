@@ -38,8 +38,7 @@ from bench.reporting.tables import (
     variant_labels,
 )
 from bench.scales import SCALES
-from bench.study import load_study
-from bench.study_files import StudyError, available, is_search, value_text
+from bench.study import StudyError, available, is_search, load_study, value_text
 from qanet.config import get_value
 
 STUDY = """

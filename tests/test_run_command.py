@@ -6,9 +6,8 @@ import sys
 import pytest
 
 from bench.cli import main as bench_main
-from bench.records import read_records
 from qanet.train import Trainer
-from tests.conftest import TWO_BY_TWO, _run, _study
+from tests.conftest import TWO_BY_TWO, _run, _study, records_in
 
 
 def test_a_run_that_fails_with_an_exception_makes_bench_run_exit_non_zero(tmp_path, monkeypatch, capsys):
@@ -26,7 +25,7 @@ def test_a_run_that_fails_with_an_exception_makes_bench_run_exit_non_zero(tmp_pa
     assert exit_.value.code == 1
     last = capsys.readouterr().out.splitlines()[-1]
     assert last == "1 of 4 runs failed with an exception (ok 3, failed 1): see the records' error"
-    failed = [r for r in read_records(tmp_path / "runs" / "tiny") if r["status"] == "failed"]
+    failed = [r for r in records_in(tmp_path / "runs" / "tiny") if r["status"] == "failed"]
     assert len(failed) == 1 and "RuntimeError: a bug" in failed[0]["error"]
     ended = json.loads((tmp_path / "runs" / "tiny" / f"{failed[0]['id']}.log.jsonl").read_text().splitlines()[-1])
     assert ended["event"] == "end" and ended["status"] == "failed" and "a bug" in ended["error"]
@@ -46,7 +45,7 @@ def test_cpu_scale_runs_the_faithfulness_study_end_to_end_on_real_squad(tmp_path
     bench_main(["run", "faithfulness", "--scale", "cpu", "--seeds", "0", "--out", str(tmp_path / "runs"),
                 "--set", "train.steps=4", "--set", "train.eval_every=2", "--set", "train.eval_questions=25",
                 "--set", "train.threads=1"])
-    records = {r["variant"]: r for r in read_records(tmp_path / "runs" / "faithfulness")}
+    records = {r["variant"]: r for r in records_in(tmp_path / "runs" / "faithfulness")}
     assert set(records) == {"base", "model.conv_activation=none", "model.dropout_placement=outputs",
                             "data.vocabulary=train", "before the fixes"}
     dev_questions = sum(len(p["qas"]) for article in excerpt["dev"] for p in article["paragraphs"])
@@ -77,7 +76,7 @@ def test_gpus_with_a_dask_cluster_is_refused(tmp_path, capsys):
 def test_bench_run_notes_time_bounded_runs_on_mixed_hardware_under_its_table(tmp_path, capsys):
     study = _study(tmp_path, TWO_BY_TWO)
     _run(study, tmp_path / "runs", "--seeds", "0", "--set", "train.minutes=5")
-    [record, other] = read_records(tmp_path / "runs" / "tiny")
+    [record, other] = records_in(tmp_path / "runs" / "tiny")
     changed = {**other, "time_bounded": {**other["time_bounded"], "hardware": "GPU X"}}
     (tmp_path / "runs" / "tiny" / f"{other['id']}.json").write_text(json.dumps(changed))
     capsys.readouterr()

@@ -7,13 +7,13 @@ from dataclasses import asdict, dataclass, replace
 
 import pytest
 
-from bench.records import load_record, read_records
+from bench.records import read_record
 from bench.spec import ID_SCHEME, RunSpec, in_folder
 from qanet.config import DataConfig, SyntheticConfig, TrainConfig, build_config
 from qanet.data.pack import write_pack
 from qanet.data.prepare import prepare
 from qanet.data.synthetic import write_synthetic
-from tests.conftest import ROOT, TWO_BY_TWO, _run, _study
+from tests.conftest import ROOT, TWO_BY_TWO, _run, _study, records_in
 
 DEMO_RECORDS = ROOT / "results" / "reference" / "ablation_char_cnn-smoke"
 
@@ -52,11 +52,11 @@ def test_the_same_run_from_a_pack_and_from_its_files_has_one_id_and_one_result(t
     plan = capsys.readouterr().out
     assert "2 runs, 2 done, 0 to run" in plan
     planned_ids = {line.split()[0] for line in plan.splitlines() if line.endswith(" done")}
-    from_files = {record["id"]: record for record in read_records(tmp_path / "files" / "tiny")}
+    from_files = {record["id"]: record for record in records_in(tmp_path / "files" / "tiny")}
     assert planned_ids == set(from_files)
 
     _run(study, tmp_path / "from-pack", "--set", f"data.pack={tmp_path / 'pack'}")
-    for record in read_records(tmp_path / "from-pack" / "tiny"):
+    for record in records_in(tmp_path / "from-pack" / "tiny"):
         same = from_files[record["id"]]
         assert record["config"]["data"]["pack"] == str(tmp_path / "pack")
         assert record["dataset_fingerprint"] == same["dataset_fingerprint"]
@@ -80,7 +80,7 @@ def test_a_pack_that_is_damaged_or_prepared_otherwise_is_refused_in_one_line(tmp
 
 def test_the_demo_records_ids_are_their_scheme_1_ids():
     """Scheme 1 is reproduced exactly: the committed demo records, written by scheme-1 code, have the ids it gives."""
-    records = [load_record(path) for path in sorted(DEMO_RECORDS.glob("*.json"))]
+    records = [read_record(path) for path in sorted(DEMO_RECORDS.glob("*.json"))]
     assert len(records) == 6
     for record in records:
         assert record.spec.id_under(1) == record.spec.id
@@ -92,7 +92,7 @@ def test_a_record_made_under_an_earlier_scheme_is_found_and_its_run_not_trained_
     _run(study, tmp_path / "runs")
     folder = tmp_path / "runs" / "tiny"
     for path in folder.glob("*.json"):  # as that scheme's code wrote them: under its ids
-        spec = load_record(path).spec
+        spec = read_record(path).spec
         old = spec.id_under(scheme)
         assert old != spec.id
         record = json.loads(path.read_text())
@@ -140,9 +140,9 @@ def test_the_id_hashes_the_scheme_and_a_new_record_says_which(tmp_path):
     study = _study(tmp_path, TWO_BY_TWO.replace("seeds = [0, 1]", "seeds = [0]").replace(
         '"model.char_encoder" = ["conv2d", "depthwise1d"]', '"model.char_encoder" = ["conv2d"]'))
     _run(study, tmp_path / "runs")
-    [record] = read_records(tmp_path / "runs" / "tiny")
+    [record] = records_in(tmp_path / "runs" / "tiny")
     assert record["id_scheme"] == 3
-    assert load_record(tmp_path / "runs" / "tiny" / f"{record['id']}.json").spec.id_scheme == 3
+    assert read_record(tmp_path / "runs" / "tiny" / f"{record['id']}.json").spec.id_scheme == 3
 
 
 def test_the_same_data_files_in_another_folder_give_the_same_ids(tmp_path):

@@ -12,11 +12,11 @@ def _stop(module: str, caller: str | None) -> dict:
     return {"module": module, "function": "f", "caller": caller}
 
 
-def test_returns_count_moves_back_into_a_module_left_before_and_climbs_calls_upward():
+def test_stops_count_modules_entered_returns_moves_back_into_one_left_before_and_climbs_calls_upward():
     stops = [_stop("bench/cli.py", None), _stop("bench/study.py", "bench/cli.py"),
              _stop("qanet/config.py", "bench/study.py"), _stop("bench/study.py", "qanet/config.py"),
              _stop("bench/study.py", "bench/study.py"), _stop("bench/commands/progress.py", "qanet/train.py")]
-    assert run_walk.measures(stops) == {"stops": 6, "files": 4, "returns": 1, "climbs": 2}
+    assert run_walk.measures(stops) == {"functions": 6, "stops": 5, "files": 4, "returns": 1, "climbs": 2}
 
 
 def test_the_walk_of_a_dry_run_follows_the_harness_and_stops_at_the_librarys_door(tmp_path):

@@ -11,11 +11,10 @@ import pytest
 import torch
 
 from bench.cli import main as bench_main
-from bench.records import read_records
 from bench.spec import NOT_IN_ID
 from qanet.config import RunConfig
 from qanet.train import Trainer
-from tests.conftest import ROOT, TINY, TWO_BY_TWO, _run, _study
+from tests.conftest import ROOT, TINY, TWO_BY_TWO, _run, _study, records_in
 
 # Measurements, placement and resume history vary between two executions of the same run; nothing else may.
 MEASURED = ("wall_seconds", "train_seconds", "eval_seconds", "compile_seconds", "train_examples_per_s",
@@ -47,7 +46,7 @@ def test_injected_oom_and_nan_are_recorded_and_the_study_goes_on(tmp_path, monke
 
     monkeypatch.setattr(Trainer, "train_step", faulty_step)
     _run(study, tmp_path / "runs")
-    by_run = {(r["variant"], r["seed"]): r for r in read_records(tmp_path / "runs" / "tiny")}
+    by_run = {(r["variant"], r["seed"]): r for r in records_in(tmp_path / "runs" / "tiny")}
     oom, diverged = by_run[("model.char_encoder=depthwise1d", 0)], by_run[("model.char_encoder=depthwise1d", 1)]
     assert oom["status"] == "oom" and oom["error"].startswith("out of memory at batch size 16: CUDA out of memory")
     assert diverged["status"] == "diverged" and diverged["error"] == "loss became nan at step 3"
@@ -86,7 +85,7 @@ def test_what_the_loss_watch_names_reaches_the_record_and_the_log(tmp_path, monk
 def test_each_run_logs_its_events_as_json_lines_and_a_resume_appends(tmp_path):
     study = _study(tmp_path, TWO_BY_TWO)
     _run(study, tmp_path / "runs", "--seeds", "0", "--set", "train.loss_check_every=2")
-    [record] = [r for r in read_records(tmp_path / "runs" / "tiny") if r["variant"] == "base"]
+    [record] = [r for r in records_in(tmp_path / "runs" / "tiny") if r["variant"] == "base"]
     log = tmp_path / "runs" / "tiny" / f"{record['id']}.log.jsonl"
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert [e["event"] for e in events] == ["begin", "step", "evaluation", "step", "step", "evaluation", "end"]
@@ -114,26 +113,26 @@ def test_sigkill_then_rerun_gives_the_records_of_an_uninterrupted_run(tmp_path):
         time.sleep(0.05)  # kill in the middle of the second run, after its first checkpoint
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    assert len(read_records(tmp_path / "killed" / "tiny")) < 4
+    assert len(records_in(tmp_path / "killed" / "tiny")) < 4
     assert _bench(*args, "--out", str(tmp_path / "killed")).wait(timeout=600) == 0
 
-    whole = {r["id"]: comparable(r) for r in read_records(tmp_path / "whole" / "tiny")}
-    resumed = {r["id"]: comparable(r) for r in read_records(tmp_path / "killed" / "tiny")}
+    whole = {r["id"]: comparable(r) for r in records_in(tmp_path / "whole" / "tiny")}
+    resumed = {r["id"]: comparable(r) for r in records_in(tmp_path / "killed" / "tiny")}
     assert len(whole) == 4 and resumed == whole
     # and it did resume: the killed run continued from its checkpoint, it did not start again
-    [continued] = [r for r in read_records(tmp_path / "killed" / "tiny") if r["resumed_from"]]
+    [continued] = [r for r in records_in(tmp_path / "killed" / "tiny") if r["resumed_from"]]
     [step] = continued["resumed_from"]
     assert step >= 2 and step % 2 == 0  # a checkpoint step (train.checkpoint_every=2)
     log = tmp_path / "killed" / "tiny" / f"{continued['id']}.log.jsonl"
     begins = [json.loads(line)["step"] for line in log.read_text().splitlines() if '"begin"' in line]
     assert begins == [0, step]
-    assert all(not r["resumed_from"] for r in read_records(tmp_path / "whole" / "tiny"))
+    assert all(not r["resumed_from"] for r in records_in(tmp_path / "whole" / "tiny"))
     # its wall time is the sum of the two processes' sessions, the killed one's until its last logged event
     first, second = continued["timeline"]["sessions"]
     assert first["seconds"] > 0 and second["seconds"] > 0
     assert continued["wall_seconds"] == pytest.approx(first["seconds"] + second["seconds"], abs=0.02)
     assert continued["timeline"]["started"] == first["started"] < second["started"] <= continued["timeline"]["ended"]
-    assert all(len(r["timeline"]["sessions"]) == 1 for r in read_records(tmp_path / "whole" / "tiny"))
+    assert all(len(r["timeline"]["sessions"]) == 1 for r in records_in(tmp_path / "whole" / "tiny"))
 
 
 def test_dask_local_cluster_runs_the_study(tmp_path):
@@ -143,7 +142,7 @@ def test_dask_local_cluster_runs_the_study(tmp_path):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None) as cluster:
         _run(study, tmp_path / "runs", "--backend", "dask", "--scheduler", cluster.scheduler_address)
-    records = read_records(tmp_path / "runs" / "tiny")
+    records = records_in(tmp_path / "runs" / "tiny")
     assert len(records) == 2 and {r["status"] for r in records} == {"ok"}
     assert all(r["environment"]["pid"] != os.getpid() for r in records)  # trained in a Dask worker process
 
@@ -160,7 +159,7 @@ def test_planning_a_study_prepares_nothing(tmp_path, monkeypatch, capsys):
     assert "4 runs, 0 done, 4 to run" in listed and listed.count("to run") == 5
     monkeypatch.undo()
     _run(study, tmp_path / "runs", "--seeds", "0")
-    [record] = [r for r in read_records(tmp_path / "runs" / "tiny") if r["variant"] == "base"]
+    [record] = [r for r in records_in(tmp_path / "runs" / "tiny") if r["variant"] == "base"]
     assert record["id"] in listed  # the id planned without the data is the id of the run that used it
 
 
@@ -169,7 +168,7 @@ def test_a_record_counts_as_done_only_in_the_execution_context_that_made_it(tmp_
     one thread is not taken as done by a study running with two; the difference is said, and it reruns."""
     study = _study(tmp_path, TWO_BY_TWO.replace("seeds = [0, 1]", "seeds = [0]"))
     _run(study, tmp_path / "runs", "--set", "train.threads=1")
-    first = {r["id"]: r for r in read_records(tmp_path / "runs" / "tiny")}
+    first = {r["id"]: r for r in records_in(tmp_path / "runs" / "tiny")}
     assert {r["execution"]["threads"] for r in first.values()} == {1}
     assert all(r["execution"] == {"device": "cpu", "threads": 1, "dtype": "fp32"} for r in first.values())
     capsys.readouterr()
@@ -180,7 +179,7 @@ def test_a_record_counts_as_done_only_in_the_execution_context_that_made_it(tmp_
     assert "0 done, 2 to run" in listed and listed.count("'threads': 1") == 2 and "trained again from" in listed
     _run(study, tmp_path / "runs", "--set", "train.threads=2")
     assert capsys.readouterr().out.count("but was made with {'device': 'cpu', 'threads': 1") == 2
-    second = {r["id"]: r for r in read_records(tmp_path / "runs" / "tiny")}
+    second = {r["id"]: r for r in records_in(tmp_path / "runs" / "tiny")}
     assert second.keys() == first.keys() and {r["execution"]["threads"] for r in second.values()} == {2}
     for record in second.values():  # trained again from step 0, not relabelled from the old final checkpoint
         assert record["resumed_from"] == [] and record["steps"] == 6
@@ -207,15 +206,39 @@ def test_a_run_another_process_is_training_is_left_to_it(tmp_path, capsys, monke
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == "all 1 runs reached a recorded outcome (ok 1); 1 left to another process " \
                                    "that is training them"
-    assert {r["id"] for r in read_records(tmp_path / "runs" / "tiny")} != {held_id} and len(
-        read_records(tmp_path / "runs" / "tiny")) == 1
+    assert {r["id"] for r in records_in(tmp_path / "runs" / "tiny")} != {held_id} and len(
+        records_in(tmp_path / "runs" / "tiny")) == 1
 
-    [done] = read_records(tmp_path / "runs" / "tiny")
+    [done] = records_in(tmp_path / "runs" / "tiny")
     config = RunConfig.from_dict(done["config"])
     [spec] = in_folder([RunSpec("tiny", done["variant"], "smoke", config)], tmp_path / "runs" / "tiny")
     monkeypatch.setattr(Trainer, "run", lambda self: pytest.fail("a finished run was trained again"))
     assert spec.id == done["id"] and finished_record(spec, execution_context(config, None))
     assert execute(spec).to_json() == done
+
+
+def test_runs_another_process_finished_meanwhile_are_said_once_and_counted_apart(tmp_path, capsys, monkeypatch):
+    """Two `bench run`s of one study at once: the runs the other one finished after this one planned are said
+    once each, as done by another process, and are not counted among this process's outcomes."""
+    from bench import runner
+
+    study, real_plan = _study(tmp_path, TWO_BY_TWO), runner.plan
+
+    def plan_then_another_process_trains_them(*args, **kwargs):
+        planned = real_plan(*args, **kwargs)  # both runs still to train, as this process sees them
+        monkeypatch.setattr(runner, "plan", real_plan)
+        _run(study, tmp_path / "runs", "--seeds", "0")  # meanwhile, "another process" trains them
+        capsys.readouterr()
+        return planned
+
+    monkeypatch.setattr(runner, "plan", plan_then_another_process_trains_them)
+    _run(study, tmp_path / "runs", "--seeds", "0")
+    said = capsys.readouterr().out.splitlines()
+    assert said[0].endswith("0 done, 2 to run -> " + str(tmp_path / "runs" / "tiny"))
+    ended = [line for line in said if " seed 0: " in line]
+    assert [line.split(" seed 0: ")[1].split(" (")[0] for line in ended] == ["done by another process meanwhile"] * 2
+    assert said[-1] == "nothing was run here; 2 done by another process meanwhile"
+    assert len(records_in(tmp_path / "runs" / "tiny")) == 2
 
 
 def test_finished_means_ok_pruned_or_stopped_in_the_same_context(tmp_path):
@@ -240,7 +263,7 @@ def test_finished_means_ok_pruned_or_stopped_in_the_same_context(tmp_path):
 def test_a_run_that_its_minutes_end_says_so(tmp_path):
     study = _study(tmp_path, TWO_BY_TWO)
     _run(study, tmp_path / "runs", "--seeds", "0", "--set", "train.minutes=0.00001")
-    records = read_records(tmp_path / "runs" / "tiny")
+    records = records_in(tmp_path / "runs" / "tiny")
     assert len(records) == 2
     for record in records:
         assert record["time_bounded"]["ended_by_time"] is True and record["steps"] < 6 and record["status"] == "ok"
@@ -249,7 +272,7 @@ def test_a_run_that_its_minutes_end_says_so(tmp_path):
 def test_a_step_bounded_record_is_not_time_bounded_and_its_context_leaves_hardware_out(tmp_path):
     study = _study(tmp_path, TWO_BY_TWO)
     _run(study, tmp_path / "runs", "--seeds", "0")
-    for record in read_records(tmp_path / "runs" / "tiny"):
+    for record in records_in(tmp_path / "runs" / "tiny"):
         assert record["time_bounded"] is None and "hardware" not in record["execution"]
 
 
@@ -261,7 +284,7 @@ def test_tensorboard_logs_the_curve_without_changing_the_run_id(tmp_path):
     _run(study, tmp_path / "plain", "--seeds", "0", "--set", "train.loss_check_every=2")
     _run(study, tmp_path / "logged", "--seeds", "0", "--set", "train.loss_check_every=2",
          "--set", "train.tensorboard=true")
-    plain, logged = ({r["id"] for r in read_records(tmp_path / folder / "tiny")} for folder in ("plain", "logged"))
+    plain, logged = ({r["id"] for r in records_in(tmp_path / folder / "tiny")} for folder in ("plain", "logged"))
     assert plain == logged
     for run_id in logged:
         events = EventAccumulator(str(tmp_path / "logged" / "tiny" / "tensorboard" / run_id))
@@ -450,5 +473,5 @@ def test_bench_train_fresh_starts_again_and_says_so(tmp_path, capsys):
     again = capsys.readouterr().out
     assert "asked to start again (--force, --fresh): trained from step 0" in again
     assert first.splitlines()[-2].split(";")[0] == again.splitlines()[-2].split(";")[0]  # same run, same result
-    [record] = read_records(tmp_path / "train")
+    [record] = records_in(tmp_path / "train")
     assert record["resumed_from"] == [] and record["restarted"].startswith("asked to start again")

@@ -21,16 +21,16 @@ import optuna
 import pytest
 
 from bench.cli import main as bench_main
-from bench.records import RunRecord, read_records
+from bench.records import RunRecord
 from bench.scales import SCALES
 from bench.search.definition import load_search
 from bench.search.storage import open_storage_to_read
 from bench.search.trials import objective_function
 from bench.spec import RunSpec, in_folder
+from bench.study import StudyError
 from bench.study import load_study as load_ablation
-from bench.study_files import StudyError
 from qanet.outcome import TrainResult
-from tests.conftest import ROOT
+from tests.conftest import ROOT, records_in
 
 SEARCH = """
 kind = "optuna"
@@ -77,6 +77,8 @@ def _trials(storage: str, name: str):
     return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
 
 
+# Optuna features used on purpose warn "experimental": nothing a user can act on (bench.search.storage)
+@pytest.mark.filterwarnings("error::optuna.exceptions.ExperimentalWarning")
 def test_a_search_runs_its_trials_links_records_resumes_and_exports_the_best(tmp_path, capsys):
     study, storage = _search(tmp_path), f"sqlite:///{tmp_path / 'optuna.db'}"
     common = ["search", str(study), "--scale", "smoke", "--storage", storage, "--out", str(tmp_path / "runs")]
@@ -84,7 +86,7 @@ def test_a_search_runs_its_trials_links_records_resumes_and_exports_the_best(tmp
     bench_main(common)  # resumed: up to the file's 4 trials
     trials = _trials(storage, "tiny_search-smoke")
     assert [t.number for t in trials] == [0, 1, 2, 3] and all(t.state.is_finished() for t in trials)
-    records = {r["id"]: r for r in read_records(tmp_path / "runs" / "tiny_search")}
+    records = {r["id"]: r for r in records_in(tmp_path / "runs" / "tiny_search")}
     for trial in trials:
         record = records[trial.user_attrs["record_id"]]
         assert record["optuna"]["trial"] == trial.number and record["optuna"]["study"] == "tiny_search"
@@ -122,7 +124,7 @@ def test_a_pruned_trial_is_a_pruned_record_with_its_step(tmp_path):
     study = optuna.create_study(direction="maximize", pruner=_AlwaysPrune())
     study.optimize(objective_function(search, "smoke", out=tmp_path / "runs", storage="memory", threads=1), n_trials=1)
     [trial] = study.trials
-    [record] = read_records(tmp_path / "runs" / "tiny_search")
+    [record] = records_in(tmp_path / "runs" / "tiny_search")
     assert trial.state.name == "PRUNED" and record["status"] == "pruned" and record["steps"] == 4
     assert record["error"].startswith("pruned at step 4") and trial.intermediate_values.keys() == {4}
 
@@ -303,7 +305,7 @@ def test_two_workers_share_one_search_through_postgresql(postgres, tmp_path, cap
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers)) and 10 <= len(trials) <= 11  # a worker may start one as the other ends
     assert all(t.state.is_finished() for t in trials) and any(t.state.name == "PRUNED" for t in trials)
-    records = {r["id"]: r for r in read_records(tmp_path / "runs" / "shared")}
+    records = {r["id"]: r for r in records_in(tmp_path / "runs" / "shared")}
     assert {t.user_attrs["record_id"] for t in trials} == set(records)
     assert {r["optuna"]["trial"] for r in records.values()} <= set(numbers)
     assert "storage postgresql+psycopg://bench@127.0.0.1" in capsys.readouterr().out
@@ -328,7 +330,10 @@ def test_a_worker_killed_mid_trial_is_failed_by_heartbeat_and_its_trial_retried(
     assert len(failed) == 1 and failed[0].number == 0
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    [retry] = [t for t in trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == 0]
+    from bench.search.storage import experimental_on_purpose
+
+    with experimental_on_purpose():
+        [retry] = [t for t in trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == 0]
     assert retry.state.name in ("COMPLETE", "PRUNED") and retry.params == failed[0].params
     resumed = json.loads(next((tmp_path / "runs" / "killed").glob("*.json")).read_text())
     assert resumed["resumed_from"] and resumed["resumed_from"][0] >= 4  # the retry continued the dead trial's run
@@ -443,7 +448,7 @@ def test_a_search_reads_its_data_from_a_pack_as_the_same_search_and_the_same_run
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     bench_main(["search", path, "--scale", "smoke", "--storage", storage, "--out", str(tmp_path / "runs"),
                 "--trials", "1", "--set", f"data.pack={tmp_path / 'pack'}"])
-    [record] = read_records(tmp_path / "runs" / "tiny_search")
+    [record] = records_in(tmp_path / "runs" / "tiny_search")
     assert record["config"]["data"]["pack"] == str(tmp_path / "pack") and record["status"] in ("ok", "pruned")
 
 

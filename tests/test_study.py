@@ -3,8 +3,7 @@
 
 import pytest
 
-from bench.study import load_study
-from bench.study_files import StudyError, available, is_search
+from bench.study import StudyError, available, is_search, load_study
 from tests.conftest import TWO_BY_TWO, _run, _study
 
 
@@ -40,6 +39,8 @@ def test_shipped_studies_load_and_expand():
     ('[axes]\n"model.hidden" = [128, 64]\n[labels]\n"model.hidden=32" = "narrow"\n',
      "labels.model.hidden=32 = 'narrow': names no variant of this study (variants: base, model.hidden=64)"),
     ('[axes]\n"model.hidden" = [128, 64]\n[labels]\nbase = 3\n', "labels.base = 3: expected the variant's display"),
+    ("", "nothing of its own (no axes, variants, preset or settings)"),
+    ('description = "only seeds"\nseeds = [4]\ndesign = "grid"\n', "nothing of its own"),
 ])
 def test_bad_study_files_fail_before_running_with_file_key_and_value(tmp_path, text, message):
     path = _study(tmp_path, text)
@@ -168,3 +169,25 @@ def test_a_new_scale_is_one_entry_in_the_scales_table(monkeypatch, tmp_path, cap
     assert "ablation_char_cnn (brief): 2 variants x 1 seeds" in capsys.readouterr().out
     bench_main(["list", "--out", str(tmp_path)])
     assert capsys.readouterr().out.splitlines()[0].split()[3:9] == ["done", "gpu", "smoke", "cpu", "brief", "axes"]
+
+
+def test_an_empty_study_is_refused_in_one_line_and_bench_list_names_it_and_one_without_description(
+        tmp_path, monkeypatch, capsys):
+    from bench.cli import main as bench_main
+
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "empty.toml").write_text("")
+    (tmp_path / "studies" / "undescribed.toml").write_text('[axes]\n"model.hidden" = [128, 64]\n')
+    monkeypatch.chdir(tmp_path)
+    bench_main(["list", "--out", str(tmp_path / "runs")])
+    listed = capsys.readouterr().out.splitlines()
+    [empty] = [line for line in listed if line.startswith("empty ")]
+    assert "cannot run: " in empty and "nothing of its own" in empty
+    after = listed[next(i for i, line in enumerate(listed) if line.startswith("undescribed ")) + 1]
+    assert "(no description: add description" in after
+    assert any(line.startswith("ablation_char_cnn ") for line in listed)  # one bad file hides no other
+    with pytest.raises(SystemExit) as exit_status:
+        bench_main(["run", "empty", "--scale", "smoke", "--out", str(tmp_path / "runs")])
+    said = capsys.readouterr()
+    assert exit_status.value.code == 2 and said.err.count("\n") == 1 and "empty.toml: nothing of its own" in said.err
+    assert not said.out and not (tmp_path / "runs").exists()

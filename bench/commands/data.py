@@ -10,6 +10,8 @@ from pathlib import Path
 from qanet.config import DataConfig, default_cache_dir
 from qanet.data.download import SOURCES, DownloadError, download
 
+COMMANDS = ("data",)  # what register() adds, for bench.cli
+
 
 def register(commands) -> None:
     data = commands.add_parser("data", help="prepare or download data sets")

@@ -13,12 +13,15 @@ from bench.records import RUNS, RecordError
 from bench.reporting.contents import COMPACT, CORRECTIONS, FULL, METHOD, TABLE_COLUMNS
 from bench.reporting.formats import FORMATS
 from bench.scales import SCALES
-from bench.study_files import StudyError, available, is_search
+from bench.study import StudyError, available, is_search
 
 if TYPE_CHECKING:  # for annotations only: bench.reporting loads pandas, the command imports it when it runs
     from bench.reporting.document import Report, ReportOptions
 
 REPORTS = Path("results") / "reports"
+
+
+COMMANDS = ("report",)  # what register() adds, for bench.cli
 
 
 def register(commands) -> None:

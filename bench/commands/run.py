@@ -12,6 +12,8 @@ from bench.records import RUNS
 from bench.scales import SCALES, scales_help
 from qanet.config import ConfigError
 
+COMMANDS = ("list", "run")  # what register() adds, for bench.cli
+
 
 def register(commands) -> None:
     listing = commands.add_parser("list", help="the study and search files in ./studies and the shipped ones, with "
@@ -51,24 +53,29 @@ def register(commands) -> None:
 
 def run_list(args: argparse.Namespace) -> None:
     from bench.records import study_records
-    from bench.study import load_study
-    from bench.study_files import available, is_search
+    from bench.study import StudyError, available, is_search, load_study
     from qanet.outcome import FINISHED
 
     # runs done at each scale ("done": at full scale, the study's own budget)
     headers = "".join(f" {'done' if scale == 'full' else scale:>5}" for scale in SCALES)
     print(f"{'study':20} {'variants':>8} {'runs':>5}{headers}  axes")
+    dashes = f" {'-':>8} {'-':>5}" + f" {'-':>5}" * len(SCALES)
     for name in available():
         if is_search(name):
-            dashes = f" {'-':>5}" * len(SCALES)
-            print(f"{name:20} {'-':>8} {'-':>5}{dashes}  a search: python -m bench search {name}")
+            print(f"{name:20}{dashes}  a search: python -m bench search {name}")
             continue
-        study = load_study(name)
-        done = Counter(record["scale"] for record in study_records(name, args.out) if record["status"] in FINISHED)
+        try:
+            study = load_study(name)
+        except StudyError as error:  # one file that cannot run hides no other
+            print(f"{name:20}{dashes}  cannot run: {error}")
+            continue
+        done = Counter(record.spec.scale for record in study_records(name, args.out)
+                       if record.result.status in FINISHED)
         runs = len(study.variants()) * len(study.seeds)
         counts = "".join(f" {done[scale]:5}" for scale in SCALES)
         print(f"{name:20} {len(study.variants()):8} {runs:5}{counts}  {', '.join(study.axes) or '-'}")
-        print(f"{'':20} {study.description}")
+        described = study.description or f"(no description: add description = \"...\" to {study.path})"
+        print(f"{'':20} {described}")
 
 
 def run_study(args: argparse.Namespace) -> None:
@@ -115,7 +122,11 @@ def run_study(args: argparse.Namespace) -> None:
             raise
         print(f"note: no summary table ({advice}); the records are written")
     print(outcome_line(executed))
-    if any(_status(record) == "failed" for record in executed):
+    failed = [record for record in executed if _status(record) == "failed"]
+    for record in failed:  # what ended each (a traceback's last line), where a user looks for errors
+        ended_by = (record.result.error or "an error").splitlines()[-1]
+        print(f"error: {record.spec.variant} seed {record.spec.seed}: {ended_by}", file=sys.stderr)
+    if failed:
         sys.exit(1)
 
 
@@ -142,33 +153,46 @@ def _connect(args: argparse.Namespace):
     return Client(args.scheduler)
 
 
-def _status(record) -> str | None:
-    """A record's status; None for a run another process is training (bench.runner.Locked)."""
+def _locked(record) -> bool:
+    """A run another process is training (bench.runner.Locked): this process left it alone."""
     from bench.runner import Locked
 
-    return None if isinstance(record, Locked) else record.result.status
+    return isinstance(record, Locked)
+
+
+def _status(record) -> str | None:
+    """How a run ended in this process; None for one another process is training or finished while this one
+    waited to start it."""
+    return None if _locked(record) or record.done_elsewhere else record.result.status
 
 
 def _said(record) -> str:
     """The line `bench run` prints as a run ends (above it, why it started again, if it did)."""
     spec = record.spec
-    if _status(record) is None:
+    if _locked(record):
         return f"{spec.variant} seed {spec.seed}: left alone, {record.reason}"
     metrics, restarted = record.result.metrics, f"  {spec.id}: {record.restarted}\n" if record.restarted else ""
     scores = f", EM {metrics['exact']:.2f} F1 {metrics['f1']:.2f}" if "exact" in metrics else ""
+    if record.done_elsewhere:
+        return f"{spec.variant} seed {spec.seed}: done by another process meanwhile ({record.result.status}{scores})"
     return f"{restarted}{spec.variant} seed {spec.seed}: {record.result.status}{scores}, {record.wall_seconds:.0f} s"
 
 
 def outcome_line(records: list) -> str:
     """The last line of `bench run`: how the runs it executed ended (a failure is an exception, see its record);
-    `records` are what bench.runner.run_parallel yields."""
+    `records` are what bench.runner.run_parallel yields. Runs another process trains or finished are counted
+    apart."""
     from qanet.outcome import STATUSES
 
-    locked = sum(_status(record) is None for record in records)
-    elsewhere = f"; {locked} left to another process that is training them" if locked else ""
+    locked = sum(_locked(record) for record in records)
+    done_elsewhere = sum(not _locked(record) and record.done_elsewhere for record in records)
+    elsewhere = (f"; {done_elsewhere} done by another process meanwhile" if done_elsewhere else "") + (
+        f"; {locked} left to another process that is training them" if locked else "")
     statuses = [_status(record) for record in records if _status(record) is not None]
+    if not records:
+        return "nothing was run: every run already has a record that says it finished"
     if not statuses:
-        return "nothing was run: every run already has a record that says it finished" + elsewhere
+        return "nothing was run here" + elsewhere
     counts = Counter(statuses)
     listed = ", ".join(f"{status} {counts[status]}" for status in STATUSES if counts[status])
     if counts["failed"]:

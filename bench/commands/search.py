@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from bench.search.trials import SearchSummary, WorkerJob
 
 
+COMMANDS = ("search", "study")  # what register() adds (an alias too), for bench.cli
+
+
 def register(commands) -> None:
     search = commands.add_parser(
         "search", aliases=["study"], help="an Optuna search (a file with kind = \"optuna\"): trials with pruning",

@@ -9,11 +9,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.records import TRAINED
 from qanet.config import PRESETS, RENAMED_PRESETS, build_config
 
 if TYPE_CHECKING:
     from bench.spec import RunSpec
     from qanet.hooks import Hooks
+
+
+COMMANDS = ("train", "predict")  # what register() adds, for bench.cli
 
 
 def register(commands) -> None:
@@ -28,7 +32,7 @@ def register(commands) -> None:
                             "the synthetic data, 1,200 steps ('smoke' is its old name) (default: %(default)s)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a setting, e.g. --set model.hidden=100 --set train.steps=500 (repeatable)")
-    train.add_argument("--out", type=Path, default=Path("results") / "train",
+    train.add_argument("--out", type=Path, default=TRAINED,
                        help="where the record and checkpoint go (default: results/train)")
     train.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start again")
     train.set_defaults(handler=run_train)
@@ -37,7 +41,9 @@ def register(commands) -> None:
         "predict", help="answer questions about a paragraph with a trained checkpoint",
         description="Answer questions about a paragraph given on the command line or in a file.",
     )
-    predict.add_argument("checkpoint", type=Path, help="a checkpoint.pt written by `bench train`")
+    predict.add_argument("run", metavar="RUN",
+                         help="the run to answer with: its checkpoint.pt, its record (ID.json) or its id (looked up in "
+                              "results/runs and results/train), as `bench train` and `bench run` print them")
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--context", help="the paragraph")
     source.add_argument("--context-file", type=Path, help="a text file holding the paragraph")
@@ -70,13 +76,18 @@ def run_train(args: argparse.Namespace) -> None:
           f"{result.train_examples_per_s:.1f} train examples/s, peak memory {result.peak_memory_mb:.0f} MiB, "
           f"{result.parameters:,} parameters")
     print(f"record: {record.spec.record_path}")
+    if Path(record.checkpoint).is_file():
+        print(f"checkpoint: {record.checkpoint} (python -m bench predict {record.spec.record_path} --context ... "
+              f"-q ...)")
     if result.status != "ok":
         sys.exit(f"{result.status}: {result.error}")
 
 
 def run_predict(args: argparse.Namespace) -> None:
+    from bench.records import checkpoint_of
     from qanet.predict import answer_questions
 
+    checkpoint = checkpoint_of(args.run)
     context = args.context if args.context is not None else args.context_file.read_text(encoding="utf-8")
-    for question, answer in zip(args.question, answer_questions(args.checkpoint, context, args.question), strict=True):
+    for question, answer in zip(args.question, answer_questions(checkpoint, context, args.question), strict=True):
         print(f"Q: {question}\nA: {answer}")

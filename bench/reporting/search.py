@@ -5,7 +5,6 @@ the dev set."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +13,13 @@ from bench.records import RecordError, records_frame
 from bench.reporting import plots
 from bench.scales import SCALES
 from bench.search.definition import Search
-from bench.search.storage import nothing_stored, open_storage_to_read, optuna_name, without_password
+from bench.search.storage import (
+    experimental_on_purpose,
+    nothing_stored,
+    open_storage_to_read,
+    optuna_name,
+    without_password,
+)
 
 
 def report_search(search: Search, url: str, asked_scale: str | None, *, records_root: Path,
@@ -84,8 +89,7 @@ def write_search_report(search: Search, scale: str, optuna_study, *, records_roo
     trials = optuna_study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     target = search.metric_name
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_on_purpose():  # Optuna's plots
         drawings = {}
         if complete:
             drawings["history"] = lambda: optuna_plots.plot_optimization_history(optuna_study, target_name=target)

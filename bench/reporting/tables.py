@@ -31,8 +31,7 @@ from bench.reporting.statistics import (
     p_text,
     typeset,
 )
-from bench.study import Study
-from bench.study_files import StudyError, value_text
+from bench.study import Study, StudyError, value_text
 from qanet.config import get_value
 from qanet.outcome import RECORDED
 

@@ -13,8 +13,7 @@ import pandas as pd
 
 from bench.records import study_records
 from bench.spec import NOT_IN_ID
-from bench.study import Study
-from bench.study_files import DATA_LOCATIONS, value_text
+from bench.study import DATA_LOCATIONS, Study, value_text
 from qanet.config import RunConfig
 
 # where the data was read from and where a run executed: they differ between machines running the same study
@@ -28,17 +27,17 @@ def settings(config: RunConfig) -> dict[str, Any]:
 
 def overrides(study: Study, scale: str, records: Path) -> dict[str, dict[str, Any]]:
     """Record id -> the settings its run had that the study file does not give it at `scale`."""
-    made_at_scale = [record for record in study_records(study.name, records) if record["scale"] == scale]
+    made_at_scale = [record.spec for record in study_records(study.name, records) if record.spec.scale == scale]
     planned = {(run.variant, run.seed): settings(run.config)
-               for run in study.runs(scale, seeds=sorted({record["seed"] for record in made_at_scale}))}
+               for run in study.runs(scale, seeds=sorted({made.seed for made in made_at_scale}))}
     found = {}
-    for record in made_at_scale:
-        if (record["variant"], record["seed"]) not in planned:
+    for run in made_at_scale:
+        if (run.variant, run.seed) not in planned:
             continue
-        made = settings(RunConfig.from_dict(record["config"]))
-        plan = planned[(record["variant"], record["seed"])]
-        found[record["id"]] = {key: value for key, value in made.items()
-                               if key not in _NOT_COMPARED and plan.get(key) != value}
+        made = settings(run.config)
+        plan = planned[(run.variant, run.seed)]
+        found[run.id] = {key: value for key, value in made.items()
+                         if key not in _NOT_COMPARED and plan.get(key) != value}
     return found
 
 

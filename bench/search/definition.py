@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.scales import SCALES, run_config
+from bench.scales import SCALES
 from bench.spec import NOT_IN_ID
-from bench.study_files import DATA_LOCATIONS, NOT_A_SETTING, StudyError, check_keys, read_study_file
+from bench.study import DATA_LOCATIONS, NOT_A_SETTING, StudyError, check_keys, read_study_file, run_config
 from qanet.config import ConfigError, RunConfig, apply_overrides
 from qanet.data.batching import HOLDOUT_SEED
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from bench.search.definition import Search, load_search
 from bench.search.storage import existing_optuna_study, optuna_name, refuse_a_changed_search, storage_url
-from bench.study_files import StudyError
+from bench.study import StudyError
 from qanet.config import config_value
 
 

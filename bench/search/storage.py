@@ -5,13 +5,25 @@ scale, and the refusal to continue a stored search whose definition changed."""
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.search.definition import Search
-from bench.study_files import StudyError
+from bench.study import StudyError
 
 OPTUNA = Path("results") / "optuna"  # the default storage's folder: one SQLite file per search
 DEFINITION = "definition_sha256"  # the Optuna study's user attribute: Search.definition_hash of its trials
+
+
+@contextmanager
+def experimental_on_purpose():
+    """Optuna's experimental features used here by choice (heartbeats, failing a dead worker's trials, metric
+    names): their ExperimentalWarning is nothing a user can act on, so it is not shown; any other warning is."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 def without_password(url: str) -> str:
@@ -40,7 +52,6 @@ def open_storage(url: str, heartbeat: int):
     """The Optuna study's storage, for trials to be written to it (tables and SQLite file made where absent); a
     trial whose worker fell silent is failed and run again once, with the same settings (so its run resumes from
     its checkpoint)."""
-    import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     sqlite_file = _sqlite_file(url)
@@ -48,8 +59,7 @@ def open_storage(url: str, heartbeat: int):
         sqlite_file.parent.mkdir(parents=True, exist_ok=True)
     # SQLite with several workers: wait for a busy database rather than fail after 5 s
     engine = {"connect_args": {"timeout": 60}} if sqlite_file is not None else None
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and used here on purpose
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_on_purpose():  # heartbeats
         try:
             return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(

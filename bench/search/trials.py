@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from bench.search.definition import Search, load_search
 from bench.search.storage import (
     DEFINITION,
+    experimental_on_purpose,
     open_storage,
     optuna_name,
     refuse_a_changed_search,
@@ -124,7 +124,8 @@ def work(job: WorkerJob, say_trial: Callable[[optuna.Study, FrozenTrial], None])
     search = load_search(job.search_file, job.overrides)
     storage = open_storage(job.storage, job.heartbeat)
     name = optuna_name(search, job.scale)
-    optuna.storages.fail_stale_trials(optuna.load_study(study_name=name, storage=storage))  # dead workers' trials
+    with experimental_on_purpose():  # dead workers' trials
+        optuna.storages.fail_stale_trials(optuna.load_study(study_name=name, storage=storage))
     # the sampler's seed: the search's for a fresh single-worker search (reproducible), moved on by the trials
     # already there and by the worker's number, so that no two workers, and no resumed search, draw the same
     # first settings (the same settings are the same run id: one would wait on the other's lock)
@@ -160,8 +161,7 @@ def run_trials(search_file: str, overrides: list[tuple[str, Any]], *, scale: str
                                        direction="maximize", load_if_exists=True)
     refuse_a_changed_search(optuna_study, search, scale, url)
     optuna_study.set_user_attr(DEFINITION, search.definition_hash(scale))
-    with warnings.catch_warnings():  # "experimental" in Optuna 5; the dashboard names the objective by it
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_on_purpose():  # the dashboard names the objective by it
         optuna_study.set_metric_names([search.metric_name])
     job = WorkerJob(search_file=search_file, overrides=tuple(search.overrides), scale=scale, storage=url,
                     trials=trials, out=out, threads=run_threads(jobs, None, "loky"), heartbeat=heartbeat,
