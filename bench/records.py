@@ -212,8 +212,9 @@ _said_unreadable: set[Path] = set()
 
 
 def _unreadable(path: Path, why: str) -> None:
-    if Path(path).resolve() not in _said_unreadable:  # the runner names it absolute, the readers as globbed
-        _said_unreadable.add(Path(path).resolve())
+    said_as = Path(path).resolve()  # the runner names it absolute, the readers as globbed
+    if said_as not in _said_unreadable:
+        _said_unreadable.add(said_as)
         print(f"warning: {path}: not a readable run record, {why}; left out (`bench run` redoes its run)",
               file=sys.stderr)
     return None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
-from qanet.config import FINGERPRINTED, RunConfig
+from qanet.config import FINGERPRINTED, RunConfig, nested
 
 # Placement, compilation and logging are recorded, not hashed: the same run on another GPU, thread count,
 # attention kernel or compiled path, or with a TensorBoard log, has the same id (the execution context tells
@@ -101,19 +101,14 @@ _EARLIER_SCHEMES_KNEW = frozenset((
 def _as_earlier_schemes_knew(config: RunConfig) -> dict | None:
     """The configuration as a nested dict of the settings the earlier schemes knew; None where a later setting is
     set away from its default."""
-    values: dict = {}
+    known = []
     for section in ("data", "model", "train"):
         for key, value, default in _leaves(getattr(config, section), f"{section}."):
-            if key not in _EARLIER_SCHEMES_KNEW:
-                if value != default:
-                    return None
-                continue
-            *path, name = key.split(".")
-            node = values
-            for part in path:
-                node = node.setdefault(part, {})
-            node[name] = value
-    return values
+            if key in _EARLIER_SCHEMES_KNEW:
+                known.append((key, value))
+            elif value != default:
+                return None
+    return nested(known)
 
 
 def _scheme_2_identity(values: dict) -> dict:

@@ -363,6 +363,19 @@ class RunConfig:
         return apply_overrides(cls(), list(_flatten(values)))
 
 
+def nested(pairs) -> dict:
+    """(dotted key, value) pairs as nested dicts, `_flatten`'s inverse: ("data.synthetic.seed", 3) ->
+    {"data": {"synthetic": {"seed": 3}}}; a later pair wins."""
+    values: dict = {}
+    for key, value in pairs:
+        *path, name = key.split(".")
+        node = values
+        for part in path:
+            node = node.setdefault(part, {})
+        node[name] = value
+    return values
+
+
 def _flatten(values: dict, prefix: str = ""):
     for key, value in values.items():
         if isinstance(value, dict):
@@ -462,12 +475,4 @@ def parse_overrides(items: list[str]) -> list[tuple[str, CommandLineText]]:
 def apply_overrides(config: RunConfig, pairs: list[tuple[str, Any]]) -> RunConfig:
     """The configuration with each (dotted key, value) set, later ones winning; each section is made again once,
     however many of its settings change."""
-    changes: dict[str, Any] = {}
-    for key, value in pairs:
-        _, _, kind = _field(config, key)
-        *path, name = key.split(".")
-        node = changes
-        for part in path:
-            node = node.setdefault(part, {})
-        node[name] = coerce(key, value, kind)
-    return _with_changes(config, changes)
+    return _with_changes(config, nested((key, coerce(key, value, _field(config, key)[2])) for key, value in pairs))

@@ -18,7 +18,8 @@ DEFINITION = "definition_sha256"  # the Optuna study's user attribute: Search.de
 @contextmanager
 def experimental_on_purpose():
     """Optuna's experimental features used here by choice (heartbeats, failing a dead worker's trials, metric
-    names): their ExperimentalWarning is nothing a user can act on, so it is not shown; any other warning is."""
+    names, the search report's plots): their ExperimentalWarning is nothing a user can act on, so it is not
+    shown; any other warning is."""
     import optuna
 
     with warnings.catch_warnings():
